@@ -1,0 +1,45 @@
+//! One bootstrap filter pass of lv11 with 1000 particles, serial and rayon.
+use criterion::{Criterion, criterion_group, criterion_main};
+use pcmc_core::prelude::*;
+use pcmc_core::serial;
+use pcmc_core::workloads::lv11;
+use pcmc_rayon::rayon_executor;
+use std::hint::black_box;
+
+fn filter(cr: &mut Criterion) {
+    let problem = lv11(1000, 2018);
+    let theta = [1.0, 0.005, 0.6];
+    let mut g = cr.benchmark_group("filter/lv11-1000");
+    g.sample_size(10);
+    let mut it = 0u64;
+    let mut exec = serial();
+    g.bench_function("serial", |b| {
+        b.iter(|| {
+            it += 1;
+            let key = FilterKey {
+                seed: 1,
+                chain: 0,
+                iteration: it % 8,
+            };
+            black_box(exec.log_likelihood(&problem, &theta, key).unwrap().loglik)
+        })
+    });
+    for threads in [1, 2] {
+        let mut exec = rayon_executor(threads).unwrap();
+        g.bench_function(format!("rayon-{threads}"), |b| {
+            b.iter(|| {
+                it += 1;
+                let key = FilterKey {
+                    seed: 1,
+                    chain: 0,
+                    iteration: it % 8,
+                };
+                black_box(exec.log_likelihood(&problem, &theta, key).unwrap().loglik)
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, filter);
+criterion_main!(benches);

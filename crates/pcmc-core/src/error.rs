@@ -1,0 +1,44 @@
+//! The error type of `pcmc-core`.
+
+/// Everything that can go wrong when building a model, a filter problem or a
+/// PMMH configuration in `pcmc-core`.
+///
+/// Constructors validate their input and return this error; running a kernel,
+/// a filter or a PMMH step on validated input cannot fail except through an
+/// executor (which reports [`Error::Executor`]). Recoverable numerical events
+/// (particle collapse, the population cap, the event limit) are not errors:
+/// they give a log-likelihood of −∞ and are counted in the diagnostics.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A model (reaction network) is malformed.
+    #[error("invalid model: {0}")]
+    Model(String),
+    /// Observed data are malformed or inconsistent with the model.
+    #[error("invalid data: {0}")]
+    Data(String),
+    /// A filter, observation or prior setting is out of range.
+    #[error("invalid setting `{field}`: {reason}")]
+    Setting {
+        /// The setting's name, as in the job file.
+        field: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// An executor failed (thread pool, communication, task failure).
+    #[error("executor failure: {0}")]
+    Executor(String),
+}
+
+impl Error {
+    /// A [`Error::Setting`] for `field` with `reason`.
+    pub fn setting(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::Setting {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// `Result` with [`Error`] as its error type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

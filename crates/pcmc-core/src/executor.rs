@@ -1,0 +1,86 @@
+//! The executor seam: one trait, implemented by the serial executor here and
+//! by the rayon, MPI and dataflow executors in their own crates.
+
+use crate::error::Result;
+use crate::filter::{
+    BlockRunner, FilterKey, FilterOutput, FilterProblem, SerialRunner, Workspace, run_filter,
+};
+
+/// Computes particle-filter log-likelihood estimates.
+///
+/// Contract: for the same problem, θ and key, every implementation returns
+/// the same log-likelihood and ESS bit for bit, and the same SSA counters, as
+/// [`SerialExecutor`], whatever its number of workers.
+pub trait LikelihoodExecutor {
+    /// A short name (`serial`, `rayon`, `mpi`, `dataflow`).
+    fn name(&self) -> &str;
+    /// Number of workers (threads, ranks or partitions).
+    fn workers(&self) -> usize;
+    /// One filter pass at `theta` with the random streams of `key`.
+    ///
+    /// # Errors
+    /// Only for executor failures (a lost worker, a failed task); numerical
+    /// events give a −∞ estimate instead.
+    fn log_likelihood(
+        &mut self,
+        problem: &FilterProblem,
+        theta: &[f64],
+        key: FilterKey,
+    ) -> Result<FilterOutput>;
+}
+
+/// An executor that runs [`run_filter`] over a [`BlockRunner`], keeping its
+/// buffers between passes.
+#[derive(Debug)]
+pub struct BlockExecutor<R> {
+    name: &'static str,
+    runner: R,
+    workspace: Workspace,
+}
+
+impl<R: BlockRunner> BlockExecutor<R> {
+    /// An executor named `name` over `runner`.
+    pub fn new(name: &'static str, runner: R) -> Self {
+        BlockExecutor {
+            name,
+            runner,
+            workspace: Workspace::default(),
+        }
+    }
+
+    /// The runner.
+    pub fn runner(&self) -> &R {
+        &self.runner
+    }
+}
+
+impl<R: BlockRunner> LikelihoodExecutor for BlockExecutor<R> {
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn workers(&self) -> usize {
+        self.runner.workers()
+    }
+    fn log_likelihood(
+        &mut self,
+        problem: &FilterProblem,
+        theta: &[f64],
+        key: FilterKey,
+    ) -> Result<FilterOutput> {
+        Ok(run_filter(
+            &self.runner,
+            problem,
+            theta,
+            key,
+            &mut self.workspace,
+        ))
+    }
+}
+
+/// The reference executor: everything on the calling thread.
+pub type SerialExecutor = BlockExecutor<SerialRunner>;
+
+/// A new [`SerialExecutor`].
+pub fn serial() -> SerialExecutor {
+    BlockExecutor::new("serial", SerialRunner)
+}

@@ -1,0 +1,421 @@
+//! Mass-action reaction networks: the stochastic kinetic models pcmc infers.
+//!
+//! A [`Network`] has named species, named rate parameters and reactions. A
+//! reaction `j` has reactant and product stoichiometries and a rate parameter
+//! `θ_j`; its hazard in state `x` is the mass-action form with the
+//! combinatorial factor for repeated reactants (Gillespie, 1977):
+//!
+//! ```text
+//! h_j(x, θ) = θ_j · Π_s C(x_s, r_js)      (C = binomial coefficient)
+//! ```
+//!
+//! so `X → 2X` has hazard `θ·x`, `X + Y → 2Y` has `θ·x·y` and `2X → ∅` has
+//! `θ·x(x−1)/2`.
+//!
+//! Presets: [`Network::lotka_volterra`] (one prey, `k` predators) and
+//! [`Network::immigration_death`] (whose transition law is known exactly,
+//! used in tests).
+
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+
+/// A species and its stoichiometric coefficient on one side of a reaction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Term {
+    /// Species name.
+    pub species: String,
+    /// Stoichiometric coefficient (≥ 1).
+    pub count: u32,
+}
+
+/// A reaction as declared by a user, before validation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReactionSpec {
+    /// A name for messages and plots.
+    pub name: String,
+    /// Reactants (left-hand side); empty for a source reaction `∅ → …`.
+    pub reactants: Vec<Term>,
+    /// Products (right-hand side); empty for a sink `… → ∅`.
+    pub products: Vec<Term>,
+    /// The name of the rate parameter.
+    pub rate: String,
+}
+
+/// One validated reaction in index form.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reaction {
+    /// Name for messages.
+    pub name: String,
+    /// Index of the rate parameter in [`Network::parameters`].
+    pub rate: usize,
+    /// `(species index, order)` for each distinct reactant.
+    pub reactants: Vec<(usize, u32)>,
+    /// `(species index, net change)` for each species whose count changes.
+    pub change: Vec<(usize, i64)>,
+}
+
+/// A validated mass-action reaction network.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Network {
+    species: Vec<String>,
+    parameters: Vec<String>,
+    reactions: Vec<Reaction>,
+}
+
+fn check_name(kind: &str, name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Model(format!(
+            "{kind} name {name:?} must be 1–64 characters of letters, digits, '_', '-' or '.'"
+        )))
+    }
+}
+
+impl Network {
+    /// Builds and validates a network.
+    ///
+    /// `parameters` lists the rate parameter names in their order in θ; every
+    /// reaction's `rate` must be one of them, and every parameter must be used.
+    ///
+    /// # Errors
+    /// [`Error::Model`] for an empty network, duplicate or malformed names, an
+    /// unknown species or parameter, a zero stoichiometric coefficient, a
+    /// reaction with no net effect, or an unused parameter.
+    pub fn new(
+        species: Vec<String>,
+        parameters: Vec<String>,
+        reactions: &[ReactionSpec],
+    ) -> Result<Self> {
+        if species.is_empty() {
+            return Err(Error::Model("the network has no species".into()));
+        }
+        if reactions.is_empty() {
+            return Err(Error::Model("the network has no reactions".into()));
+        }
+        for (kind, list) in [("species", &species), ("parameter", &parameters)] {
+            for (i, name) in list.iter().enumerate() {
+                check_name(kind, name)?;
+                if list[..i].contains(name) {
+                    return Err(Error::Model(format!("{kind} {name:?} is declared twice")));
+                }
+            }
+        }
+        let find = |name: &str| species.iter().position(|s| s == name);
+        let mut out = Vec::with_capacity(reactions.len());
+        for spec in reactions {
+            let label = if spec.name.is_empty() {
+                format!("reaction {}", out.len() + 1)
+            } else {
+                format!("reaction {:?}", spec.name)
+            };
+            let rate = parameters
+                .iter()
+                .position(|p| *p == spec.rate)
+                .ok_or_else(|| {
+                    Error::Model(format!("{label}: unknown rate parameter {:?}", spec.rate))
+                })?;
+            let mut net = vec![0i64; species.len()];
+            let mut order = vec![0u32; species.len()];
+            for (side, terms, sign) in [
+                ("reactant", &spec.reactants, -1i64),
+                ("product", &spec.products, 1),
+            ] {
+                for t in terms {
+                    let s = find(&t.species).ok_or_else(|| {
+                        Error::Model(format!("{label}: unknown {side} species {:?}", t.species))
+                    })?;
+                    if t.count == 0 {
+                        return Err(Error::Model(format!(
+                            "{label}: {side} {:?} has stoichiometric coefficient 0",
+                            t.species
+                        )));
+                    }
+                    if t.count > 1000 {
+                        return Err(Error::Model(format!(
+                            "{label}: {side} {:?} has stoichiometric coefficient {} (at most 1000)",
+                            t.species, t.count
+                        )));
+                    }
+                    net[s] += sign * i64::from(t.count);
+                    if sign < 0 {
+                        order[s] += t.count;
+                    }
+                }
+            }
+            let change: Vec<(usize, i64)> = net
+                .iter()
+                .enumerate()
+                .filter(|(_, d)| **d != 0)
+                .map(|(s, d)| (s, *d))
+                .collect();
+            if change.is_empty() {
+                return Err(Error::Model(format!(
+                    "{label} has no net effect on any species"
+                )));
+            }
+            let reactants = order
+                .iter()
+                .enumerate()
+                .filter(|(_, o)| **o > 0)
+                .map(|(s, o)| (s, *o))
+                .collect();
+            out.push(Reaction {
+                name: if spec.name.is_empty() {
+                    format!("r{}", out.len() + 1)
+                } else {
+                    spec.name.clone()
+                },
+                rate,
+                reactants,
+                change,
+            });
+        }
+        for (i, p) in parameters.iter().enumerate() {
+            if !out.iter().any(|r| r.rate == i) {
+                return Err(Error::Model(format!(
+                    "parameter {p:?} is not the rate of any reaction"
+                )));
+            }
+        }
+        Ok(Network {
+            species,
+            parameters,
+            reactions: out,
+        })
+    }
+
+    /// Lotka–Volterra with one prey `prey` and `k` predators `pred1..predk`
+    /// (1 ≤ k ≤ 8):
+    ///
+    /// | reaction | hazard | parameter |
+    /// |---|---|---|
+    /// | prey → 2 prey | θ₀·x | `birth` |
+    /// | prey + pred*i* → 2 pred*i* | θ_i·x·y_i | `predation`*i* |
+    /// | pred*i* → ∅ | θ_{k+i}·y_i | `death`*i* |
+    ///
+    /// θ = (birth, predation1..k, death1..k), 2k+1 parameters, as in the 2018
+    /// Uppsala study (lv11: θ = (1, 0.005, 0.6)).
+    ///
+    /// # Errors
+    /// [`Error::Model`] if `k` is 0 or more than 8.
+    pub fn lotka_volterra(k: usize) -> Result<Self> {
+        if !(1..=8).contains(&k) {
+            return Err(Error::Model(format!(
+                "Lotka–Volterra needs 1 to 8 predators, got {k}"
+            )));
+        }
+        let term = |s: &str, c: u32| Term {
+            species: s.to_string(),
+            count: c,
+        };
+        let mut species = vec!["prey".to_string()];
+        let mut parameters = vec!["birth".to_string()];
+        let mut reactions = vec![ReactionSpec {
+            name: "birth".into(),
+            reactants: vec![term("prey", 1)],
+            products: vec![term("prey", 2)],
+            rate: "birth".into(),
+        }];
+        for i in 1..=k {
+            let y = format!("pred{i}");
+            species.push(y.clone());
+            parameters.push(format!("predation{i}"));
+            reactions.push(ReactionSpec {
+                name: format!("predation{i}"),
+                reactants: vec![term("prey", 1), term(&y, 1)],
+                products: vec![term(&y, 2)],
+                rate: format!("predation{i}"),
+            });
+        }
+        for i in 1..=k {
+            parameters.push(format!("death{i}"));
+            reactions.push(ReactionSpec {
+                name: format!("death{i}"),
+                reactants: vec![term(&format!("pred{i}"), 1)],
+                products: vec![],
+                rate: format!("death{i}"),
+            });
+        }
+        Network::new(species, parameters, &reactions)
+    }
+
+    /// Immigration–death: `∅ → X` at rate `lambda`, `X → ∅` at `mu·x`.
+    ///
+    /// From `X(0) = x0` the count at time t is Binomial(x0, e^{−μt}) plus an
+    /// independent Poisson(λ/μ·(1 − e^{−μt})), so from 0 it is Poisson; used
+    /// in exact-law tests.
+    pub fn immigration_death() -> Self {
+        Network::new(
+            vec!["X".into()],
+            vec!["lambda".into(), "mu".into()],
+            &[
+                ReactionSpec {
+                    name: "immigration".into(),
+                    reactants: vec![],
+                    products: vec![Term {
+                        species: "X".into(),
+                        count: 1,
+                    }],
+                    rate: "lambda".into(),
+                },
+                ReactionSpec {
+                    name: "death".into(),
+                    reactants: vec![Term {
+                        species: "X".into(),
+                        count: 1,
+                    }],
+                    products: vec![],
+                    rate: "mu".into(),
+                },
+            ],
+        )
+        .expect("the immigration–death preset is valid")
+    }
+
+    /// Species names, in state-vector order.
+    pub fn species(&self) -> &[String] {
+        &self.species
+    }
+
+    /// Parameter names, in θ order.
+    pub fn parameters(&self) -> &[String] {
+        &self.parameters
+    }
+
+    /// The reactions.
+    pub fn reactions(&self) -> &[Reaction] {
+        &self.reactions
+    }
+
+    /// Index of a species by name.
+    pub fn species_index(&self, name: &str) -> Option<usize> {
+        self.species.iter().position(|s| s == name)
+    }
+
+    /// Per-reaction rate constants for parameter vector `theta`.
+    ///
+    /// # Panics
+    /// If `theta` is shorter than the parameter list (a programming error).
+    pub fn rates(&self, theta: &[f64]) -> Vec<f64> {
+        self.reactions.iter().map(|r| theta[r.rate]).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str, c: u32) -> Term {
+        Term {
+            species: s.into(),
+            count: c,
+        }
+    }
+
+    #[test]
+    fn lv_presets() {
+        let n = Network::lotka_volterra(2).unwrap();
+        assert_eq!(n.species(), ["prey", "pred1", "pred2"]);
+        assert_eq!(
+            n.parameters(),
+            ["birth", "predation1", "predation2", "death1", "death2"]
+        );
+        assert_eq!(n.reactions()[1].change, vec![(0, -1), (1, 1)]);
+        assert_eq!(n.reactions()[1].reactants, vec![(0, 1), (1, 1)]);
+        assert!(Network::lotka_volterra(0).is_err());
+        assert!(Network::lotka_volterra(9).is_err());
+        assert!(Network::lotka_volterra(8).is_ok());
+    }
+
+    #[test]
+    fn validation_errors() {
+        let sp = || vec!["A".to_string(), "B".to_string()];
+        let r = |re: Vec<Term>, pr: Vec<Term>, rate: &str| ReactionSpec {
+            name: "r".into(),
+            reactants: re,
+            products: pr,
+            rate: rate.into(),
+        };
+        let cases = [
+            (
+                vec![],
+                vec!["k".to_string()],
+                vec![r(vec![], vec![t("A", 1)], "k")],
+                "no species",
+            ),
+            (sp(), vec!["k".into()], vec![], "no reactions"),
+            (
+                sp(),
+                vec!["k".into()],
+                vec![r(vec![t("C", 1)], vec![], "k")],
+                "unknown reactant",
+            ),
+            (
+                sp(),
+                vec!["k".into()],
+                vec![r(vec![t("A", 1)], vec![], "q")],
+                "unknown rate",
+            ),
+            (
+                sp(),
+                vec!["k".into()],
+                vec![r(vec![t("A", 0)], vec![], "k")],
+                "coefficient 0",
+            ),
+            (
+                sp(),
+                vec!["k".into()],
+                vec![r(vec![t("A", 1)], vec![t("A", 1)], "k")],
+                "no net effect",
+            ),
+            (
+                sp(),
+                vec!["k".into(), "q".into()],
+                vec![r(vec![t("A", 1)], vec![], "k")],
+                "not the rate",
+            ),
+            (
+                vec!["A".into(), "A".into()],
+                vec!["k".into()],
+                vec![r(vec![t("A", 1)], vec![], "k")],
+                "twice",
+            ),
+            (
+                vec!["A B".into()],
+                vec!["k".into()],
+                vec![r(vec![], vec![t("A B", 1)], "k")],
+                "must be",
+            ),
+        ];
+        for (species, params, reactions, needle) in cases {
+            let e = Network::new(species, params, &reactions).unwrap_err();
+            assert!(
+                e.to_string().contains(needle),
+                "{e} should mention {needle}"
+            );
+        }
+    }
+
+    #[test]
+    fn dimerisation_order() {
+        let n = Network::new(
+            vec!["A".into(), "B".into()],
+            vec!["k".into()],
+            &[ReactionSpec {
+                name: "dim".into(),
+                reactants: vec![t("A", 2)],
+                products: vec![t("B", 1)],
+                rate: "k".into(),
+            }],
+        )
+        .unwrap();
+        assert_eq!(n.reactions()[0].reactants, vec![(0, 2)]);
+        assert_eq!(n.reactions()[0].change, vec![(0, -2), (1, 1)]);
+    }
+}

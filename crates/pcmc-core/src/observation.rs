@@ -1,0 +1,364 @@
+//! Observed data, observation models and the initial-state prior.
+
+use crate::error::{Error, Result};
+use crate::model::Network;
+use rand::Rng;
+use rand_distr::{Distribution, Normal, Poisson};
+use serde::{Deserialize, Serialize};
+use statrs::function::factorial::ln_factorial;
+
+/// A time series of observations of some species of a network.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Data {
+    times: Vec<f64>,
+    observed: Vec<usize>,
+    names: Vec<String>,
+    values: Vec<f64>,
+}
+
+impl Data {
+    /// Builds a dataset: `times[i]` is the time of row `i`, `values[i]` its
+    /// observations of the species named in `observed`, in that order.
+    ///
+    /// # Errors
+    /// [`Error::Data`] if there are no rows or no observed species, a species
+    /// is unknown or repeated, times are not finite and strictly increasing,
+    /// a row has the wrong length, or a value is not finite.
+    pub fn new(
+        net: &Network,
+        times: Vec<f64>,
+        observed: &[String],
+        values: Vec<Vec<f64>>,
+    ) -> Result<Self> {
+        if times.is_empty() {
+            return Err(Error::Data("the data have no rows".into()));
+        }
+        if observed.is_empty() {
+            return Err(Error::Data("the data observe no species".into()));
+        }
+        let mut idx = Vec::with_capacity(observed.len());
+        for (i, name) in observed.iter().enumerate() {
+            let s = net.species_index(name).ok_or_else(|| {
+                Error::Data(format!(
+                    "column {name:?} is not a species of the model (species: {})",
+                    net.species().join(", ")
+                ))
+            })?;
+            if observed[..i].contains(name) {
+                return Err(Error::Data(format!("column {name:?} appears twice")));
+            }
+            idx.push(s);
+        }
+        if times.len() != values.len() {
+            return Err(Error::Data(format!(
+                "{} times but {} rows of values",
+                times.len(),
+                values.len()
+            )));
+        }
+        for (i, t) in times.iter().enumerate() {
+            if !t.is_finite() {
+                return Err(Error::Data(format!(
+                    "row {}: time {t} is not finite",
+                    i + 1
+                )));
+            }
+            if i > 0 && *t <= times[i - 1] {
+                return Err(Error::Data(format!(
+                    "row {}: time {t} is not after the previous time {}",
+                    i + 1,
+                    times[i - 1]
+                )));
+            }
+        }
+        let mut flat = Vec::with_capacity(values.len() * idx.len());
+        for (i, row) in values.iter().enumerate() {
+            if row.len() != idx.len() {
+                return Err(Error::Data(format!(
+                    "row {}: {} values for {} observed species",
+                    i + 1,
+                    row.len(),
+                    idx.len()
+                )));
+            }
+            for (v, name) in row.iter().zip(observed) {
+                if !v.is_finite() {
+                    return Err(Error::Data(format!(
+                        "row {}, column {name:?}: value {v} is not finite",
+                        i + 1
+                    )));
+                }
+            }
+            flat.extend_from_slice(row);
+        }
+        Ok(Data {
+            times,
+            observed: idx,
+            names: observed.to_vec(),
+            values: flat,
+        })
+    }
+
+    /// Observation times.
+    pub fn times(&self) -> &[f64] {
+        &self.times
+    }
+    /// Indices of the observed species in the network's state vector.
+    pub fn observed(&self) -> &[usize] {
+        &self.observed
+    }
+    /// Names of the observed species (the data's columns).
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+    /// The observations at row `i`, in [`Data::observed`] order.
+    pub fn row(&self, i: usize) -> &[f64] {
+        let m = self.observed.len();
+        &self.values[i * m..(i + 1) * m]
+    }
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.times.len()
+    }
+    /// Whether there are no rows (never true for a validated dataset).
+    pub fn is_empty(&self) -> bool {
+        self.times.is_empty()
+    }
+    /// Largest observed value of each observed species.
+    pub fn max_per_column(&self) -> Vec<f64> {
+        let m = self.observed.len();
+        (0..m)
+            .map(|c| {
+                (0..self.len())
+                    .map(|i| self.values[i * m + c])
+                    .fold(f64::MIN, f64::max)
+            })
+            .collect()
+    }
+}
+
+/// How observations arise from the hidden state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum ObservationModel {
+    /// `y_s ~ Normal(x_s, sd_s²)`, one sd per observed species.
+    Gaussian {
+        /// Standard deviation per observed species (all > 0).
+        sd: Vec<f64>,
+    },
+    /// `y_s ~ Poisson(x_s)`; the data must be non-negative integers.
+    Poisson,
+}
+
+const LN_SQRT_2PI: f64 = 0.918_938_533_204_672_8;
+
+impl ObservationModel {
+    /// Checks the model against a dataset.
+    ///
+    /// # Errors
+    /// [`Error::Setting`] for a wrong number of sds or a non-positive sd;
+    /// [`Error::Data`] for non-integer or negative data under Poisson noise.
+    pub fn validate(&self, data: &Data) -> Result<()> {
+        match self {
+            ObservationModel::Gaussian { sd } => {
+                if sd.len() != data.observed().len() {
+                    return Err(Error::setting(
+                        "observation.sd",
+                        format!(
+                            "{} sds for {} observed species",
+                            sd.len(),
+                            data.observed().len()
+                        ),
+                    ));
+                }
+                if let Some(s) = sd.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
+                    return Err(Error::setting(
+                        "observation.sd",
+                        format!("{s} is not a finite positive number"),
+                    ));
+                }
+            }
+            ObservationModel::Poisson => {
+                for i in 0..data.len() {
+                    for (v, name) in data.row(i).iter().zip(data.names()) {
+                        if *v < 0.0 || v.fract() != 0.0 || *v > 9.0e15 {
+                            return Err(Error::Data(format!(
+                                "row {}, column {name:?}: {v} is not a count (Poisson observations need non-negative integers)",
+                                i + 1
+                            )));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Log-density of observation row `y` given the observed counts `x`
+    /// (one per observed species, same order as `y`).
+    #[inline]
+    pub fn log_density(&self, y: &[f64], x: impl Iterator<Item = u64>) -> f64 {
+        let mut lp = 0.0;
+        match self {
+            ObservationModel::Gaussian { sd } => {
+                for ((yv, xv), s) in y.iter().zip(x).zip(sd) {
+                    let z = (yv - xv as f64) / s;
+                    lp += -0.5 * z * z - s.ln() - LN_SQRT_2PI;
+                }
+            }
+            ObservationModel::Poisson => {
+                for (yv, xv) in y.iter().zip(x) {
+                    lp += poisson_ln_pmf(*yv, xv as f64);
+                }
+            }
+        }
+        lp
+    }
+
+    /// Draws one observation row given the observed counts `x`.
+    pub fn sample<R: Rng + ?Sized>(&self, x: &[u64], rng: &mut R) -> Vec<f64> {
+        match self {
+            ObservationModel::Gaussian { sd } => x
+                .iter()
+                .zip(sd)
+                .map(|(xv, s)| {
+                    Normal::new(*xv as f64, *s)
+                        .expect("validated sd")
+                        .sample(rng)
+                })
+                .collect(),
+            ObservationModel::Poisson => x
+                .iter()
+                .map(|xv| poisson_draw(*xv as f64, rng) as f64)
+                .collect(),
+        }
+    }
+}
+
+/// `ln P(Y = y)` for `Y ~ Poisson(lambda)`; `y` a non-negative integer.
+pub fn poisson_ln_pmf(y: f64, lambda: f64) -> f64 {
+    if lambda <= 0.0 {
+        return if y == 0.0 { 0.0 } else { f64::NEG_INFINITY };
+    }
+    y * lambda.ln() - lambda - ln_factorial(y as u64)
+}
+
+/// One Poisson(`lambda`) draw as a count (0 when `lambda` is 0).
+pub fn poisson_draw<R: Rng + ?Sized>(lambda: f64, rng: &mut R) -> u64 {
+    if lambda <= 0.0 {
+        return 0;
+    }
+    Poisson::new(lambda)
+        .expect("finite positive mean")
+        .sample(rng) as u64
+}
+
+/// The initial-state prior: independent Poisson counts per species.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InitialPrior {
+    means: Vec<f64>,
+}
+
+impl InitialPrior {
+    /// Poisson means per species, in state-vector order (0 gives a fixed 0).
+    ///
+    /// # Errors
+    /// [`Error::Setting`] for a wrong length or a mean that is negative, not
+    /// finite, or above 10^12.
+    pub fn new(net: &Network, means: Vec<f64>) -> Result<Self> {
+        if means.len() != net.species().len() {
+            return Err(Error::setting(
+                "initial.means",
+                format!("{} means for {} species", means.len(), net.species().len()),
+            ));
+        }
+        if let Some(m) = means
+            .iter()
+            .find(|m| !(m.is_finite() && **m >= 0.0 && **m <= 1e12))
+        {
+            return Err(Error::setting(
+                "initial.means",
+                format!("{m} is not a mean in [0, 1e12]"),
+            ));
+        }
+        Ok(InitialPrior { means })
+    }
+
+    /// The Poisson means.
+    pub fn means(&self) -> &[f64] {
+        &self.means
+    }
+
+    /// Draws one initial state into `x` through `set(species, count)`.
+    pub fn sample_into<R: Rng + ?Sized>(&self, rng: &mut R, mut set: impl FnMut(usize, u64)) {
+        for (s, m) in self.means.iter().enumerate() {
+            set(s, poisson_draw(*m, rng));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gaussian_density() {
+        let m = ObservationModel::Gaussian { sd: vec![2.0] };
+        let lp = m.log_density(&[3.0], [1u64].into_iter());
+        let expect = -0.5 - 2f64.ln() - 0.5 * (2.0 * std::f64::consts::PI).ln();
+        assert!((lp - expect).abs() < 1e-14);
+    }
+
+    #[test]
+    fn poisson_density() {
+        assert_eq!(poisson_ln_pmf(0.0, 0.0), 0.0);
+        assert_eq!(poisson_ln_pmf(1.0, 0.0), f64::NEG_INFINITY);
+        let expect = 3.0 * 2f64.ln() - 2.0 - 6f64.ln();
+        assert!((poisson_ln_pmf(3.0, 2.0) - expect).abs() < 1e-14);
+    }
+
+    #[test]
+    fn data_validation() {
+        let net = Network::lotka_volterra(1).unwrap();
+        let prey = vec!["prey".to_string()];
+        assert!(Data::new(&net, vec![0.0, 1.0], &prey, vec![vec![1.0], vec![2.0]]).is_ok());
+        for (times, cols, vals, needle) in [
+            (vec![], prey.clone(), vec![], "no rows"),
+            (
+                vec![0.0, 0.0],
+                prey.clone(),
+                vec![vec![1.0], vec![1.0]],
+                "not after",
+            ),
+            (
+                vec![0.0],
+                vec!["wolf".to_string()],
+                vec![vec![1.0]],
+                "not a species",
+            ),
+            (vec![0.0], prey.clone(), vec![vec![f64::NAN]], "not finite"),
+            (vec![0.0], prey.clone(), vec![vec![1.0, 2.0]], "2 values"),
+            (
+                vec![f64::INFINITY],
+                prey.clone(),
+                vec![vec![1.0]],
+                "not finite",
+            ),
+        ] {
+            let e = Data::new(&net, times, &cols, vals).unwrap_err().to_string();
+            assert!(e.contains(needle), "{e}");
+        }
+        let d = Data::new(&net, vec![0.0], &prey, vec![vec![1.5]]).unwrap();
+        assert!(ObservationModel::Poisson.validate(&d).is_err());
+        assert!(
+            ObservationModel::Gaussian { sd: vec![0.0] }
+                .validate(&d)
+                .is_err()
+        );
+        assert!(
+            ObservationModel::Gaussian { sd: vec![1.0, 1.0] }
+                .validate(&d)
+                .is_err()
+        );
+    }
+}

@@ -1,0 +1,492 @@
+//! Particle marginal Metropolis–Hastings (Andrieu, Doucet & Holenstein, 2010,
+//! "Particle Markov chain Monte Carlo methods", JRSS B 72(3)).
+//!
+//! The proposal is a Gaussian random walk on log θ for the free (non-fixed)
+//! parameters: `θ' = θ·exp(ε)`, `ε ~ N(0, Σ)`. The acceptance ratio is
+//!
+//! ```text
+//! log α = ℓ̂(θ') − ℓ̂(θ) + log p(θ') − log p(θ) + Σ_free (log θ'_i − log θ_i)
+//! ```
+//!
+//! where the last term is the Jacobian of the log transform. `Σ` is fixed, or
+//! adapted during burn-in only (Haario, Saksman & Tamminen, 2001:
+//! `Σ = 2.38²/d · (Cov(log θ) + 10⁻⁸ I)`), and frozen afterwards so that the
+//! kept chain is a valid Markov chain.
+//!
+//! Each iteration's draws are keyed: the proposal by
+//! `(seed, chain, iteration, Proposal)`, the accept uniform by
+//! `(seed, chain, iteration, Accept)`, the filter by `(seed, chain, iteration)`.
+//! A chain is therefore a pure function of the job and seed.
+//!
+//! A proposal outside the prior's support is rejected without running the
+//! filter; a proposal whose estimate is −∞ is rejected. If the current state's
+//! estimate is −∞ (only possible at a poor starting point), any proposal with a
+//! finite estimate is accepted.
+
+use crate::error::{Error, Result};
+use crate::executor::LikelihoodExecutor;
+use crate::filter::{FilterKey, FilterOutput, FilterProblem};
+use crate::prior::Prior;
+use crate::rng::{Purpose, uniform_open0};
+use crate::ssa::SsaCounters;
+use rand::RngExt;
+use rand_distr::StandardNormal;
+use serde::{Deserialize, Serialize};
+
+/// The proposal covariance on the log scale of the free parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ProposalCovariance {
+    /// Independent increments with these standard deviations.
+    Diagonal(Vec<f64>),
+    /// A full covariance matrix (rows), symmetric positive definite.
+    Full(Vec<Vec<f64>>),
+}
+
+/// Adaptation of the proposal during burn-in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdaptConfig {
+    /// First iteration at which the covariance is re-estimated.
+    pub start: u64,
+    /// Re-estimate every this many iterations (until the end of burn-in).
+    pub every: u64,
+}
+
+/// PMMH settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PmmhConfig {
+    /// Run seed.
+    pub seed: u64,
+    /// Number of independent chains.
+    pub chains: usize,
+    /// Burn-in iterations (not kept; adaptation happens here).
+    pub burn_in: u64,
+    /// Iterations after burn-in.
+    pub iterations: u64,
+    /// Keep every `thin`-th iteration after burn-in.
+    pub thin: u64,
+    /// Starting θ (all parameters, fixed ones at their value).
+    pub init: Vec<f64>,
+    /// Initial proposal covariance over the free parameters.
+    pub proposal: ProposalCovariance,
+    /// Burn-in adaptation, if any.
+    pub adapt: Option<AdaptConfig>,
+}
+
+/// Everything about one chain that its continuation needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChainState {
+    /// Chain index.
+    pub chain: u64,
+    /// The last completed iteration (0: the initial evaluation).
+    pub iteration: u64,
+    /// Current θ.
+    pub theta: Vec<f64>,
+    /// Current log-likelihood estimate.
+    pub loglik: f64,
+    /// Current log prior density.
+    pub log_prior: f64,
+    /// Proposals made.
+    pub proposed: u64,
+    /// Proposals accepted.
+    pub accepted: u64,
+    /// Proposals accepted after burn-in.
+    pub accepted_after_burn_in: u64,
+    /// Proposals rejected because they left the prior's support.
+    pub outside_prior: u64,
+    /// Filter passes whose estimate was −∞.
+    pub collapses: u64,
+    /// SSA counters summed over all filter passes.
+    pub counters: SsaCounters,
+    /// Lower Cholesky factor of Σ, row-major d×d.
+    pub chol: Vec<f64>,
+    /// Adaptation: number of states averaged.
+    pub adapt_n: u64,
+    /// Adaptation: running mean of log θ (free).
+    pub adapt_mean: Vec<f64>,
+    /// Adaptation: running co-moment matrix of log θ (free), row-major.
+    pub adapt_m2: Vec<f64>,
+}
+
+/// What one iteration of one chain did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IterationRecord {
+    /// Chain index.
+    pub chain: u64,
+    /// Iteration (0: the initial evaluation).
+    pub iteration: u64,
+    /// θ after the iteration.
+    pub theta: Vec<f64>,
+    /// Log-likelihood estimate after the iteration.
+    pub loglik: f64,
+    /// Whether the proposal was accepted (true for iteration 0).
+    pub accepted: bool,
+    /// Whether the iteration is kept (after burn-in, on the thinning grid).
+    pub kept: bool,
+    /// The proposal's filter pass, if one ran.
+    pub filter: Option<FilterOutput>,
+}
+
+/// A PMMH sampler: a filtering problem, priors and settings.
+#[derive(Debug, Clone)]
+pub struct Pmmh {
+    problem: FilterProblem,
+    priors: Vec<Prior>,
+    config: PmmhConfig,
+    free: Vec<usize>,
+    chol0: Vec<f64>,
+}
+
+/// Lower Cholesky factor of a symmetric positive-definite d×d matrix (row-major).
+pub fn cholesky(a: &[f64], d: usize) -> Option<Vec<f64>> {
+    let mut l = vec![0.0; d * d];
+    for i in 0..d {
+        for j in 0..=i {
+            let mut s = a[i * d + j];
+            for k in 0..j {
+                s -= l[i * d + k] * l[j * d + k];
+            }
+            if i == j {
+                if !(s > 0.0) || !s.is_finite() {
+                    return None;
+                }
+                l[i * d + i] = s.sqrt();
+            } else {
+                l[i * d + j] = s / l[j * d + j];
+            }
+        }
+    }
+    Some(l)
+}
+
+impl Pmmh {
+    /// Validates and assembles a sampler.
+    ///
+    /// # Errors
+    /// [`Error::Setting`] for a prior list of the wrong length, invalid
+    /// priors, no free parameter, a starting point outside the prior's
+    /// support, zero chains or thinning, or an invalid proposal covariance.
+    pub fn new(problem: FilterProblem, priors: Vec<Prior>, config: PmmhConfig) -> Result<Self> {
+        let names = problem.network().parameters();
+        if priors.len() != names.len() {
+            return Err(Error::setting(
+                "priors",
+                format!("{} priors for {} parameters", priors.len(), names.len()),
+            ));
+        }
+        for (p, name) in priors.iter().zip(names) {
+            p.validate(name)?;
+        }
+        let free: Vec<usize> = (0..priors.len())
+            .filter(|i| !priors[*i].is_fixed())
+            .collect();
+        if free.is_empty() {
+            return Err(Error::setting(
+                "priors",
+                "every parameter is fixed: nothing to infer",
+            ));
+        }
+        if config.chains == 0 || config.chains > 1024 {
+            return Err(Error::setting("mcmc.chains", "must be in 1..=1024"));
+        }
+        if config.thin == 0 {
+            return Err(Error::setting("mcmc.thin", "must be at least 1"));
+        }
+        if config.init.len() != names.len() {
+            return Err(Error::setting(
+                "mcmc.init",
+                format!(
+                    "{} values for {} parameters",
+                    config.init.len(),
+                    names.len()
+                ),
+            ));
+        }
+        for ((x, p), name) in config.init.iter().zip(&priors).zip(names) {
+            if p.log_density(*x) == f64::NEG_INFINITY {
+                return Err(Error::setting(
+                    "mcmc.init",
+                    format!("{name} = {x} is outside the support of its prior"),
+                ));
+            }
+        }
+        if let Some(a) = config.adapt
+            && a.every == 0
+        {
+            return Err(Error::setting("mcmc.adapt_every", "must be at least 1"));
+        }
+        let d = free.len();
+        let chol0 = match &config.proposal {
+            ProposalCovariance::Diagonal(sd) => {
+                if sd.len() != d {
+                    return Err(Error::setting(
+                        "mcmc.proposal_sd",
+                        format!("{} values for {d} free parameters", sd.len()),
+                    ));
+                }
+                if let Some(s) = sd.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
+                    return Err(Error::setting(
+                        "mcmc.proposal_sd",
+                        format!("{s} is not a finite positive number"),
+                    ));
+                }
+                let mut l = vec![0.0; d * d];
+                for (i, s) in sd.iter().enumerate() {
+                    l[i * d + i] = *s;
+                }
+                l
+            }
+            ProposalCovariance::Full(rows) => {
+                if rows.len() != d || rows.iter().any(|r| r.len() != d) {
+                    return Err(Error::setting(
+                        "mcmc.proposal_cov",
+                        format!("must be a {d}×{d} matrix over the free parameters"),
+                    ));
+                }
+                let flat: Vec<f64> = rows.iter().flatten().copied().collect();
+                let symmetric = (0..d).all(|i| (0..d).all(|j| flat[i * d + j] == flat[j * d + i]));
+                if !symmetric {
+                    return Err(Error::setting("mcmc.proposal_cov", "is not symmetric"));
+                }
+                cholesky(&flat, d).ok_or_else(|| {
+                    Error::setting("mcmc.proposal_cov", "is not positive definite")
+                })?
+            }
+        };
+        Ok(Pmmh {
+            problem,
+            priors,
+            config,
+            free,
+            chol0,
+        })
+    }
+
+    /// The filtering problem.
+    pub fn problem(&self) -> &FilterProblem {
+        &self.problem
+    }
+    /// The priors, one per parameter.
+    pub fn priors(&self) -> &[Prior] {
+        &self.priors
+    }
+    /// The settings.
+    pub fn config(&self) -> &PmmhConfig {
+        &self.config
+    }
+    /// Indices of the free (non-fixed) parameters.
+    pub fn free(&self) -> &[usize] {
+        &self.free
+    }
+    /// Total iterations per chain: burn-in plus sampling.
+    pub fn total_iterations(&self) -> u64 {
+        self.config.burn_in + self.config.iterations
+    }
+    /// Whether iteration `it` is kept.
+    pub fn is_kept(&self, it: u64) -> bool {
+        it > self.config.burn_in && (it - self.config.burn_in).is_multiple_of(self.config.thin)
+    }
+
+    fn log_prior(&self, theta: &[f64]) -> f64 {
+        self.priors
+            .iter()
+            .zip(theta)
+            .map(|(p, x)| p.log_density(*x))
+            .sum()
+    }
+
+    fn key(&self, chain: u64, iteration: u64) -> FilterKey {
+        FilterKey {
+            seed: self.config.seed,
+            chain,
+            iteration,
+        }
+    }
+
+    /// Starts chain `chain`: evaluates the likelihood at the initial θ
+    /// (iteration 0).
+    ///
+    /// # Errors
+    /// Executor failures.
+    pub fn init_chain<E: LikelihoodExecutor + ?Sized>(
+        &self,
+        exec: &mut E,
+        chain: u64,
+    ) -> Result<(ChainState, IterationRecord)> {
+        let theta = self.config.init.clone();
+        let out = exec.log_likelihood(&self.problem, &theta, self.key(chain, 0))?;
+        let d = self.free.len();
+        let st = ChainState {
+            chain,
+            iteration: 0,
+            loglik: out.loglik,
+            log_prior: self.log_prior(&theta),
+            theta: theta.clone(),
+            proposed: 0,
+            accepted: 0,
+            accepted_after_burn_in: 0,
+            outside_prior: 0,
+            collapses: u64::from(out.loglik == f64::NEG_INFINITY),
+            counters: out.counters,
+            chol: self.chol0.clone(),
+            adapt_n: 0,
+            adapt_mean: vec![0.0; d],
+            adapt_m2: vec![0.0; d * d],
+        };
+        let rec = IterationRecord {
+            chain,
+            iteration: 0,
+            theta,
+            loglik: out.loglik,
+            accepted: true,
+            kept: false,
+            filter: Some(out),
+        };
+        Ok((st, rec))
+    }
+
+    /// One Metropolis–Hastings iteration of a chain.
+    ///
+    /// # Errors
+    /// Executor failures.
+    pub fn step<E: LikelihoodExecutor + ?Sized>(
+        &self,
+        exec: &mut E,
+        st: &mut ChainState,
+    ) -> Result<IterationRecord> {
+        let it = st.iteration + 1;
+        let key = self.key(st.chain, it);
+        let d = self.free.len();
+        let mut rng = key.stream(Purpose::Proposal, 0, 0).rng();
+        let z: Vec<f64> = (0..d).map(|_| rng.sample(StandardNormal)).collect();
+        let mut prop = st.theta.clone();
+        let mut log_jac = 0.0;
+        for (a, &p) in self.free.iter().enumerate() {
+            let eps: f64 = (0..=a).map(|b| st.chol[a * d + b] * z[b]).sum();
+            let lx = st.theta[p].ln() + eps;
+            prop[p] = lx.exp();
+            log_jac += eps;
+        }
+        st.proposed += 1;
+        let lp = self.log_prior(&prop);
+        let (ll, filter) = if lp == f64::NEG_INFINITY || lp.is_nan() {
+            st.outside_prior += 1;
+            (f64::NEG_INFINITY, None)
+        } else {
+            let out = exec.log_likelihood(&self.problem, &prop, key)?;
+            st.counters.add(&out.counters);
+            if out.loglik == f64::NEG_INFINITY {
+                st.collapses += 1;
+            }
+            (out.loglik, Some(out))
+        };
+        let accept = if ll == f64::NEG_INFINITY || lp == f64::NEG_INFINITY {
+            false
+        } else if st.loglik == f64::NEG_INFINITY {
+            true
+        } else {
+            let log_alpha = ll - st.loglik + lp - st.log_prior + log_jac;
+            let u = uniform_open0(&mut key.stream(Purpose::Accept, 0, 0).rng());
+            u.ln() < log_alpha
+        };
+        if accept {
+            st.theta = prop;
+            st.loglik = ll;
+            st.log_prior = lp;
+            st.accepted += 1;
+            if it > self.config.burn_in {
+                st.accepted_after_burn_in += 1;
+            }
+        }
+        st.iteration = it;
+        if it <= self.config.burn_in {
+            self.adapt(st);
+        }
+        Ok(IterationRecord {
+            chain: st.chain,
+            iteration: it,
+            theta: st.theta.clone(),
+            loglik: st.loglik,
+            accepted: accept,
+            kept: self.is_kept(it),
+            filter,
+        })
+    }
+
+    fn adapt(&self, st: &mut ChainState) {
+        let Some(cfg) = self.config.adapt else {
+            return;
+        };
+        let d = self.free.len();
+        // Welford update of the mean and co-moment of log θ.
+        st.adapt_n += 1;
+        let nf = st.adapt_n as f64;
+        let x: Vec<f64> = self.free.iter().map(|&p| st.theta[p].ln()).collect();
+        let delta: Vec<f64> = x.iter().zip(&st.adapt_mean).map(|(a, m)| a - m).collect();
+        for (m, dl) in st.adapt_mean.iter_mut().zip(&delta) {
+            *m += dl / nf;
+        }
+        for (i, di) in delta.iter().enumerate() {
+            for (j, (xj, mj)) in x.iter().zip(&st.adapt_mean).enumerate() {
+                st.adapt_m2[i * d + j] += di * (xj - mj);
+            }
+        }
+        let it = st.iteration;
+        if it >= cfg.start && it.is_multiple_of(cfg.every) && st.adapt_n > d as u64 + 1 {
+            let scale = 2.38 * 2.38 / d as f64;
+            let mut cov = vec![0.0; d * d];
+            for i in 0..d {
+                for j in 0..d {
+                    let c = 0.5 * (st.adapt_m2[i * d + j] + st.adapt_m2[j * d + i]) / (nf - 1.0);
+                    cov[i * d + j] = scale * (c + if i == j { 1e-8 } else { 0.0 });
+                }
+            }
+            if let Some(l) = cholesky(&cov, d) {
+                st.chol = l;
+            }
+        }
+    }
+
+    /// Runs every chain from the start to the end, iteration by iteration
+    /// (all chains advance together), calling `observe` with each record and
+    /// the chain's state after it.
+    ///
+    /// # Errors
+    /// Executor failures and errors returned by `observe`.
+    pub fn run<E, F>(&self, exec: &mut E, mut observe: F) -> Result<Vec<ChainState>>
+    where
+        E: LikelihoodExecutor + ?Sized,
+        F: FnMut(&IterationRecord, &ChainState) -> Result<()>,
+    {
+        let mut states = Vec::with_capacity(self.config.chains);
+        for c in 0..self.config.chains as u64 {
+            let (st, rec) = self.init_chain(exec, c)?;
+            observe(&rec, &st)?;
+            states.push(st);
+        }
+        for _ in 0..self.total_iterations() {
+            for st in states.iter_mut() {
+                let rec = self.step(exec, st)?;
+                observe(&rec, st)?;
+            }
+        }
+        Ok(states)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cholesky_roundtrip() {
+        let a = [4.0, 2.0, 0.4, 2.0, 2.0, 0.5, 0.4, 0.5, 3.0];
+        let l = cholesky(&a, 3).unwrap();
+        for i in 0..3 {
+            for j in 0..3 {
+                let s: f64 = (0..3).map(|k| l[i * 3 + k] * l[j * 3 + k]).sum();
+                assert!((s - a[i * 3 + j]).abs() < 1e-12);
+            }
+        }
+        assert!(cholesky(&[1.0, 2.0, 2.0, 1.0], 2).is_none());
+    }
+}

@@ -1,0 +1,465 @@
+//! Exact stochastic simulation: Gillespie's direct method (Gillespie, 1977,
+//! "Exact stochastic simulation of coupled chemical reactions", J. Phys. Chem.
+//! 81:2340).
+//!
+//! Two kernels share one event step ([`Ssa::step`]):
+//!
+//! - [`Ssa::advance`] moves one particle (a contiguous state vector) to a
+//!   target time;
+//! - [`Ssa::advance_block`] moves a structure-of-arrays block of particles in
+//!   lock-step, one event per active lane per round, compacting the list of
+//!   active lanes as particles reach the target time. This is the seam where
+//!   the SIMD kernel goes.
+//!
+//! Each particle consumes its own random stream, and both kernels perform the
+//! same floating-point operations in the same order for every particle, so
+//! they give bit-identical states, times and event counts (a property test
+//! checks this on random networks).
+//!
+//! Per event the kernel draws two uniforms from the particle's stream:
+//! `u₁ ∈ (0, 1]` for the waiting time `−ln(u₁)/h₀` and `u₂ ∈ [0, 1)` for the
+//! reaction, chosen as the first `j` with `u₂·h₀ < Σ_{i≤j} h_i`.
+//!
+//! # Stopping rules
+//! - zero total hazard: the state is absorbing and the particle jumps to the
+//!   target time (this is exact, not an approximation);
+//! - the population cap: a species whose count exceeds its cap stops the
+//!   trajectory and the particle is flagged [`Outcome::Capped`]; the filter
+//!   gives it weight zero (the model is the process killed at the cap). A
+//!   non-finite total hazard (rates so large that the hazard overflows) counts
+//!   as a cap hit too;
+//! - the event limit: more than `max_events` events in one call flags
+//!   [`Outcome::EventLimit`], also weight zero. It guards networks (e.g. fast
+//!   reversible pairs at extreme rates) that the cap cannot stop.
+
+use crate::model::Network;
+use crate::rng::uniform_open0;
+use rand::{Rng, RngExt};
+
+/// A view of one particle's state, however it is laid out in memory.
+pub trait StateView {
+    /// Count of species `s`.
+    fn get(&self, s: usize) -> u64;
+    /// Adds `d` to species `s` (the caller guarantees the result is ≥ 0).
+    fn add(&mut self, s: usize, d: i64);
+}
+
+impl StateView for [u64] {
+    #[inline(always)]
+    fn get(&self, s: usize) -> u64 {
+        self[s]
+    }
+    #[inline(always)]
+    fn add(&mut self, s: usize, d: i64) {
+        self[s] = self[s].wrapping_add_signed(d);
+    }
+}
+
+/// One lane of a structure-of-arrays block: species `s` of lane `j` is at
+/// `data[s * stride + j]`.
+pub struct Lane<'a> {
+    data: &'a mut [u64],
+    lane: usize,
+    stride: usize,
+}
+
+impl<'a> Lane<'a> {
+    /// A view of lane `lane` of a block with the given stride (block width).
+    pub fn new(data: &'a mut [u64], lane: usize, stride: usize) -> Self {
+        Lane { data, lane, stride }
+    }
+}
+
+impl StateView for Lane<'_> {
+    #[inline(always)]
+    fn get(&self, s: usize) -> u64 {
+        self.data[s * self.stride + self.lane]
+    }
+    #[inline(always)]
+    fn add(&mut self, s: usize, d: i64) {
+        let v = &mut self.data[s * self.stride + self.lane];
+        *v = v.wrapping_add_signed(d);
+    }
+}
+
+/// How a call to the kernel ended for one particle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// The particle reached the target time.
+    Reached,
+    /// A species exceeded its population cap (or the hazard overflowed).
+    Capped,
+    /// The event limit was hit.
+    EventLimit,
+}
+
+/// Result of one event step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// An event happened and the particle continues.
+    Event,
+    /// An event happened and took a species over its cap.
+    CappedEvent,
+    /// The particle stopped without an event: it reached the target time
+    /// ([`Outcome::Reached`]) or its total hazard overflowed
+    /// ([`Outcome::Capped`]).
+    Done(Outcome),
+}
+
+impl Step {
+    /// Whether this step is an event, and how the trajectory ends if it ends here.
+    #[inline(always)]
+    fn resolve(self) -> (u64, Option<Outcome>) {
+        match self {
+            Step::Event => (1, None),
+            Step::CappedEvent => (1, Some(Outcome::Capped)),
+            Step::Done(o) => (0, Some(o)),
+        }
+    }
+}
+
+/// Counters accumulated over kernel calls. Sums of integers, so they do not
+/// depend on the order in which particles are processed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SsaCounters {
+    /// Reaction events simulated.
+    pub events: u64,
+    /// Trajectories stopped by the population cap.
+    pub cap_hits: u64,
+    /// Events simulated by trajectories that then hit the cap.
+    pub cap_events: u64,
+    /// Trajectories stopped by the event limit.
+    pub limit_hits: u64,
+}
+
+impl SsaCounters {
+    /// Adds another set of counters to this one.
+    pub fn add(&mut self, o: &SsaCounters) {
+        self.events += o.events;
+        self.cap_hits += o.cap_hits;
+        self.cap_events += o.cap_events;
+        self.limit_hits += o.limit_hits;
+    }
+
+    fn record(&mut self, outcome: Outcome, events: u64) {
+        self.events += events;
+        match outcome {
+            Outcome::Reached => {}
+            Outcome::Capped => {
+                self.cap_hits += 1;
+                self.cap_events += events;
+            }
+            Outcome::EventLimit => self.limit_hits += 1,
+        }
+    }
+}
+
+/// A network compiled for simulation at one parameter value: flat reactant
+/// and change lists, per-reaction rate constants, caps and the event limit.
+#[derive(Debug, Clone)]
+pub struct Ssa {
+    n_species: usize,
+    rates: Vec<f64>,
+    react_off: Vec<usize>,
+    react: Vec<(usize, u32)>,
+    change_off: Vec<usize>,
+    change: Vec<(usize, i64)>,
+    caps: Vec<u64>,
+    max_events: u64,
+}
+
+/// Binomial coefficient C(x, k) as f64, 0 when x < k.
+#[inline(always)]
+fn falling(x: u64, k: u32) -> f64 {
+    match k {
+        1 => x as f64,
+        2 => {
+            if x < 2 {
+                0.0
+            } else {
+                (x as f64) * ((x - 1) as f64) * 0.5
+            }
+        }
+        _ => {
+            if x < u64::from(k) {
+                return 0.0;
+            }
+            let mut c = 1.0;
+            for i in 0..u64::from(k) {
+                c *= (x - i) as f64 / (i + 1) as f64;
+            }
+            c
+        }
+    }
+}
+
+impl Ssa {
+    /// Compiles `net` for simulation with parameters `theta`.
+    ///
+    /// `caps[s]` is the population cap of species `s` (`u64::MAX` for none)
+    /// and `max_events` the event limit per call.
+    ///
+    /// # Panics
+    /// If `theta` or `caps` are shorter than the network's parameter or
+    /// species lists (programming errors; the filter validates both).
+    pub fn new(net: &Network, theta: &[f64], caps: &[u64], max_events: u64) -> Self {
+        let mut react_off = vec![0];
+        let mut react = Vec::new();
+        let mut change_off = vec![0];
+        let mut change = Vec::new();
+        for r in net.reactions() {
+            react.extend_from_slice(&r.reactants);
+            react_off.push(react.len());
+            change.extend_from_slice(&r.change);
+            change_off.push(change.len());
+        }
+        Ssa {
+            n_species: net.species().len(),
+            rates: net.rates(theta),
+            react_off,
+            react,
+            change_off,
+            change,
+            caps: caps[..net.species().len()].to_vec(),
+            max_events,
+        }
+    }
+
+    /// Number of species.
+    pub fn n_species(&self) -> usize {
+        self.n_species
+    }
+
+    /// Number of reactions.
+    pub fn n_reactions(&self) -> usize {
+        self.rates.len()
+    }
+
+    /// Writes the cumulative hazards into `cum` and returns the total.
+    #[inline(always)]
+    fn hazards<V: StateView + ?Sized>(&self, x: &V, cum: &mut [f64]) -> f64 {
+        let mut acc = 0.0;
+        for (j, c) in cum.iter_mut().enumerate().take(self.rates.len()) {
+            let mut h = self.rates[j];
+            for &(s, k) in &self.react[self.react_off[j]..self.react_off[j + 1]] {
+                h *= falling(x.get(s), k);
+            }
+            acc += h;
+            *c = acc;
+        }
+        acc
+    }
+
+    /// One event of Gillespie's direct method: draws the waiting time from the
+    /// current state at time `*t`; if the event falls beyond `t_end`, sets
+    /// `*t = t_end` and reports [`Outcome::Reached`], otherwise applies the
+    /// chosen reaction and advances `*t`.
+    ///
+    /// `cum` is scratch space of at least [`Ssa::n_reactions`] values.
+    #[inline(always)]
+    pub fn step<V: StateView + ?Sized, R: Rng + ?Sized>(
+        &self,
+        x: &mut V,
+        t: &mut f64,
+        t_end: f64,
+        rng: &mut R,
+        cum: &mut [f64],
+    ) -> Step {
+        let h0 = self.hazards(x, cum);
+        if h0 <= 0.0 {
+            *t = t_end;
+            return Step::Done(Outcome::Reached);
+        }
+        if !(h0 < f64::INFINITY) {
+            return Step::Done(Outcome::Capped);
+        }
+        let u1 = uniform_open0(rng);
+        let tn = *t - u1.ln() / h0;
+        if tn > t_end {
+            *t = t_end;
+            return Step::Done(Outcome::Reached);
+        }
+        *t = tn;
+        let target = rng.random::<f64>() * h0;
+        let nr = self.rates.len();
+        let mut j = 0;
+        while j < nr && target >= cum[j] {
+            j += 1;
+        }
+        if j == nr {
+            // target rounded up to h0: take the last reaction with a positive hazard.
+            j = nr - 1;
+            while j > 0 && cum[j] <= cum[j - 1] {
+                j -= 1;
+            }
+        }
+        let mut capped = false;
+        for &(s, d) in &self.change[self.change_off[j]..self.change_off[j + 1]] {
+            x.add(s, d);
+            capped |= d > 0 && x.get(s) > self.caps[s];
+        }
+        if capped {
+            Step::CappedEvent
+        } else {
+            Step::Event
+        }
+    }
+
+    /// Advances one particle with state `x` from time `t` to `t_end`.
+    /// Returns the outcome and the number of events.
+    pub fn advance<R: Rng + ?Sized>(
+        &self,
+        x: &mut [u64],
+        mut t: f64,
+        t_end: f64,
+        rng: &mut R,
+        cum: &mut [f64],
+    ) -> (Outcome, u64) {
+        let mut events = 0u64;
+        loop {
+            let (e, done) = self.step(x, &mut t, t_end, rng, cum).resolve();
+            events += e;
+            if let Some(o) = done {
+                return (o, events);
+            }
+            if events >= self.max_events {
+                return (Outcome::EventLimit, events);
+            }
+        }
+    }
+
+    /// Advances every lane `0..rngs.len()` of a structure-of-arrays block
+    /// (`block[s * stride + j]` is species `s` of lane `j`) from time `t0` to
+    /// `t_end`, in lock-step. Lane `j` draws from `rngs[j]`. Writes each lane's
+    /// outcome into `outcomes` and returns the summed counters.
+    ///
+    /// Bit-identical to calling [`Ssa::advance`] on each lane in turn.
+    pub fn advance_block<R: Rng>(
+        &self,
+        block: &mut [u64],
+        stride: usize,
+        t0: f64,
+        t_end: f64,
+        rngs: &mut [R],
+        outcomes: &mut [Outcome],
+        scratch: &mut BlockScratch,
+    ) -> SsaCounters {
+        let n = rngs.len();
+        scratch.prepare(n, self.rates.len(), t0);
+        let BlockScratch {
+            times,
+            events,
+            active,
+            cum,
+        } = scratch;
+        let mut counters = SsaCounters::default();
+        while !active.is_empty() {
+            let mut i = 0;
+            while i < active.len() {
+                let j = active[i];
+                let mut lane = Lane::new(block, j, stride);
+                let (e, done) = self
+                    .step(&mut lane, &mut times[j], t_end, &mut rngs[j], cum)
+                    .resolve();
+                events[j] += e;
+                let done = done.or((events[j] >= self.max_events).then_some(Outcome::EventLimit));
+                if let Some(o) = done {
+                    outcomes[j] = o;
+                    counters.record(o, events[j]);
+                    active.swap_remove(i);
+                } else {
+                    i += 1;
+                }
+            }
+        }
+        counters
+    }
+
+    /// Like [`Ssa::advance`], recording the outcome into `counters`.
+    pub fn advance_counted<R: Rng + ?Sized>(
+        &self,
+        x: &mut [u64],
+        t: f64,
+        t_end: f64,
+        rng: &mut R,
+        cum: &mut [f64],
+        counters: &mut SsaCounters,
+    ) -> Outcome {
+        let (o, e) = self.advance(x, t, t_end, rng, cum);
+        counters.record(o, e);
+        o
+    }
+}
+
+/// Reusable scratch space for [`Ssa::advance_block`].
+#[derive(Debug, Default, Clone)]
+pub struct BlockScratch {
+    times: Vec<f64>,
+    events: Vec<u64>,
+    active: Vec<usize>,
+    cum: Vec<f64>,
+}
+
+impl BlockScratch {
+    fn prepare(&mut self, lanes: usize, reactions: usize, t0: f64) {
+        self.times.clear();
+        self.times.resize(lanes, t0);
+        self.events.clear();
+        self.events.resize(lanes, 0);
+        self.active.clear();
+        self.active.extend(0..lanes);
+        self.cum.resize(reactions.max(self.cum.len()), 0.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::{Purpose, StreamKey};
+
+    #[test]
+    fn falling_factors() {
+        assert_eq!(falling(5, 1), 5.0);
+        assert_eq!(falling(5, 2), 10.0);
+        assert_eq!(falling(1, 2), 0.0);
+        assert_eq!(falling(6, 3), 20.0);
+        assert_eq!(falling(2, 3), 0.0);
+    }
+
+    #[test]
+    fn absorbing_state_jumps_to_end() {
+        // LV with no prey and no predators: all hazards zero.
+        let net = Network::lotka_volterra(1).unwrap();
+        let ssa = Ssa::new(&net, &[1.0, 0.005, 0.6], &[u64::MAX; 2], u64::MAX);
+        let mut x = [0u64, 0];
+        let mut rng = StreamKey::new(1, 0, 0, 0, 0, Purpose::Test).rng();
+        let mut cum = [0.0; 3];
+        assert_eq!(
+            ssa.advance(&mut x, 0.0, 10.0, &mut rng, &mut cum),
+            (Outcome::Reached, 0)
+        );
+    }
+
+    #[test]
+    fn cap_and_limit() {
+        // Prey only: pure birth explodes; the cap stops it.
+        let net = Network::lotka_volterra(1).unwrap();
+        let ssa = Ssa::new(&net, &[1.0, 0.005, 0.6], &[1000, u64::MAX], u64::MAX);
+        let mut x = [10u64, 0];
+        let mut rng = StreamKey::new(1, 0, 0, 0, 0, Purpose::Test).rng();
+        let mut cum = [0.0; 3];
+        let (o, e) = ssa.advance(&mut x, 0.0, 100.0, &mut rng, &mut cum);
+        assert_eq!(o, Outcome::Capped);
+        assert_eq!(x[0], 1001);
+        assert_eq!(e, 991);
+        let ssa = Ssa::new(&net, &[1.0, 0.005, 0.6], &[u64::MAX; 2], 50);
+        let mut x = [10u64, 0];
+        let (o, e) = ssa.advance(&mut x, 0.0, 100.0, &mut rng, &mut cum);
+        assert_eq!((o, e), (Outcome::EventLimit, 50));
+        // Overflowing hazard counts as a cap hit.
+        let ssa = Ssa::new(&net, &[1e308, 1e308, 0.6], &[u64::MAX; 2], u64::MAX);
+        let mut x = [10u64, 10];
+        let (o, _) = ssa.advance(&mut x, 0.0, 1.0, &mut rng, &mut cum);
+        assert_eq!(o, Outcome::Capped);
+    }
+}
