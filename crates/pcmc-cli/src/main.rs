@@ -1,1 +1,226 @@
-fn main() {}
+//! `pcmc`: particle marginal Metropolis–Hastings for stochastic kinetic
+//! models, on a laptop (rayon), a Slurm cluster (MPI) or a dataflow engine.
+//!
+//! Exit status: 0 success, 2 bad input (job, data, flags), 1 other failures.
+#![deny(missing_docs)]
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use pcmc_cli::error::{self, input};
+use pcmc_cli::{data, job, run};
+use pcmc_core::rng::{Purpose, StreamKey};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser, Debug)]
+#[command(name = "pcmc", version, about = "Particle MCMC for stochastic kinetic models on laptops and HPC clusters")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run PMMH inference for a job file.
+    Run {
+        /// The job file (TOML).
+        job: PathBuf,
+        /// Executor: rayon (default), mpi or dataflow.
+        #[arg(long)]
+        executor: Option<String>,
+        /// Worker threads (default: the job's, else SLURM_CPUS_PER_TASK, else all cores).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=4096))]
+        threads: Option<u64>,
+        /// Partitions (dataflow executor).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+        partitions: Option<u64>,
+        /// Particles per filter pass.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=(1u64 << 32)))]
+        particles: Option<u64>,
+        /// Iterations after burn-in.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
+        iterations: Option<u64>,
+        /// Number of chains.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024))]
+        chains: Option<u64>,
+        /// Run seed.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Data file (CSV), instead of the job's.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Run directory (default: the job's output.dir, else runs/<name>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// No progress bar, log lines or summary table.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Simulate a dataset from the job's model at its true parameters.
+    Simulate {
+        /// The job file (TOML) with `true` values and a [simulate] section.
+        job: PathBuf,
+        /// Seed (default: simulate.seed, else the job seed).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Output CSV (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Validate a job file and its data without running.
+    Check {
+        /// The job file (TOML).
+        job: PathBuf,
+        /// Data file (CSV), instead of the job's.
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
+    /// Recompute the summary, Parquet chain and plots of a run directory.
+    Report {
+        /// The run directory.
+        dir: PathBuf,
+        /// Do not print the summary table.
+        #[arg(long)]
+        quiet: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    let quiet = matches!(cli.command, Command::Run { quiet: true, .. } | Command::Report { quiet: true, .. });
+    let level = if quiet { tracing::Level::WARN } else { tracing::Level::INFO };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_max_level(level)
+        .init();
+    match dispatch(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(error::exit_status(&e) as u8)
+        }
+    }
+}
+
+fn dispatch(cmd: Command) -> Result<()> {
+    match cmd {
+        Command::Run {
+            job,
+            executor,
+            threads,
+            partitions,
+            particles,
+            iterations,
+            chains,
+            seed,
+            data,
+            out,
+            quiet,
+        } => {
+            let ov = run::Overrides {
+                executor,
+                threads: threads.map(|v| v as usize),
+                partitions: partitions.map(|v| v as usize),
+                particles: particles.map(|v| v as usize),
+                iterations,
+                chains: chains.map(|v| v as usize),
+                seed,
+                data,
+                out,
+            };
+            run::run(&job, &ov, quiet)
+        }
+        Command::Simulate { job, seed, out } => simulate(&job, seed, out),
+        Command::Check { job, data } => check(&job, data),
+        Command::Report { dir, quiet } => run::report(&dir, quiet),
+    }
+}
+
+fn simulate(path: &std::path::Path, seed: Option<u64>, out: Option<PathBuf>) -> Result<()> {
+    let job = job::Job::load(path)?;
+    let truth = job.truth.clone().ok_or_else(|| {
+        input(path, "parameters: every parameter needs a `true` value to simulate from")
+    })?;
+    let times = job.simulate_times()?;
+    let sim = job.file.simulate.as_ref().expect("checked by simulate_times");
+    let names: Vec<String> = sim.observed.clone().unwrap_or_else(|| job.network.species().to_vec());
+    let mut observed = Vec::new();
+    for n in &names {
+        observed.push(
+            job.network
+                .species_index(n)
+                .ok_or_else(|| input(path, format!("simulate.observed: {n:?} is not a species")))?,
+        );
+    }
+    let obs = job.observation_model(&names)?;
+    let t0 = job.file.initial.time.unwrap_or(times[0]);
+    if t0 > times[0] {
+        return Err(input(path, "initial.time: after the first simulation time"));
+    }
+    let seed = seed.or(sim.seed).unwrap_or(job.mcmc.seed);
+    let tr = pcmc_core::simulate::simulate(
+        &job.network,
+        &truth,
+        &job.initial,
+        &obs,
+        &observed,
+        t0,
+        &times,
+        &job.filter.caps,
+        job.filter.max_events,
+        StreamKey::new(seed, 0, 0, 0, 0, Purpose::Simulate),
+    );
+    if tr.stopped {
+        tracing::warn!("the simulated trajectory hit the population cap or the event limit");
+    }
+    let text = data::format_data(&names, &times, &tr.observations);
+    match out {
+        Some(p) => {
+            if let Some(parent) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).map_err(|e| input(parent, format!("cannot create: {e}")))?;
+            }
+            std::fs::write(&p, text).map_err(|e| input(&p, format!("cannot write: {e}")))?;
+        }
+        None => print!("{text}"),
+    }
+    Ok(())
+}
+
+fn check(path: &std::path::Path, data: Option<PathBuf>) -> Result<()> {
+    let ov = run::Overrides { data, ..Default::default() };
+    let prep = run::prepare(path, &ov)?;
+    let job = &prep.job;
+    println!("{}: ok", path.display());
+    println!(
+        "  model: {} species ({}), {} reactions, parameters {}",
+        job.network.species().len(),
+        job.network.species().join(", "),
+        job.network.reactions().len(),
+        job.network.parameters().join(", ")
+    );
+    println!(
+        "  data: {} ({} rows, observing {})",
+        prep.data_path.display(),
+        prep.data.len(),
+        prep.data.names().join(", ")
+    );
+    println!(
+        "  filter: {} particles, {:?} resampling; mcmc: {} chain(s), {} burn-in + {} iterations, thin {}, seed {}",
+        job.filter.particles,
+        job.filter.resampling,
+        job.mcmc.chains,
+        job.mcmc.burn_in,
+        job.mcmc.iterations,
+        job.mcmc.thin,
+        job.mcmc.seed
+    );
+    Ok(())
+}

@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
 /// Particles per block: the unit of parallel work and of the batch kernel.
-pub const BLOCK: usize = 64;
+pub const BLOCK: usize = 16;
 
 /// Which SSA kernel propagates particles. Both give identical results.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]

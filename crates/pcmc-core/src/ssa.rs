@@ -160,12 +160,37 @@ impl SsaCounters {
 pub struct Ssa {
     n_species: usize,
     rates: Vec<f64>,
+    props: Vec<Propensity>,
     react_off: Vec<usize>,
     react: Vec<(usize, u32)>,
     change_off: Vec<usize>,
     change: Vec<(usize, i64)>,
     caps: Vec<u64>,
     max_events: u64,
+}
+
+/// The shape of a reaction's hazard, so that the common mass-action forms
+/// are evaluated without a loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// `θ` (no reactants).
+    Source,
+    /// `θ·x_a`.
+    First,
+    /// `θ·x_a·x_b`, a ≠ b.
+    Second,
+    /// `θ·x_a(x_a − 1)/2`.
+    Dimer,
+    /// Anything else: the general product of binomial coefficients.
+    General,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Propensity {
+    rate: f64,
+    a: usize,
+    b: usize,
+    kind: Kind,
 }
 
 /// Binomial coefficient C(x, k) as f64, 0 when x < k.
@@ -213,9 +238,26 @@ impl Ssa {
             change.extend_from_slice(&r.change);
             change_off.push(change.len());
         }
+        let rates = net.rates(theta);
+        let props = net
+            .reactions()
+            .iter()
+            .zip(&rates)
+            .map(|(r, &rate)| {
+                let (kind, a, b) = match r.reactants.as_slice() {
+                    [] => (Kind::Source, 0, 0),
+                    [(a, 1)] => (Kind::First, *a, 0),
+                    [(a, 2)] => (Kind::Dimer, *a, 0),
+                    [(a, 1), (b, 1)] => (Kind::Second, *a, *b),
+                    _ => (Kind::General, 0, 0),
+                };
+                Propensity { rate, a, b, kind }
+            })
+            .collect();
         Ssa {
             n_species: net.species().len(),
-            rates: net.rates(theta),
+            props,
+            rates,
             react_off,
             react,
             change_off,
@@ -239,11 +281,20 @@ impl Ssa {
     #[inline(always)]
     fn hazards<V: StateView + ?Sized>(&self, x: &V, cum: &mut [f64]) -> f64 {
         let mut acc = 0.0;
-        for (j, c) in cum.iter_mut().enumerate().take(self.rates.len()) {
-            let mut h = self.rates[j];
-            for &(s, k) in &self.react[self.react_off[j]..self.react_off[j + 1]] {
-                h *= falling(x.get(s), k);
-            }
+        for ((j, p), c) in self.props.iter().enumerate().zip(cum.iter_mut()) {
+            let h = match p.kind {
+                Kind::Source => p.rate,
+                Kind::First => p.rate * x.get(p.a) as f64,
+                Kind::Second => p.rate * x.get(p.a) as f64 * x.get(p.b) as f64,
+                Kind::Dimer => p.rate * falling(x.get(p.a), 2),
+                Kind::General => {
+                    let mut h = p.rate;
+                    for &(s, k) in &self.react[self.react_off[j]..self.react_off[j + 1]] {
+                        h *= falling(x.get(s), k);
+                    }
+                    h
+                }
+            };
             acc += h;
             *c = acc;
         }

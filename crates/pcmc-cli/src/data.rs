@@ -1,0 +1,119 @@
+//! Data files: CSV with a header `time,<observed species…>`.
+
+use crate::error::input;
+use anyhow::Result;
+use pcmc_core::model::Network;
+use pcmc_core::observation::Data;
+use std::path::Path;
+
+/// Reads and validates a data file against the model.
+///
+/// # Errors
+/// An input error naming the file, the line and the column.
+pub fn read_data(path: &Path, net: &Network) -> Result<Data> {
+    let meta = std::fs::metadata(path).map_err(|e| input(path, format!("cannot read the data file: {e}")))?;
+    if meta.is_dir() {
+        return Err(input(path, "is a directory, not a data file"));
+    }
+    let bytes = std::fs::read(path).map_err(|e| input(path, format!("cannot read the data file: {e}")))?;
+    parse_data(path, &bytes, net)
+}
+
+/// Parses CSV bytes read from `path`.
+///
+/// # Errors
+/// As [`read_data`].
+pub fn parse_data(path: &Path, bytes: &[u8], net: &Network) -> Result<Data> {
+    if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+        return Err(input(path, "the data file is empty (expected a header `time,<species…>` and rows)"));
+    }
+    let mut rdr = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .comment(Some(b'#'))
+        .from_reader(bytes);
+    let header = rdr
+        .headers()
+        .map_err(|e| input(path, format!("cannot read the header: {e}")))?
+        .clone();
+    let cols: Vec<String> = header.iter().map(str::to_string).collect();
+    if cols.first().map(String::as_str) != Some("time") {
+        return Err(input(
+            path,
+            format!("line 1: the first column must be `time`, found {:?}", cols.first().cloned().unwrap_or_default()),
+        ));
+    }
+    if cols.len() < 2 {
+        return Err(input(path, "line 1: no observed species after `time`"));
+    }
+    let observed = cols[1..].to_vec();
+    for (i, c) in observed.iter().enumerate() {
+        if net.species_index(c).is_none() {
+            return Err(input(
+                path,
+                format!("line 1, column {}: {c:?} is not a species of the model ({})", i + 2, net.species().join(", ")),
+            ));
+        }
+    }
+    let mut times = Vec::new();
+    let mut rows = Vec::new();
+    for rec in rdr.records() {
+        let rec = rec.map_err(|e| {
+            let line = e.position().map_or(0, |p| p.line());
+            input(path, format!("line {line}: {}", csv_reason(&e)))
+        })?;
+        let line = rec.position().map_or(0, |p| p.line());
+        let mut vals = Vec::with_capacity(cols.len());
+        for (c, field) in rec.iter().enumerate() {
+            let v: f64 = field.parse().map_err(|_| {
+                input(path, format!("line {line}, column {:?}: {field:?} is not a number", cols[c]))
+            })?;
+            if !v.is_finite() {
+                return Err(input(path, format!("line {line}, column {:?}: {field:?} is not a finite number", cols[c])));
+            }
+            vals.push(v);
+        }
+        if let Some(prev) = times.last()
+            && vals[0] <= *prev
+        {
+            return Err(input(
+                path,
+                format!("line {line}, column \"time\": {} is not after the previous time {prev}", vals[0]),
+            ));
+        }
+        times.push(vals[0]);
+        rows.push(vals[1..].to_vec());
+    }
+    if times.is_empty() {
+        return Err(input(path, "no data rows after the header"));
+    }
+    Data::new(net, times, &observed, rows).map_err(|e| input(path, e.to_string()))
+}
+
+fn csv_reason(e: &csv::Error) -> String {
+    match e.kind() {
+        csv::ErrorKind::UnequalLengths { expected_len, len, .. } => {
+            format!("{len} fields where the header has {expected_len}")
+        }
+        csv::ErrorKind::Utf8 { .. } => "the line is not UTF-8 text".into(),
+        _ => e.to_string(),
+    }
+}
+
+/// Writes a dataset as CSV text.
+pub fn format_data(names: &[String], times: &[f64], rows: &[Vec<f64>]) -> String {
+    let mut out = String::from("time");
+    for n in names {
+        out.push(',');
+        out.push_str(n);
+    }
+    out.push('\n');
+    for (t, row) in times.iter().zip(rows) {
+        out.push_str(&t.to_string());
+        for v in row {
+            out.push(',');
+            out.push_str(&v.to_string());
+        }
+        out.push('\n');
+    }
+    out
+}

@@ -1,0 +1,752 @@
+//! Job files: TOML descriptions of a model, its data, priors and run settings.
+//! The README documents every field.
+
+use crate::error::input;
+use anyhow::Result;
+use pcmc_core::filter::{DEFAULT_CAP, DEFAULT_MAX_EVENTS, FilterConfig, FilterProblem, KernelChoice};
+use pcmc_core::model::{Network, ReactionSpec, Term};
+use pcmc_core::observation::{Data, InitialPrior, ObservationModel};
+use pcmc_core::pmmh::{AdaptConfig, PmmhConfig, ProposalCovariance};
+use pcmc_core::prior::Prior;
+use pcmc_core::resample::Resampling;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The job file as written.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobFile {
+    /// Name of the job (default: the file stem).
+    pub name: Option<String>,
+    /// Run seed (default 1).
+    pub seed: Option<u64>,
+    /// The model.
+    pub model: ModelSection,
+    /// Where the data are.
+    pub data: Option<DataSection>,
+    /// How observations arise.
+    pub observation: ObservationSection,
+    /// The initial-state prior.
+    pub initial: InitialSection,
+    /// Per-parameter settings: prior, start, true value, proposal scale.
+    pub parameters: BTreeMap<String, ParameterSection>,
+    /// Particle filter settings.
+    #[serde(default)]
+    pub filter: FilterSection,
+    /// PMMH settings.
+    #[serde(default)]
+    pub mcmc: McmcSection,
+    /// Executor defaults.
+    #[serde(default)]
+    pub executor: ExecutorSection,
+    /// Output settings.
+    #[serde(default)]
+    pub output: OutputSection,
+    /// Settings for `pcmc simulate`.
+    pub simulate: Option<SimulateSection>,
+}
+
+/// `[model]`: a preset or a declared network.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSection {
+    /// `lotka-volterra` or `immigration-death`.
+    pub preset: Option<String>,
+    /// Number of predators for `lotka-volterra` (1–8).
+    pub predators: Option<usize>,
+    /// Species of a declared network.
+    pub species: Option<Vec<String>>,
+    /// Reactions of a declared network.
+    pub reactions: Option<Vec<ReactionSection>>,
+}
+
+/// `[[model.reactions]]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReactionSection {
+    /// Name of the reaction.
+    pub name: Option<String>,
+    /// Reactants: species → coefficient.
+    #[serde(default)]
+    pub reactants: BTreeMap<String, u32>,
+    /// Products: species → coefficient.
+    #[serde(default)]
+    pub products: BTreeMap<String, u32>,
+    /// Name of the rate parameter.
+    pub rate: String,
+}
+
+/// `[data]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSection {
+    /// CSV path, relative to the job file.
+    pub path: PathBuf,
+}
+
+/// A number for all observed species, or one per species.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum PerSpecies<T> {
+    /// The same value for every species.
+    All(T),
+    /// A value per species name.
+    Each(BTreeMap<String, T>),
+}
+
+/// `[observation]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObservationSection {
+    /// `gaussian` or `poisson`.
+    pub model: String,
+    /// Gaussian noise sd: a number, or a table species → sd.
+    pub sd: Option<PerSpecies<f64>>,
+}
+
+/// `[initial]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct InitialSection {
+    /// Poisson mean of each species' initial count.
+    pub means: BTreeMap<String, f64>,
+    /// Time of the initial state (default: the first observation time).
+    pub time: Option<f64>,
+}
+
+/// `[parameters.NAME]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParameterSection {
+    /// The prior, e.g. `{ dist = "log-uniform", lower = 0.01, upper = 100 }`.
+    pub prior: Prior,
+    /// Starting value (default: the prior's centre).
+    pub init: Option<f64>,
+    /// The true value, for `pcmc simulate` and plots.
+    #[serde(rename = "true")]
+    pub true_value: Option<f64>,
+    /// Proposal sd on the log scale (default: `mcmc.proposal_sd`).
+    pub proposal_sd: Option<f64>,
+}
+
+/// `[filter]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterSection {
+    /// Number of particles.
+    #[serde(default = "default_particles")]
+    pub particles: usize,
+    /// `systematic`, `stratified`, `multinomial` or `residual`.
+    #[serde(default = "default_resampling")]
+    pub resampling: String,
+    /// `scalar` or `batch`.
+    #[serde(default = "default_kernel")]
+    pub kernel: String,
+    /// Population cap: a number for every species or a table per species.
+    pub cap: Option<PerSpecies<u64>>,
+    /// Event limit per particle per observation interval.
+    pub max_events: Option<u64>,
+}
+
+fn default_particles() -> usize {
+    1000
+}
+fn default_resampling() -> String {
+    "systematic".into()
+}
+fn default_kernel() -> String {
+    "scalar".into()
+}
+
+impl Default for FilterSection {
+    fn default() -> Self {
+        FilterSection {
+            particles: default_particles(),
+            resampling: default_resampling(),
+            kernel: default_kernel(),
+            cap: None,
+            max_events: None,
+        }
+    }
+}
+
+/// `[mcmc]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct McmcSection {
+    /// Iterations after burn-in.
+    #[serde(default = "default_iterations")]
+    pub iterations: u64,
+    /// Burn-in iterations.
+    #[serde(default = "default_burn_in")]
+    pub burn_in: u64,
+    /// Keep every `thin`-th iteration.
+    #[serde(default = "one")]
+    pub thin: u64,
+    /// Number of chains.
+    #[serde(default = "one_usize")]
+    pub chains: usize,
+    /// Adapt the proposal covariance during burn-in.
+    #[serde(default = "yes")]
+    pub adapt: bool,
+    /// First adaptation (default: a fifth of the burn-in, at least 2·dim + 2).
+    pub adapt_start: Option<u64>,
+    /// Re-estimate every this many iterations.
+    #[serde(default = "default_adapt_every")]
+    pub adapt_every: u64,
+    /// Default proposal sd on the log scale.
+    #[serde(default = "default_proposal_sd")]
+    pub proposal_sd: f64,
+    /// Full proposal covariance over the free parameters (in model order).
+    pub proposal_cov: Option<Vec<Vec<f64>>>,
+}
+
+fn default_iterations() -> u64 {
+    1000
+}
+fn default_burn_in() -> u64 {
+    200
+}
+fn one() -> u64 {
+    1
+}
+fn one_usize() -> usize {
+    1
+}
+fn yes() -> bool {
+    true
+}
+fn default_adapt_every() -> u64 {
+    50
+}
+fn default_proposal_sd() -> f64 {
+    0.05
+}
+
+impl Default for McmcSection {
+    fn default() -> Self {
+        McmcSection {
+            iterations: default_iterations(),
+            burn_in: default_burn_in(),
+            thin: 1,
+            chains: 1,
+            adapt: true,
+            adapt_start: None,
+            adapt_every: default_adapt_every(),
+            proposal_sd: default_proposal_sd(),
+            proposal_cov: None,
+        }
+    }
+}
+
+/// `[executor]`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecutorSection {
+    /// `rayon` (default), `mpi` or `dataflow`.
+    pub kind: Option<String>,
+    /// Worker threads (default: `SLURM_CPUS_PER_TASK` or all cores).
+    pub threads: Option<usize>,
+    /// Partitions of the dataflow executor.
+    pub partitions: Option<usize>,
+}
+
+/// `[output]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputSection {
+    /// Run directory (default `runs/<name>`), relative to the working directory.
+    pub dir: Option<PathBuf>,
+    /// Write `chain.parquet`.
+    #[serde(default = "yes")]
+    pub parquet: bool,
+    /// Draw SVG plots.
+    #[serde(default = "yes")]
+    pub plots: bool,
+    /// Posterior draws simulated for the predictive plot.
+    #[serde(default = "default_predictive")]
+    pub predictive_draws: usize,
+}
+
+fn default_predictive() -> usize {
+    200
+}
+
+impl Default for OutputSection {
+    fn default() -> Self {
+        OutputSection {
+            dir: None,
+            parquet: true,
+            plots: true,
+            predictive_draws: default_predictive(),
+        }
+    }
+}
+
+/// Observation times for `pcmc simulate`: a list, or a regular grid.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum TimesSpec {
+    /// Explicit times.
+    List(Vec<f64>),
+    /// `start, start + step, …, ≤ end`.
+    Grid {
+        /// First time.
+        start: f64,
+        /// Last time (inclusive, up to rounding).
+        end: f64,
+        /// Spacing.
+        step: f64,
+    },
+}
+
+/// `[simulate]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimulateSection {
+    /// Observation times.
+    pub times: TimesSpec,
+    /// Observed species (default: all).
+    pub observed: Option<Vec<String>>,
+    /// Seed for the dataset (default: the job seed).
+    pub seed: Option<u64>,
+}
+
+/// A validated job, with every default filled in.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// Path of the job file.
+    pub path: PathBuf,
+    /// The file's text.
+    pub text: String,
+    /// The parsed file.
+    pub file: JobFile,
+    /// Job name.
+    pub name: String,
+    /// The model.
+    pub network: Network,
+    /// Priors in parameter order.
+    pub priors: Vec<Prior>,
+    /// True θ, if every parameter has one.
+    pub truth: Option<Vec<f64>>,
+    /// Initial-state prior.
+    pub initial: InitialPrior,
+    /// Filter settings (particles may be overridden).
+    pub filter: FilterConfig,
+    /// PMMH settings.
+    pub mcmc: PmmhConfig,
+}
+
+fn per_species<T: Copy>(
+    path: &Path,
+    field: &str,
+    spec: &PerSpecies<T>,
+    names: &[String],
+    default: Option<T>,
+) -> Result<Vec<T>> {
+    match spec {
+        PerSpecies::All(v) => Ok(vec![*v; names.len()]),
+        PerSpecies::Each(map) => {
+            for k in map.keys() {
+                if !names.contains(k) {
+                    return Err(input(path, format!("{field}: {k:?} is not one of {}", names.join(", "))));
+                }
+            }
+            names
+                .iter()
+                .map(|n| {
+                    map.get(n)
+                        .copied()
+                        .or(default)
+                        .ok_or_else(|| input(path, format!("{field}: no value for species {n:?}")))
+                })
+                .collect()
+        }
+    }
+}
+
+fn core_err(path: &Path, e: pcmc_core::Error) -> anyhow::Error {
+    input(path, e.to_string())
+}
+
+impl Job {
+    /// Reads and validates a job file.
+    ///
+    /// # Errors
+    /// An input error (exit status 2) naming the file, the field (with line
+    /// and column for TOML syntax and schema errors) and the reason.
+    pub fn load(path: &Path) -> Result<Job> {
+        let meta = std::fs::metadata(path)
+            .map_err(|e| input(path, format!("cannot read the job file: {e}")))?;
+        if meta.is_dir() {
+            return Err(input(path, "is a directory, not a job file"));
+        }
+        let bytes = std::fs::read(path).map_err(|e| input(path, format!("cannot read the job file: {e}")))?;
+        let text = String::from_utf8(bytes).map_err(|_| input(path, "the job file is not UTF-8 text"))?;
+        Job::parse(path, text)
+    }
+
+    /// Validates job-file text read from `path`.
+    ///
+    /// # Errors
+    /// As [`Job::load`].
+    pub fn parse(path: &Path, text: String) -> Result<Job> {
+        let file: JobFile = toml::from_str(&text).map_err(|e| input(path, e.to_string().trim_end().to_string()))?;
+        let name = file
+            .name
+            .clone()
+            .unwrap_or_else(|| path.file_stem().map_or("job".into(), |s| s.to_string_lossy().into_owned()));
+        if name.is_empty() || name.len() > 100 || name.contains(['/', '\\', '\0']) {
+            return Err(input(path, "name: must be 1–100 characters without '/' or '\\'"));
+        }
+        let network = build_network(path, &file.model)?;
+        let species = network.species().to_vec();
+        let params = network.parameters().to_vec();
+
+        // Parameters.
+        for k in file.parameters.keys() {
+            if !params.contains(k) {
+                return Err(input(
+                    path,
+                    format!("parameters.{k}: the model has no parameter {k:?} (parameters: {})", params.join(", ")),
+                ));
+            }
+        }
+        let mut priors = Vec::new();
+        let mut init = Vec::new();
+        let mut truth = Vec::new();
+        let mut sds = Vec::new();
+        for p in &params {
+            let sec = file
+                .parameters
+                .get(p)
+                .ok_or_else(|| input(path, format!("parameters.{p}: missing (every parameter needs a prior)")))?;
+            sec.prior.validate(p).map_err(|e| core_err(path, e))?;
+            let x0 = sec.init.unwrap_or_else(|| sec.prior.centre());
+            if sec.prior.log_density(x0) == f64::NEG_INFINITY {
+                return Err(input(path, format!("parameters.{p}.init: {x0} is outside the support of the prior")));
+            }
+            if let Some(t) = sec.true_value
+                && !(t.is_finite() && t > 0.0)
+            {
+                return Err(input(path, format!("parameters.{p}.true: {t} is not a finite positive rate")));
+            }
+            if let Some(sd) = sec.proposal_sd
+                && !(sd.is_finite() && sd > 0.0)
+            {
+                return Err(input(path, format!("parameters.{p}.proposal_sd: {sd} is not a finite positive number")));
+            }
+            priors.push(sec.prior);
+            init.push(x0);
+            truth.push(sec.true_value);
+            if !sec.prior.is_fixed() {
+                sds.push(sec.proposal_sd.unwrap_or(file.mcmc.proposal_sd));
+            }
+        }
+        let truth = truth.iter().copied().collect::<Option<Vec<f64>>>();
+
+        // Initial state.
+        for k in file.initial.means.keys() {
+            if !species.contains(k) {
+                return Err(input(path, format!("initial.means: {k:?} is not a species ({})", species.join(", "))));
+            }
+        }
+        let means = species
+            .iter()
+            .map(|s| {
+                file.initial
+                    .means
+                    .get(s)
+                    .copied()
+                    .ok_or_else(|| input(path, format!("initial.means: no mean for species {s:?}")))
+            })
+            .collect::<Result<Vec<f64>>>()?;
+        let initial = InitialPrior::new(&network, means).map_err(|e| core_err(path, e))?;
+        if let Some(t) = file.initial.time
+            && !t.is_finite()
+        {
+            return Err(input(path, "initial.time: must be finite"));
+        }
+
+        // Filter.
+        let f = &file.filter;
+        let mut filter = FilterConfig::new(f.particles, species.len());
+        filter.resampling = Resampling::parse(&f.resampling).map_err(|e| core_err(path, e))?;
+        filter.kernel = match f.kernel.as_str() {
+            "scalar" => KernelChoice::Scalar,
+            "batch" => KernelChoice::Batch,
+            k => return Err(input(path, format!("filter.kernel: {k:?} is not one of scalar, batch"))),
+        };
+        if let Some(cap) = &f.cap {
+            filter.caps = per_species(path, "filter.cap", cap, &species, Some(DEFAULT_CAP))?;
+        }
+        filter.max_events = f.max_events.unwrap_or(DEFAULT_MAX_EVENTS);
+        check_particles(path, "filter.particles", f.particles)?;
+        if filter.caps.contains(&0) {
+            return Err(input(path, "filter.cap: a cap must be at least 1"));
+        }
+        if filter.max_events == 0 {
+            return Err(input(path, "filter.max_events: must be at least 1"));
+        }
+
+        // Observation sd shape is checked against the data when they are loaded.
+        match file.observation.model.as_str() {
+            "gaussian" => {
+                if file.observation.sd.is_none() {
+                    return Err(input(path, "observation.sd: required for gaussian observations"));
+                }
+            }
+            "poisson" => {
+                if file.observation.sd.is_some() {
+                    return Err(input(path, "observation.sd: not used by poisson observations; remove it"));
+                }
+            }
+            m => return Err(input(path, format!("observation.model: {m:?} is not one of gaussian, poisson"))),
+        }
+
+        // MCMC.
+        let m = &file.mcmc;
+        let d = sds.len() as u64;
+        if m.chains == 0 || m.chains > 1024 {
+            return Err(input(path, format!("mcmc.chains: {} is not in 1..=1024", m.chains)));
+        }
+        if m.thin == 0 {
+            return Err(input(path, "mcmc.thin: must be at least 1"));
+        }
+        if m.iterations == 0 {
+            return Err(input(path, "mcmc.iterations: must be at least 1"));
+        }
+        if m.iterations.saturating_add(m.burn_in) > 1_000_000_000 {
+            return Err(input(path, "mcmc: burn_in + iterations must be at most 10^9"));
+        }
+        if m.adapt_every == 0 {
+            return Err(input(path, "mcmc.adapt_every: must be at least 1"));
+        }
+        if !(m.proposal_sd.is_finite() && m.proposal_sd > 0.0) {
+            return Err(input(path, format!("mcmc.proposal_sd: {} is not a finite positive number", m.proposal_sd)));
+        }
+        let proposal = match &m.proposal_cov {
+            Some(rows) => ProposalCovariance::Full(rows.clone()),
+            None => ProposalCovariance::Diagonal(sds),
+        };
+        let adapt = m.adapt.then(|| AdaptConfig {
+            start: m.adapt_start.unwrap_or((m.burn_in / 5).max(2 * d + 2)),
+            every: m.adapt_every,
+        });
+        let mcmc = PmmhConfig {
+            seed: file.seed.unwrap_or(1),
+            chains: m.chains,
+            burn_in: m.burn_in,
+            iterations: m.iterations,
+            thin: m.thin,
+            init,
+            proposal,
+            adapt,
+        };
+        Ok(Job {
+            path: path.to_path_buf(),
+            text,
+            name,
+            network,
+            priors,
+            truth,
+            initial,
+            filter,
+            mcmc,
+            file,
+        })
+    }
+
+    /// The directory that relative paths in the job file are resolved against.
+    pub fn base_dir(&self) -> PathBuf {
+        self.path.parent().map(Path::to_path_buf).unwrap_or_default()
+    }
+
+    /// The data path given in the job file, resolved.
+    pub fn data_path(&self) -> Option<PathBuf> {
+        self.file.data.as_ref().map(|d| self.base_dir().join(&d.path))
+    }
+
+    /// The observation model for data observing `names`.
+    ///
+    /// # Errors
+    /// An input error if a per-species sd is missing or unknown.
+    pub fn observation_model(&self, names: &[String]) -> Result<ObservationModel> {
+        match self.file.observation.model.as_str() {
+            "poisson" => Ok(ObservationModel::Poisson),
+            _ => {
+                let sd = self.file.observation.sd.as_ref().expect("validated");
+                if let PerSpecies::Each(map) = sd {
+                    for k in map.keys() {
+                        if self.network.species_index(k).is_none() {
+                            return Err(input(&self.path, format!("observation.sd: {k:?} is not a species")));
+                        }
+                    }
+                }
+                Ok(ObservationModel::Gaussian {
+                    sd: per_species(&self.path, "observation.sd", sd, names, None)?,
+                })
+            }
+        }
+    }
+
+    /// The filtering problem for `data`.
+    ///
+    /// # Errors
+    /// An input error (naming `data_path` for data errors) if the data do not
+    /// fit the job.
+    pub fn problem(&self, data: Data, data_path: &Path) -> Result<FilterProblem> {
+        let obs = self.observation_model(data.names())?;
+        let t0 = self.file.initial.time.unwrap_or(data.times()[0]);
+        if t0 > data.times()[0] {
+            return Err(input(
+                &self.path,
+                format!("initial.time: {t0} is after the first observation time {} in {}", data.times()[0], data_path.display()),
+            ));
+        }
+        FilterProblem::new(self.network.clone(), data, obs, self.initial.clone(), t0, self.filter.clone()).map_err(|e| match e {
+            pcmc_core::Error::Data(_) => input(data_path, e.to_string()),
+            other => core_err(&self.path, other),
+        })
+    }
+
+    /// Simulation times from `[simulate]`.
+    ///
+    /// # Errors
+    /// An input error if the section is missing or the times are invalid.
+    pub fn simulate_times(&self) -> Result<Vec<f64>> {
+        let sim = self
+            .file
+            .simulate
+            .as_ref()
+            .ok_or_else(|| input(&self.path, "simulate: this job has no [simulate] section (times and observed species)"))?;
+        let times = match &sim.times {
+            TimesSpec::List(v) => v.clone(),
+            TimesSpec::Grid { start, end, step } => {
+                if !(start.is_finite() && end.is_finite() && step.is_finite() && *step > 0.0 && end >= start) {
+                    return Err(input(&self.path, "simulate.times: need finite start ≤ end and step > 0"));
+                }
+                let n = ((end - start) / step + 1e-9).floor() as u64;
+                if n > 1_000_000 {
+                    return Err(input(&self.path, "simulate.times: more than 10^6 times"));
+                }
+                (0..=n).map(|i| start + step * i as f64).collect()
+            }
+        };
+        if times.is_empty() {
+            return Err(input(&self.path, "simulate.times: no times"));
+        }
+        for w in times.windows(2) {
+            if !(w[1] > w[0]) {
+                return Err(input(&self.path, "simulate.times: times must be strictly increasing"));
+            }
+        }
+        if times.iter().any(|t| !t.is_finite()) {
+            return Err(input(&self.path, "simulate.times: times must be finite"));
+        }
+        Ok(times)
+    }
+
+    /// A fingerprint of everything that determines the chain: the model,
+    /// priors, settings that change results, and the data.
+    ///
+    /// Executor, worker counts, output settings and the number of iterations
+    /// are left out: they do not change the chain's rows.
+    pub fn fingerprint(&self, data: &Data) -> String {
+        let mut h = Sha256::new();
+        let mut f = self.file.clone();
+        f.executor = ExecutorSection::default();
+        f.output = OutputSection::default();
+        f.name = None;
+        f.data = None;
+        f.mcmc.iterations = 0;
+        h.update(serde_json::to_vec(&f).unwrap_or_default());
+        h.update(
+            format!(
+                "particles={}|seed={}|chains={}",
+                self.filter.particles, self.mcmc.seed, self.mcmc.chains
+            )
+            .as_bytes(),
+        );
+        for i in 0..data.len() {
+            h.update(data.times()[i].to_le_bytes());
+            for v in data.row(i) {
+                h.update(v.to_le_bytes());
+            }
+        }
+        h.update(data.names().join(",").as_bytes());
+        let d = h.finalize();
+        d.iter().take(16).map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// Checks a particle count.
+///
+/// # Errors
+/// An input error naming `field` for 0 or more than 2^32 particles.
+pub fn check_particles(path: &Path, field: &str, n: usize) -> Result<()> {
+    if n == 0 || n > pcmc_core::resample::MAX_PARTICLES {
+        return Err(input(path, format!("{field}: {n} is not in 1..=2^32")));
+    }
+    Ok(())
+}
+
+fn build_network(path: &Path, m: &ModelSection) -> Result<Network> {
+    let err = |e: pcmc_core::Error| input(path, format!("model: {e}"));
+    match (&m.preset, &m.reactions) {
+        (Some(_), Some(_)) => Err(input(path, "model: give either `preset` or `reactions`, not both")),
+        (Some(p), None) => {
+            if m.species.is_some() {
+                return Err(input(path, "model.species: only for declared networks (remove it or the preset)"));
+            }
+            match p.as_str() {
+                "lotka-volterra" => {
+                    let k = m.predators.ok_or_else(|| input(path, "model.predators: required for lotka-volterra"))?;
+                    Network::lotka_volterra(k).map_err(err)
+                }
+                "immigration-death" => {
+                    if m.predators.is_some() {
+                        return Err(input(path, "model.predators: only for lotka-volterra"));
+                    }
+                    Ok(Network::immigration_death())
+                }
+                other => Err(input(
+                    path,
+                    format!("model.preset: {other:?} is not one of lotka-volterra, immigration-death"),
+                )),
+            }
+        }
+        (None, Some(reactions)) => {
+            if m.predators.is_some() {
+                return Err(input(path, "model.predators: only for the lotka-volterra preset"));
+            }
+            let species = m
+                .species
+                .clone()
+                .ok_or_else(|| input(path, "model.species: required with model.reactions"))?;
+            let mut params: Vec<String> = Vec::new();
+            let specs: Vec<ReactionSpec> = reactions
+                .iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    if !params.contains(&r.rate) {
+                        params.push(r.rate.clone());
+                    }
+                    let terms = |m: &BTreeMap<String, u32>| {
+                        m.iter().map(|(s, c)| Term { species: s.clone(), count: *c }).collect()
+                    };
+                    ReactionSpec {
+                        name: r.name.clone().unwrap_or_else(|| format!("r{}", i + 1)),
+                        reactants: terms(&r.reactants),
+                        products: terms(&r.products),
+                        rate: r.rate.clone(),
+                    }
+                })
+                .collect();
+            Network::new(species, params, &specs).map_err(err)
+        }
+        (None, None) => Err(input(path, "model: needs `preset` or `species` and `reactions`")),
+    }
+}

@@ -1,0 +1,13 @@
+//! # pcmc-cli
+//!
+//! The library behind the `pcmc` binary: job files, data files, chain
+//! outputs, summaries and plots. The binary is a thin clap front end.
+#![deny(missing_docs)]
+
+pub mod data;
+pub mod error;
+pub mod job;
+pub mod output;
+pub mod plots;
+pub mod run;
+pub mod summary;

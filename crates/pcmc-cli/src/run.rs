@@ -1,0 +1,501 @@
+//! `pcmc run`, `pcmc report` and their shared pieces.
+
+use crate::data::read_data;
+use crate::error::{InputError, input};
+use crate::job::{Job, check_particles};
+use crate::output::{ChainRow, ChainWriter, read_chain_csv, write_parquet};
+use crate::plots::{self, Band};
+use crate::summary::{RunStats, SummaryInput, summary_json, summary_table};
+use anyhow::{Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use pcmc_core::LikelihoodExecutor;
+use pcmc_core::diagnostics::quantile_sorted;
+use pcmc_core::filter::FilterProblem;
+use pcmc_core::observation::Data;
+use pcmc_core::pmmh::{IterationRecord, Pmmh};
+use pcmc_core::rng::{Purpose, StreamKey};
+use pcmc_core::simulate::simulate;
+use serde::{Deserialize, Serialize};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Command-line settings of `pcmc run` that override the job file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--executor`.
+    pub executor: Option<String>,
+    /// `--threads`.
+    pub threads: Option<usize>,
+    /// `--partitions`.
+    pub partitions: Option<usize>,
+    /// `--particles`.
+    pub particles: Option<usize>,
+    /// `--iterations`.
+    pub iterations: Option<u64>,
+    /// `--chains`.
+    pub chains: Option<usize>,
+    /// `--seed`.
+    pub seed: Option<u64>,
+    /// `--data`.
+    pub data: Option<PathBuf>,
+    /// `--out`.
+    pub out: Option<PathBuf>,
+}
+
+/// Settings of a run as executed, stored in `run.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// Job name.
+    pub job: String,
+    /// Job fingerprint.
+    pub fingerprint: String,
+    /// Seed.
+    pub seed: u64,
+    /// Chains.
+    pub chains: usize,
+    /// Particles.
+    pub particles: usize,
+    /// Burn-in.
+    pub burn_in: u64,
+    /// Iterations after burn-in.
+    pub iterations: u64,
+    /// Thinning.
+    pub thin: u64,
+    /// Statistics, once the run has finished.
+    pub stats: Option<RunStats>,
+}
+
+/// A job with its data, ready to run.
+pub struct Prepared {
+    /// The job, overrides applied.
+    pub job: Job,
+    /// The data.
+    pub data: Data,
+    /// Where the data came from.
+    pub data_path: PathBuf,
+    /// The raw data bytes (copied into the run directory).
+    pub data_bytes: Vec<u8>,
+    /// The sampler.
+    pub pmmh: Pmmh,
+}
+
+/// Loads a job and its data, applying overrides.
+///
+/// # Errors
+/// Input errors for the job, the data and the overrides.
+pub fn prepare(job_path: &Path, ov: &Overrides) -> Result<Prepared> {
+    let mut job = Job::load(job_path)?;
+    if let Some(n) = ov.particles {
+        check_particles(Path::new("command line"), "--particles", n)?;
+        job.filter.particles = n;
+    }
+    if let Some(n) = ov.iterations {
+        if n == 0 {
+            return Err(InputError::flag("--iterations", "must be at least 1").into());
+        }
+        job.mcmc.iterations = n;
+    }
+    if let Some(c) = ov.chains {
+        if c == 0 || c > 1024 {
+            return Err(InputError::flag("--chains", format!("{c} is not in 1..=1024")).into());
+        }
+        job.mcmc.chains = c;
+    }
+    if let Some(s) = ov.seed {
+        job.mcmc.seed = s;
+    }
+    let data_path = match (&ov.data, job.data_path()) {
+        (Some(p), _) => p.clone(),
+        (None, Some(p)) => p,
+        (None, None) => {
+            return Err(input(&job.path, "data.path: the job names no data file (or pass --data FILE.csv)"));
+        }
+    };
+    let data = read_data(&data_path, &job.network)?;
+    let data_bytes = std::fs::read(&data_path).unwrap_or_default();
+    let problem = job.problem(data.clone(), &data_path)?;
+    let pmmh = Pmmh::new(problem, job.priors.clone(), job.mcmc.clone()).map_err(|e| input(&job.path, e.to_string()))?;
+    Ok(Prepared {
+        job,
+        data,
+        data_path,
+        data_bytes,
+        pmmh,
+    })
+}
+
+/// Builds the executor named `kind`.
+///
+/// # Errors
+/// An input error for an unknown executor or one not compiled in.
+pub fn make_executor(kind: &str, threads: usize, partitions: Option<usize>) -> Result<Box<dyn LikelihoodExecutor>> {
+    let _ = partitions;
+    match kind {
+        "rayon" => Ok(Box::new(
+            pcmc_rayon::rayon_executor(threads).map_err(|e| InputError::flag("--threads", e.to_string()))?,
+        )),
+        "serial" => Ok(Box::new(pcmc_core::serial())),
+        "mpi" => Err(InputError::flag(
+            "--executor",
+            "the MPI executor is not compiled into this pcmc: build it with the cargo feature `mpi` \
+             (cargo build --release -p pcmc-cli --features mpi)",
+        )
+        .into()),
+        "dataflow" => Err(InputError::flag(
+            "--executor",
+            "the dataflow executor is not compiled into this pcmc: build it with the cargo feature `dataflow` \
+             (cargo build --release -p pcmc-cli --features dataflow)",
+        )
+        .into()),
+        other => Err(InputError::flag(
+            "--executor",
+            format!("{other:?} is not one of rayon, mpi, dataflow (or serial, for reference runs)"),
+        )
+        .into()),
+    }
+}
+
+struct Progress {
+    bar: Option<ProgressBar>,
+    quiet: bool,
+    last_log: Instant,
+    start: Instant,
+    total: u64,
+}
+
+impl Progress {
+    fn new(total: u64, quiet: bool) -> Self {
+        let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
+            let b = ProgressBar::new(total);
+            b.set_style(
+                ProgressStyle::with_template(
+                    "{elapsed_precise} [{bar:30}] {pos}/{len} it ({per_sec}, ETA {eta}) {msg}",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
+            );
+            b
+        });
+        Progress {
+            bar,
+            quiet,
+            last_log: Instant::now(),
+            start: Instant::now(),
+            total,
+        }
+    }
+
+    fn update(&mut self, done: u64, acceptance: f64) {
+        if let Some(b) = &self.bar {
+            b.set_position(done);
+            b.set_message(format!("acceptance {acceptance:.2}"));
+        } else if !self.quiet && (self.last_log.elapsed() >= Duration::from_secs(10) || done == self.total) {
+            let el = self.start.elapsed().as_secs_f64();
+            let rate = done as f64 / el.max(1e-9);
+            let eta = (self.total - done) as f64 / rate.max(1e-9);
+            tracing::info!(
+                "iteration {done}/{} ({rate:.2} it/s, acceptance {acceptance:.2}, elapsed {el:.0} s, ETA {eta:.0} s)",
+                self.total
+            );
+            self.last_log = Instant::now();
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+fn row_of(rec: &IterationRecord) -> ChainRow {
+    ChainRow {
+        chain: rec.chain,
+        iteration: rec.iteration,
+        loglik: rec.loglik,
+        accepted: rec.accepted,
+        theta: rec.theta.clone(),
+    }
+}
+
+/// The run directory: `--out`, else `output.dir`, else `runs/<name>`.
+pub fn run_dir(job: &Job, ov: &Overrides) -> PathBuf {
+    ov.out
+        .clone()
+        .or_else(|| job.file.output.dir.clone())
+        .unwrap_or_else(|| PathBuf::from("runs").join(&job.name))
+}
+
+fn create_dir(dir: &Path) -> Result<()> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(input(dir, "the output path exists and is not a directory"));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| input(dir, format!("cannot create the output directory: {e}")))?;
+    let probe = dir.join(".pcmc-write-test");
+    std::fs::write(&probe, b"").map_err(|e| input(dir, format!("the output directory is not writable: {e}")))?;
+    let _ = std::fs::remove_file(probe);
+    Ok(())
+}
+
+/// Writes `path` atomically (temporary file, fsync, rename).
+///
+/// # Errors
+/// I/O failures.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+    Ok(())
+}
+
+/// `pcmc run`.
+///
+/// # Errors
+/// Input errors (exit 2) and run failures (exit 1).
+pub fn run(job_path: &Path, ov: &Overrides, quiet: bool) -> Result<()> {
+    let prep = prepare(job_path, ov)?;
+    let job = &prep.job;
+    let kind = ov
+        .executor
+        .clone()
+        .or_else(|| job.file.executor.kind.clone())
+        .unwrap_or_else(|| "rayon".into());
+    let threads = ov
+        .threads
+        .or(job.file.executor.threads)
+        .unwrap_or_else(pcmc_rayon::default_threads);
+    if threads == 0 {
+        return Err(InputError::flag("--threads", "must be at least 1").into());
+    }
+    let partitions = ov.partitions.or(job.file.executor.partitions);
+    if partitions == Some(0) {
+        return Err(InputError::flag("--partitions", "must be at least 1").into());
+    }
+    let mut exec = make_executor(&kind, threads, partitions)?;
+    let dir = run_dir(job, ov);
+    create_dir(&dir)?;
+    let pmmh = &prep.pmmh;
+    let fingerprint = job.fingerprint(&prep.data);
+    let names = job.network.parameters().to_vec();
+    let mut record = RunRecord {
+        job: job.name.clone(),
+        fingerprint: fingerprint.clone(),
+        seed: job.mcmc.seed,
+        chains: job.mcmc.chains,
+        particles: job.filter.particles,
+        burn_in: job.mcmc.burn_in,
+        iterations: job.mcmc.iterations,
+        thin: job.mcmc.thin,
+        stats: None,
+    };
+    write_atomic(&dir.join("job.toml"), job.text.as_bytes())?;
+    write_atomic(&dir.join("data.csv"), &prep.data_bytes)?;
+    write_atomic(&dir.join("run.json"), serde_json::to_string_pretty(&record)?.as_bytes())?;
+    let _ = std::fs::remove_file(dir.join("summary.json"));
+    let mut writer = ChainWriter::create(&dir, &names, job.file.output.parquet)?;
+
+    if !quiet {
+        tracing::info!(
+            "{} — {} chain(s) × {} iterations ({} burn-in), {} particles, executor {} × {}, output {}",
+            job.name,
+            job.mcmc.chains,
+            pmmh.total_iterations(),
+            job.mcmc.burn_in,
+            job.filter.particles,
+            exec.name(),
+            exec.workers(),
+            dir.display()
+        );
+    }
+    let start = Instant::now();
+    let mut stats = RunStats {
+        executor: exec.name().to_string(),
+        workers: exec.workers(),
+        ..RunStats::default()
+    };
+    let mut rows = Vec::new();
+    let mut on_record = |rec: &IterationRecord, stats: &mut RunStats| -> Result<()> {
+        if let Some(f) = &rec.filter {
+            stats.filter_passes += 1;
+            stats.stages.add(&f.times);
+        }
+        if rec.kept {
+            let row = row_of(rec);
+            writer.write(&row)?;
+            rows.push(row);
+        }
+        Ok(())
+    };
+    let mut states = Vec::with_capacity(job.mcmc.chains);
+    for c in 0..job.mcmc.chains as u64 {
+        let (st, rec) = pmmh.init_chain(exec.as_mut(), c)?;
+        on_record(&rec, &mut stats)?;
+        states.push(st);
+    }
+    let total = pmmh.total_iterations();
+    let mut progress = Progress::new(total, quiet);
+    for it in 1..=total {
+        for st in states.iter_mut() {
+            let rec = pmmh.step(exec.as_mut(), st)?;
+            on_record(&rec, &mut stats)?;
+        }
+        let acc = states.iter().map(|s| s.accepted as f64 / s.proposed.max(1) as f64).sum::<f64>() / states.len() as f64;
+        progress.update(it, acc);
+    }
+    progress.finish();
+    writer.finish()?;
+    stats.wall_seconds = start.elapsed().as_secs_f64();
+    stats.iterations_done = total;
+    for st in &states {
+        stats.ssa_events += st.counters.events;
+        stats.cap_hits += st.counters.cap_hits;
+        stats.cap_events += st.counters.cap_events;
+        stats.event_limit_hits += st.counters.limit_hits;
+        stats.collapses += st.collapses;
+        stats.outside_prior += st.outside_prior;
+        stats.acceptance_per_chain
+            .push(st.accepted_after_burn_in as f64 / job.mcmc.iterations.max(1) as f64);
+    }
+    record.stats = Some(stats);
+    write_atomic(&dir.join("run.json"), serde_json::to_string_pretty(&record)?.as_bytes())?;
+    finish_outputs(&dir, job, pmmh.problem(), &record, &names, &rows, false, quiet)
+}
+
+/// Writes `summary.json`, prints the table and draws the plots.
+#[allow(clippy::too_many_arguments)]
+fn finish_outputs(
+    dir: &Path,
+    job: &Job,
+    problem: &FilterProblem,
+    record: &RunRecord,
+    names: &[String],
+    rows: &[ChainRow],
+    rewrite_parquet: bool,
+    quiet: bool,
+) -> Result<()> {
+    if rewrite_parquet && job.file.output.parquet {
+        write_parquet(&dir.join("chain.parquet"), names, rows)?;
+    }
+    let summary = summary_json(&SummaryInput {
+        job: &record.job,
+        fingerprint: &record.fingerprint,
+        names,
+        truth: job.truth.as_deref(),
+        rows,
+        chains: record.chains,
+        particles: record.particles,
+        burn_in: record.burn_in,
+        iterations: record.iterations,
+        thin: record.thin,
+        stats: record.stats.as_ref(),
+    });
+    write_atomic(&dir.join("summary.json"), serde_json::to_string_pretty(&summary)?.as_bytes())?;
+    if !quiet {
+        print!("{}", summary_table(&summary));
+    }
+    if job.file.output.plots && !rows.is_empty() {
+        plots::trace(&dir.join("trace.svg"), names, rows, record.chains, job.truth.as_deref())?;
+        plots::density(&dir.join("density.svg"), names, rows, record.chains, job.truth.as_deref())?;
+        let bands = predictive_bands(problem, rows, job.file.output.predictive_draws, record.seed);
+        if !bands.is_empty() {
+            plots::predictive(&dir.join("predictive.svg"), &bands)?;
+        }
+    }
+    Ok(())
+}
+
+/// Forward simulations at up to `draws` posterior draws (evenly spaced over
+/// the kept rows), summarised as 5/50/95 % quantiles of the observations on a
+/// grid of 101 times.
+pub fn predictive_bands(problem: &FilterProblem, rows: &[ChainRow], draws: usize, seed: u64) -> Vec<Band> {
+    if rows.is_empty() || draws == 0 {
+        return Vec::new();
+    }
+    let data = problem.data();
+    let t0 = problem.t0();
+    let t1 = *data.times().last().expect("non-empty data");
+    let grid: Vec<f64> = (0..=100).map(|i| t0 + (t1 - t0) * f64::from(i) / 100.0).collect();
+    let m = draws.min(rows.len());
+    let obs_n = data.observed().len();
+    let mut sims: Vec<Vec<Vec<f64>>> = vec![vec![Vec::with_capacity(m); grid.len()]; obs_n];
+    for d in 0..m {
+        let r = &rows[d * rows.len() / m];
+        let tr = simulate(
+            problem.network(),
+            &r.theta,
+            problem.initial(),
+            problem.observation(),
+            data.observed(),
+            t0,
+            &grid,
+            &problem.config().caps,
+            problem.config().max_events,
+            StreamKey::new(seed, 0, d as u64, 0, 0, Purpose::Predictive),
+        );
+        for (g, obs) in tr.observations.iter().enumerate() {
+            for (s, v) in obs.iter().enumerate() {
+                sims[s][g].push(*v);
+            }
+        }
+    }
+    (0..obs_n)
+        .map(|s| {
+            let mut lo = Vec::new();
+            let mut mid = Vec::new();
+            let mut hi = Vec::new();
+            for col in sims[s].iter_mut() {
+                col.sort_by(f64::total_cmp);
+                lo.push(quantile_sorted(col, 0.05));
+                mid.push(quantile_sorted(col, 0.5));
+                hi.push(quantile_sorted(col, 0.95));
+            }
+            Band {
+                name: data.names()[s].clone(),
+                times: grid.clone(),
+                lo,
+                mid,
+                hi,
+                data: (0..data.len()).map(|i| (data.times()[i], data.row(i)[s])).collect(),
+            }
+        })
+        .collect()
+}
+
+/// `pcmc report DIR`: recomputes the summary and plots from a run directory
+/// (finished or not), and rebuilds `chain.parquet` from `chain.csv`.
+///
+/// # Errors
+/// Input errors for a missing or malformed run directory.
+pub fn report(dir: &Path, quiet: bool) -> Result<()> {
+    if !dir.is_dir() {
+        return Err(input(dir, "not a run directory (it does not exist or is not a directory)"));
+    }
+    let job_path = dir.join("job.toml");
+    if !job_path.is_file() {
+        return Err(input(dir, "not a run directory: job.toml is missing"));
+    }
+    let run_path = dir.join("run.json");
+    let text = std::fs::read_to_string(&run_path).map_err(|e| input(&run_path, format!("cannot read: {e}")))?;
+    let record: RunRecord =
+        serde_json::from_str(&text).map_err(|e| input(&run_path, format!("malformed run record: {e}")))?;
+    let ov = Overrides {
+        data: Some(dir.join("data.csv")),
+        particles: Some(record.particles),
+        chains: Some(record.chains),
+        seed: Some(record.seed),
+        iterations: Some(record.iterations.max(1)),
+        ..Overrides::default()
+    };
+    let prep = prepare(&job_path, &ov)?;
+    let (names, rows) = read_chain_csv(&dir.join("chain.csv"))?;
+    if names != prep.job.network.parameters() {
+        return Err(input(dir.join("chain.csv"), "the chain's columns do not match the job's parameters"));
+    }
+    finish_outputs(dir, &prep.job, prep.pmmh.problem(), &record, &names, &rows, true, quiet)
+}

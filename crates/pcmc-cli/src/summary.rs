@@ -1,0 +1,221 @@
+//! `summary.json` and the printed summary table.
+
+use crate::output::ChainRow;
+use pcmc_core::diagnostics::{ParamSummary, summarize};
+use pcmc_core::filter::StageTimes;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+/// Counters and timings of a run, kept by `pcmc run`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RunStats {
+    /// Executor name.
+    pub executor: String,
+    /// Workers (threads, ranks or partitions).
+    pub workers: usize,
+    /// Wall time of the sampling loop, seconds.
+    pub wall_seconds: f64,
+    /// SSA events over all filter passes.
+    pub ssa_events: u64,
+    /// Trajectories stopped by the population cap.
+    pub cap_hits: u64,
+    /// Events spent by trajectories that hit the cap.
+    pub cap_events: u64,
+    /// Trajectories stopped by the event limit.
+    pub event_limit_hits: u64,
+    /// Filter passes whose estimate was −∞.
+    pub collapses: u64,
+    /// Proposals outside the prior's support (no filter run).
+    pub outside_prior: u64,
+    /// Filter passes run.
+    pub filter_passes: u64,
+    /// Time per filter stage, summed over passes.
+    pub stages: StageTimes,
+    /// Acceptance rate after burn-in, per chain.
+    pub acceptance_per_chain: Vec<f64>,
+    /// Iterations completed per chain (counting burn-in).
+    pub iterations_done: u64,
+}
+
+/// Per-parameter summaries from rows, in parameter order.
+pub fn parameter_summaries(names: &[String], rows: &[ChainRow], chains: usize) -> Vec<Option<ParamSummary>> {
+    (0..names.len())
+        .map(|p| {
+            let mut per: Vec<Vec<f64>> = vec![Vec::new(); chains.max(1)];
+            for r in rows {
+                if let Some(c) = per.get_mut(r.chain as usize) {
+                    c.push(r.theta[p]);
+                }
+            }
+            per.retain(|c| !c.is_empty());
+            (!per.is_empty()).then(|| summarize(&per))
+        })
+        .collect()
+}
+
+fn num(x: f64) -> Value {
+    // JSON has no infinities or NaN: those become null.
+    if x.is_finite() { json!(x) } else { Value::Null }
+}
+
+/// Everything `summary.json` holds besides the run statistics.
+pub struct SummaryInput<'a> {
+    /// Job name.
+    pub job: &'a str,
+    /// Job fingerprint.
+    pub fingerprint: &'a str,
+    /// Parameter names.
+    pub names: &'a [String],
+    /// True θ, if known.
+    pub truth: Option<&'a [f64]>,
+    /// Kept rows.
+    pub rows: &'a [ChainRow],
+    /// Number of chains.
+    pub chains: usize,
+    /// Particles.
+    pub particles: usize,
+    /// Burn-in.
+    pub burn_in: u64,
+    /// Iterations after burn-in.
+    pub iterations: u64,
+    /// Thinning.
+    pub thin: u64,
+    /// Run statistics, if known (absent for a crashed run).
+    pub stats: Option<&'a RunStats>,
+}
+
+/// Builds `summary.json`.
+pub fn summary_json(s: &SummaryInput<'_>) -> Value {
+    let sums = parameter_summaries(s.names, s.rows, s.chains);
+    let mut params = Map::new();
+    for (i, (name, ps)) in s.names.iter().zip(&sums).enumerate() {
+        let mut o = Map::new();
+        if let Some(p) = ps {
+            o.insert("mean".into(), num(p.mean));
+            o.insert("sd".into(), num(p.sd));
+            o.insert("q025".into(), num(p.q025));
+            o.insert("q50".into(), num(p.q50));
+            o.insert("q975".into(), num(p.q975));
+            o.insert("ess".into(), p.ess.map_or(Value::Null, num));
+            o.insert("rhat".into(), p.rhat.map_or(Value::Null, num));
+        }
+        if let Some(t) = s.truth {
+            o.insert("true".into(), num(t[i]));
+        }
+        params.insert(name.clone(), Value::Object(o));
+    }
+    let acceptance = match s.stats {
+        Some(st) if !st.acceptance_per_chain.is_empty() => {
+            st.acceptance_per_chain.iter().sum::<f64>() / st.acceptance_per_chain.len() as f64
+        }
+        _ => {
+            let n = s.rows.len().max(1) as f64;
+            s.rows.iter().filter(|r| r.accepted).count() as f64 / n
+        }
+    };
+    let mut v = json!({
+        "pcmc_version": env!("CARGO_PKG_VERSION"),
+        "job": s.job,
+        "job_fingerprint": s.fingerprint,
+        "chains": s.chains,
+        "particles": s.particles,
+        "burn_in": s.burn_in,
+        "iterations": s.iterations,
+        "thin": s.thin,
+        "draws": s.rows.len(),
+        "acceptance_rate": num(acceptance),
+        "parameters": params,
+    });
+    let o = v.as_object_mut().expect("object");
+    match s.stats {
+        Some(st) => {
+            o.insert("executor".into(), json!(st.executor));
+            o.insert("workers".into(), json!(st.workers));
+            o.insert("acceptance_per_chain".into(), json!(st.acceptance_per_chain));
+            o.insert("wall_seconds".into(), num(st.wall_seconds));
+            o.insert("ssa_events".into(), json!(st.ssa_events));
+            o.insert(
+                "events_per_second".into(),
+                num(if st.wall_seconds > 0.0 { st.ssa_events as f64 / st.wall_seconds } else { 0.0 }),
+            );
+            o.insert("cap_hits".into(), json!(st.cap_hits));
+            o.insert("cap_events".into(), json!(st.cap_events));
+            o.insert("event_limit_hits".into(), json!(st.event_limit_hits));
+            o.insert("collapses".into(), json!(st.collapses));
+            o.insert("outside_prior".into(), json!(st.outside_prior));
+            o.insert("filter_passes".into(), json!(st.filter_passes));
+            o.insert("iterations_done".into(), json!(st.iterations_done));
+            o.insert("stages".into(), serde_json::to_value(st.stages).unwrap_or(Value::Null));
+        }
+        None => {
+            o.insert("run_statistics".into(), json!("unavailable: the run did not finish"));
+        }
+    }
+    v
+}
+
+fn fmt(x: Option<f64>, digits: usize) -> String {
+    match x {
+        Some(v) if v.is_finite() => {
+            let a = v.abs();
+            if a != 0.0 && !(1e-3..1e5).contains(&a) {
+                format!("{v:.3e}")
+            } else {
+                format!("{v:.digits$}")
+            }
+        }
+        _ => "-".into(),
+    }
+}
+
+/// The summary as a table for the terminal.
+pub fn summary_table(v: &Value) -> String {
+    let mut out = String::new();
+    out.push_str(&format!(
+        "{:<14} {:>10} {:>10} {:>10} {:>10} {:>10} {:>7} {:>6} {:>10}\n",
+        "parameter", "mean", "sd", "2.5%", "50%", "97.5%", "ESS", "R-hat", "true"
+    ));
+    if let Some(params) = v["parameters"].as_object() {
+        for (name, p) in params {
+            let g = |k: &str| p[k].as_f64();
+            out.push_str(&format!(
+                "{:<14} {:>10} {:>10} {:>10} {:>10} {:>10} {:>7} {:>6} {:>10}\n",
+                name,
+                fmt(g("mean"), 4),
+                fmt(g("sd"), 4),
+                fmt(g("q025"), 4),
+                fmt(g("q50"), 4),
+                fmt(g("q975"), 4),
+                g("ess").map_or("-".into(), |e| format!("{e:.0}")),
+                fmt(g("rhat"), 3),
+                fmt(g("true"), 4),
+            ));
+        }
+    }
+    out.push_str(&format!(
+        "draws {} ({} chains) | acceptance {}",
+        v["draws"],
+        v["chains"],
+        fmt(v["acceptance_rate"].as_f64(), 3)
+    ));
+    if let Some(w) = v["wall_seconds"].as_f64() {
+        out.push_str(&format!(
+            " | wall {w:.1} s | {} SSA events ({} /s) | cap hits {} | {} × {}",
+            fmt(v["ssa_events"].as_f64(), 0),
+            fmt(v["events_per_second"].as_f64(), 0),
+            v["cap_hits"],
+            v["executor"].as_str().unwrap_or("?"),
+            v["workers"]
+        ));
+        let st = &v["stages"];
+        out.push_str(&format!(
+            "\nstages: propagate {} s, weight {} s, resample {} s, communicate {} s",
+            fmt(st["propagate"].as_f64(), 2),
+            fmt(st["weight"].as_f64(), 2),
+            fmt(st["resample"].as_f64(), 2),
+            fmt(st["communicate"].as_f64(), 2)
+        ));
+    }
+    out.push('\n');
+    out
+}
