@@ -11,11 +11,13 @@ use std::path::Path;
 /// # Errors
 /// An input error naming the file, the line and the column.
 pub fn read_data(path: &Path, net: &Network) -> Result<Data> {
-    let meta = std::fs::metadata(path).map_err(|e| input(path, format!("cannot read the data file: {e}")))?;
+    let meta = std::fs::metadata(path)
+        .map_err(|e| input(path, format!("cannot read the data file: {e}")))?;
     if meta.is_dir() {
         return Err(input(path, "is a directory, not a data file"));
     }
-    let bytes = std::fs::read(path).map_err(|e| input(path, format!("cannot read the data file: {e}")))?;
+    let bytes =
+        std::fs::read(path).map_err(|e| input(path, format!("cannot read the data file: {e}")))?;
     parse_data(path, &bytes, net)
 }
 
@@ -25,7 +27,10 @@ pub fn read_data(path: &Path, net: &Network) -> Result<Data> {
 /// As [`read_data`].
 pub fn parse_data(path: &Path, bytes: &[u8], net: &Network) -> Result<Data> {
     if bytes.iter().all(|b| b.is_ascii_whitespace()) {
-        return Err(input(path, "the data file is empty (expected a header `time,<species…>` and rows)"));
+        return Err(input(
+            path,
+            "the data file is empty (expected a header `time,<species…>` and rows)",
+        ));
     }
     let mut rdr = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
@@ -39,7 +44,10 @@ pub fn parse_data(path: &Path, bytes: &[u8], net: &Network) -> Result<Data> {
     if cols.first().map(String::as_str) != Some("time") {
         return Err(input(
             path,
-            format!("line 1: the first column must be `time`, found {:?}", cols.first().cloned().unwrap_or_default()),
+            format!(
+                "line 1: the first column must be `time`, found {:?}",
+                cols.first().cloned().unwrap_or_default()
+            ),
         ));
     }
     if cols.len() < 2 {
@@ -50,7 +58,11 @@ pub fn parse_data(path: &Path, bytes: &[u8], net: &Network) -> Result<Data> {
         if net.species_index(c).is_none() {
             return Err(input(
                 path,
-                format!("line 1, column {}: {c:?} is not a species of the model ({})", i + 2, net.species().join(", ")),
+                format!(
+                    "line 1, column {}: {c:?} is not a species of the model ({})",
+                    i + 2,
+                    net.species().join(", ")
+                ),
             ));
         }
     }
@@ -65,10 +77,22 @@ pub fn parse_data(path: &Path, bytes: &[u8], net: &Network) -> Result<Data> {
         let mut vals = Vec::with_capacity(cols.len());
         for (c, field) in rec.iter().enumerate() {
             let v: f64 = field.parse().map_err(|_| {
-                input(path, format!("line {line}, column {:?}: {field:?} is not a number", cols[c]))
+                input(
+                    path,
+                    format!(
+                        "line {line}, column {:?}: {field:?} is not a number",
+                        cols[c]
+                    ),
+                )
             })?;
             if !v.is_finite() {
-                return Err(input(path, format!("line {line}, column {:?}: {field:?} is not a finite number", cols[c])));
+                return Err(input(
+                    path,
+                    format!(
+                        "line {line}, column {:?}: {field:?} is not a finite number",
+                        cols[c]
+                    ),
+                ));
             }
             vals.push(v);
         }
@@ -77,7 +101,10 @@ pub fn parse_data(path: &Path, bytes: &[u8], net: &Network) -> Result<Data> {
         {
             return Err(input(
                 path,
-                format!("line {line}, column \"time\": {} is not after the previous time {prev}", vals[0]),
+                format!(
+                    "line {line}, column \"time\": {} is not after the previous time {prev}",
+                    vals[0]
+                ),
             ));
         }
         times.push(vals[0]);
@@ -91,7 +118,9 @@ pub fn parse_data(path: &Path, bytes: &[u8], net: &Network) -> Result<Data> {
 
 fn csv_reason(e: &csv::Error) -> String {
     match e.kind() {
-        csv::ErrorKind::UnequalLengths { expected_len, len, .. } => {
+        csv::ErrorKind::UnequalLengths {
+            expected_len, len, ..
+        } => {
             format!("{len} fields where the header has {expected_len}")
         }
         csv::ErrorKind::Utf8 { .. } => "the line is not UTF-8 text".into(),

@@ -3,7 +3,9 @@
 
 use crate::error::input;
 use anyhow::Result;
-use pcmc_core::filter::{DEFAULT_CAP, DEFAULT_MAX_EVENTS, FilterConfig, FilterProblem, KernelChoice};
+use pcmc_core::filter::{
+    DEFAULT_CAP, DEFAULT_MAX_EVENTS, FilterConfig, FilterProblem, KernelChoice,
+};
 use pcmc_core::model::{Network, ReactionSpec, Term};
 use pcmc_core::observation::{Data, InitialPrior, ObservationModel};
 use pcmc_core::pmmh::{AdaptConfig, PmmhConfig, ProposalCovariance};
@@ -268,6 +270,9 @@ pub struct OutputSection {
     /// Posterior draws simulated for the predictive plot.
     #[serde(default = "default_predictive")]
     pub predictive_draws: usize,
+    /// Write a checkpoint every this many iterations (default 100; also at
+    /// least every 10 minutes, and on SIGTERM, SIGINT or SIGUSR1).
+    pub checkpoint_every: Option<u64>,
 }
 
 fn default_predictive() -> usize {
@@ -281,6 +286,7 @@ impl Default for OutputSection {
             parquet: true,
             plots: true,
             predictive_draws: default_predictive(),
+            checkpoint_every: None,
         }
     }
 }
@@ -351,7 +357,10 @@ fn per_species<T: Copy>(
         PerSpecies::Each(map) => {
             for k in map.keys() {
                 if !names.contains(k) {
-                    return Err(input(path, format!("{field}: {k:?} is not one of {}", names.join(", "))));
+                    return Err(input(
+                        path,
+                        format!("{field}: {k:?} is not one of {}", names.join(", ")),
+                    ));
                 }
             }
             names
@@ -383,8 +392,10 @@ impl Job {
         if meta.is_dir() {
             return Err(input(path, "is a directory, not a job file"));
         }
-        let bytes = std::fs::read(path).map_err(|e| input(path, format!("cannot read the job file: {e}")))?;
-        let text = String::from_utf8(bytes).map_err(|_| input(path, "the job file is not UTF-8 text"))?;
+        let bytes = std::fs::read(path)
+            .map_err(|e| input(path, format!("cannot read the job file: {e}")))?;
+        let text =
+            String::from_utf8(bytes).map_err(|_| input(path, "the job file is not UTF-8 text"))?;
         Job::parse(path, text)
     }
 
@@ -393,13 +404,17 @@ impl Job {
     /// # Errors
     /// As [`Job::load`].
     pub fn parse(path: &Path, text: String) -> Result<Job> {
-        let file: JobFile = toml::from_str(&text).map_err(|e| input(path, e.to_string().trim_end().to_string()))?;
-        let name = file
-            .name
-            .clone()
-            .unwrap_or_else(|| path.file_stem().map_or("job".into(), |s| s.to_string_lossy().into_owned()));
+        let file: JobFile =
+            toml::from_str(&text).map_err(|e| input(path, e.to_string().trim_end().to_string()))?;
+        let name = file.name.clone().unwrap_or_else(|| {
+            path.file_stem()
+                .map_or("job".into(), |s| s.to_string_lossy().into_owned())
+        });
         if name.is_empty() || name.len() > 100 || name.contains(['/', '\\', '\0']) {
-            return Err(input(path, "name: must be 1–100 characters without '/' or '\\'"));
+            return Err(input(
+                path,
+                "name: must be 1–100 characters without '/' or '\\'",
+            ));
         }
         let network = build_network(path, &file.model)?;
         let species = network.species().to_vec();
@@ -410,7 +425,10 @@ impl Job {
             if !params.contains(k) {
                 return Err(input(
                     path,
-                    format!("parameters.{k}: the model has no parameter {k:?} (parameters: {})", params.join(", ")),
+                    format!(
+                        "parameters.{k}: the model has no parameter {k:?} (parameters: {})",
+                        params.join(", ")
+                    ),
                 ));
             }
         }
@@ -419,24 +437,35 @@ impl Job {
         let mut truth = Vec::new();
         let mut sds = Vec::new();
         for p in &params {
-            let sec = file
-                .parameters
-                .get(p)
-                .ok_or_else(|| input(path, format!("parameters.{p}: missing (every parameter needs a prior)")))?;
+            let sec = file.parameters.get(p).ok_or_else(|| {
+                input(
+                    path,
+                    format!("parameters.{p}: missing (every parameter needs a prior)"),
+                )
+            })?;
             sec.prior.validate(p).map_err(|e| core_err(path, e))?;
             let x0 = sec.init.unwrap_or_else(|| sec.prior.centre());
             if sec.prior.log_density(x0) == f64::NEG_INFINITY {
-                return Err(input(path, format!("parameters.{p}.init: {x0} is outside the support of the prior")));
+                return Err(input(
+                    path,
+                    format!("parameters.{p}.init: {x0} is outside the support of the prior"),
+                ));
             }
             if let Some(t) = sec.true_value
                 && !(t.is_finite() && t > 0.0)
             {
-                return Err(input(path, format!("parameters.{p}.true: {t} is not a finite positive rate")));
+                return Err(input(
+                    path,
+                    format!("parameters.{p}.true: {t} is not a finite positive rate"),
+                ));
             }
             if let Some(sd) = sec.proposal_sd
                 && !(sd.is_finite() && sd > 0.0)
             {
-                return Err(input(path, format!("parameters.{p}.proposal_sd: {sd} is not a finite positive number")));
+                return Err(input(
+                    path,
+                    format!("parameters.{p}.proposal_sd: {sd} is not a finite positive number"),
+                ));
             }
             priors.push(sec.prior);
             init.push(x0);
@@ -450,19 +479,24 @@ impl Job {
         // Initial state.
         for k in file.initial.means.keys() {
             if !species.contains(k) {
-                return Err(input(path, format!("initial.means: {k:?} is not a species ({})", species.join(", "))));
+                return Err(input(
+                    path,
+                    format!(
+                        "initial.means: {k:?} is not a species ({})",
+                        species.join(", ")
+                    ),
+                ));
             }
         }
-        let means = species
-            .iter()
-            .map(|s| {
-                file.initial
-                    .means
-                    .get(s)
-                    .copied()
-                    .ok_or_else(|| input(path, format!("initial.means: no mean for species {s:?}")))
-            })
-            .collect::<Result<Vec<f64>>>()?;
+        let means =
+            species
+                .iter()
+                .map(|s| {
+                    file.initial.means.get(s).copied().ok_or_else(|| {
+                        input(path, format!("initial.means: no mean for species {s:?}"))
+                    })
+                })
+                .collect::<Result<Vec<f64>>>()?;
         let initial = InitialPrior::new(&network, means).map_err(|e| core_err(path, e))?;
         if let Some(t) = file.initial.time
             && !t.is_finite()
@@ -477,7 +511,12 @@ impl Job {
         filter.kernel = match f.kernel.as_str() {
             "scalar" => KernelChoice::Scalar,
             "batch" => KernelChoice::Batch,
-            k => return Err(input(path, format!("filter.kernel: {k:?} is not one of scalar, batch"))),
+            k => {
+                return Err(input(
+                    path,
+                    format!("filter.kernel: {k:?} is not one of scalar, batch"),
+                ));
+            }
         };
         if let Some(cap) = &f.cap {
             filter.caps = per_species(path, "filter.cap", cap, &species, Some(DEFAULT_CAP))?;
@@ -495,22 +534,36 @@ impl Job {
         match file.observation.model.as_str() {
             "gaussian" => {
                 if file.observation.sd.is_none() {
-                    return Err(input(path, "observation.sd: required for gaussian observations"));
+                    return Err(input(
+                        path,
+                        "observation.sd: required for gaussian observations",
+                    ));
                 }
             }
             "poisson" => {
                 if file.observation.sd.is_some() {
-                    return Err(input(path, "observation.sd: not used by poisson observations; remove it"));
+                    return Err(input(
+                        path,
+                        "observation.sd: not used by poisson observations; remove it",
+                    ));
                 }
             }
-            m => return Err(input(path, format!("observation.model: {m:?} is not one of gaussian, poisson"))),
+            m => {
+                return Err(input(
+                    path,
+                    format!("observation.model: {m:?} is not one of gaussian, poisson"),
+                ));
+            }
         }
 
         // MCMC.
         let m = &file.mcmc;
         let d = sds.len() as u64;
         if m.chains == 0 || m.chains > 1024 {
-            return Err(input(path, format!("mcmc.chains: {} is not in 1..=1024", m.chains)));
+            return Err(input(
+                path,
+                format!("mcmc.chains: {} is not in 1..=1024", m.chains),
+            ));
         }
         if m.thin == 0 {
             return Err(input(path, "mcmc.thin: must be at least 1"));
@@ -519,13 +572,22 @@ impl Job {
             return Err(input(path, "mcmc.iterations: must be at least 1"));
         }
         if m.iterations.saturating_add(m.burn_in) > 1_000_000_000 {
-            return Err(input(path, "mcmc: burn_in + iterations must be at most 10^9"));
+            return Err(input(
+                path,
+                "mcmc: burn_in + iterations must be at most 10^9",
+            ));
         }
         if m.adapt_every == 0 {
             return Err(input(path, "mcmc.adapt_every: must be at least 1"));
         }
         if !(m.proposal_sd.is_finite() && m.proposal_sd > 0.0) {
-            return Err(input(path, format!("mcmc.proposal_sd: {} is not a finite positive number", m.proposal_sd)));
+            return Err(input(
+                path,
+                format!(
+                    "mcmc.proposal_sd: {} is not a finite positive number",
+                    m.proposal_sd
+                ),
+            ));
         }
         let proposal = match &m.proposal_cov {
             Some(rows) => ProposalCovariance::Full(rows.clone()),
@@ -561,12 +623,18 @@ impl Job {
 
     /// The directory that relative paths in the job file are resolved against.
     pub fn base_dir(&self) -> PathBuf {
-        self.path.parent().map(Path::to_path_buf).unwrap_or_default()
+        self.path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default()
     }
 
     /// The data path given in the job file, resolved.
     pub fn data_path(&self) -> Option<PathBuf> {
-        self.file.data.as_ref().map(|d| self.base_dir().join(&d.path))
+        self.file
+            .data
+            .as_ref()
+            .map(|d| self.base_dir().join(&d.path))
     }
 
     /// The observation model for data observing `names`.
@@ -581,7 +649,10 @@ impl Job {
                 if let PerSpecies::Each(map) = sd {
                     for k in map.keys() {
                         if self.network.species_index(k).is_none() {
-                            return Err(input(&self.path, format!("observation.sd: {k:?} is not a species")));
+                            return Err(input(
+                                &self.path,
+                                format!("observation.sd: {k:?} is not a species"),
+                            ));
                         }
                     }
                 }
@@ -603,10 +674,22 @@ impl Job {
         if t0 > data.times()[0] {
             return Err(input(
                 &self.path,
-                format!("initial.time: {t0} is after the first observation time {} in {}", data.times()[0], data_path.display()),
+                format!(
+                    "initial.time: {t0} is after the first observation time {} in {}",
+                    data.times()[0],
+                    data_path.display()
+                ),
             ));
         }
-        FilterProblem::new(self.network.clone(), data, obs, self.initial.clone(), t0, self.filter.clone()).map_err(|e| match e {
+        FilterProblem::new(
+            self.network.clone(),
+            data,
+            obs,
+            self.initial.clone(),
+            t0,
+            self.filter.clone(),
+        )
+        .map_err(|e| match e {
             pcmc_core::Error::Data(_) => input(data_path, e.to_string()),
             other => core_err(&self.path, other),
         })
@@ -617,16 +700,25 @@ impl Job {
     /// # Errors
     /// An input error if the section is missing or the times are invalid.
     pub fn simulate_times(&self) -> Result<Vec<f64>> {
-        let sim = self
-            .file
-            .simulate
-            .as_ref()
-            .ok_or_else(|| input(&self.path, "simulate: this job has no [simulate] section (times and observed species)"))?;
+        let sim = self.file.simulate.as_ref().ok_or_else(|| {
+            input(
+                &self.path,
+                "simulate: this job has no [simulate] section (times and observed species)",
+            )
+        })?;
         let times = match &sim.times {
             TimesSpec::List(v) => v.clone(),
             TimesSpec::Grid { start, end, step } => {
-                if !(start.is_finite() && end.is_finite() && step.is_finite() && *step > 0.0 && end >= start) {
-                    return Err(input(&self.path, "simulate.times: need finite start ≤ end and step > 0"));
+                if !(start.is_finite()
+                    && end.is_finite()
+                    && step.is_finite()
+                    && *step > 0.0
+                    && end >= start)
+                {
+                    return Err(input(
+                        &self.path,
+                        "simulate.times: need finite start ≤ end and step > 0",
+                    ));
                 }
                 let n = ((end - start) / step + 1e-9).floor() as u64;
                 if n > 1_000_000 {
@@ -640,7 +732,10 @@ impl Job {
         }
         for w in times.windows(2) {
             if !(w[1] > w[0]) {
-                return Err(input(&self.path, "simulate.times: times must be strictly increasing"));
+                return Err(input(
+                    &self.path,
+                    "simulate.times: times must be strictly increasing",
+                ));
             }
         }
         if times.iter().any(|t| !t.is_finite()) {
@@ -696,14 +791,22 @@ pub fn check_particles(path: &Path, field: &str, n: usize) -> Result<()> {
 fn build_network(path: &Path, m: &ModelSection) -> Result<Network> {
     let err = |e: pcmc_core::Error| input(path, format!("model: {e}"));
     match (&m.preset, &m.reactions) {
-        (Some(_), Some(_)) => Err(input(path, "model: give either `preset` or `reactions`, not both")),
+        (Some(_), Some(_)) => Err(input(
+            path,
+            "model: give either `preset` or `reactions`, not both",
+        )),
         (Some(p), None) => {
             if m.species.is_some() {
-                return Err(input(path, "model.species: only for declared networks (remove it or the preset)"));
+                return Err(input(
+                    path,
+                    "model.species: only for declared networks (remove it or the preset)",
+                ));
             }
             match p.as_str() {
                 "lotka-volterra" => {
-                    let k = m.predators.ok_or_else(|| input(path, "model.predators: required for lotka-volterra"))?;
+                    let k = m.predators.ok_or_else(|| {
+                        input(path, "model.predators: required for lotka-volterra")
+                    })?;
                     Network::lotka_volterra(k).map_err(err)
                 }
                 "immigration-death" => {
@@ -714,13 +817,18 @@ fn build_network(path: &Path, m: &ModelSection) -> Result<Network> {
                 }
                 other => Err(input(
                     path,
-                    format!("model.preset: {other:?} is not one of lotka-volterra, immigration-death"),
+                    format!(
+                        "model.preset: {other:?} is not one of lotka-volterra, immigration-death"
+                    ),
                 )),
             }
         }
         (None, Some(reactions)) => {
             if m.predators.is_some() {
-                return Err(input(path, "model.predators: only for the lotka-volterra preset"));
+                return Err(input(
+                    path,
+                    "model.predators: only for the lotka-volterra preset",
+                ));
             }
             let species = m
                 .species
@@ -735,7 +843,12 @@ fn build_network(path: &Path, m: &ModelSection) -> Result<Network> {
                         params.push(r.rate.clone());
                     }
                     let terms = |m: &BTreeMap<String, u32>| {
-                        m.iter().map(|(s, c)| Term { species: s.clone(), count: *c }).collect()
+                        m.iter()
+                            .map(|(s, c)| Term {
+                                species: s.clone(),
+                                count: *c,
+                            })
+                            .collect()
                     };
                     ReactionSpec {
                         name: r.name.clone().unwrap_or_else(|| format!("r{}", i + 1)),
@@ -747,6 +860,9 @@ fn build_network(path: &Path, m: &ModelSection) -> Result<Network> {
                 .collect();
             Network::new(species, params, &specs).map_err(err)
         }
-        (None, None) => Err(input(path, "model: needs `preset` or `species` and `reactions`")),
+        (None, None) => Err(input(
+            path,
+            "model: needs `preset` or `species` and `reactions`",
+        )),
     }
 }

@@ -13,7 +13,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser, Debug)]
-#[command(name = "pcmc", version, about = "Particle MCMC for stochastic kinetic models on laptops and HPC clusters")]
+#[command(
+    name = "pcmc",
+    version,
+    about = "Particle MCMC for stochastic kinetic models on laptops and HPC clusters"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -49,12 +53,19 @@ enum Command {
         /// Data file (CSV), instead of the job's.
         #[arg(long)]
         data: Option<PathBuf>,
-        /// Run directory (default: the job's output.dir, else runs/<name>).
+        /// Run directory (default: the job's output.dir, else `runs/<name>`).
         #[arg(long)]
         out: Option<PathBuf>,
         /// No progress bar, log lines or summary table.
         #[arg(long)]
         quiet: bool,
+        /// Continue from the checkpoint in the run directory (start afresh if
+        /// there is none).
+        #[arg(long)]
+        resume: bool,
+        /// Write a checkpoint every N iterations (default: the job's, else 100).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        checkpoint_every: Option<u64>,
     },
     /// Simulate a dataset from the job's model at its true parameters.
     Simulate {
@@ -93,8 +104,15 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
-    let quiet = matches!(cli.command, Command::Run { quiet: true, .. } | Command::Report { quiet: true, .. });
-    let level = if quiet { tracing::Level::WARN } else { tracing::Level::INFO };
+    let quiet = matches!(
+        cli.command,
+        Command::Run { quiet: true, .. } | Command::Report { quiet: true, .. }
+    );
+    let level = if quiet {
+        tracing::Level::WARN
+    } else {
+        tracing::Level::INFO
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_target(false)
@@ -103,12 +121,21 @@ fn main() -> ExitCode {
         .init();
     match dispatch(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<Interrupted>().is_some() => {
+            eprintln!("pcmc: {e}");
+            ExitCode::from(run::EXIT_INTERRUPTED)
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(error::exit_status(&e) as u8)
         }
     }
 }
+
+/// A run stopped by a signal after writing its checkpoint.
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted by a signal; the checkpoint is written (resume with --resume)")]
+struct Interrupted;
 
 fn dispatch(cmd: Command) -> Result<()> {
     match cmd {
@@ -124,6 +151,8 @@ fn dispatch(cmd: Command) -> Result<()> {
             data,
             out,
             quiet,
+            resume,
+            checkpoint_every,
         } => {
             let ov = run::Overrides {
                 executor,
@@ -136,7 +165,15 @@ fn dispatch(cmd: Command) -> Result<()> {
                 data,
                 out,
             };
-            run::run(&job, &ov, quiet)
+            let opts = run::RunOptions {
+                quiet,
+                resume,
+                checkpoint_every,
+            };
+            match run::run(&job, &ov, opts)? {
+                run::RunOutcome::Finished => Ok(()),
+                run::RunOutcome::Interrupted => Err(Interrupted.into()),
+            }
         }
         Command::Simulate { job, seed, out } => simulate(&job, seed, out),
         Command::Check { job, data } => check(&job, data),
@@ -147,11 +184,21 @@ fn dispatch(cmd: Command) -> Result<()> {
 fn simulate(path: &std::path::Path, seed: Option<u64>, out: Option<PathBuf>) -> Result<()> {
     let job = job::Job::load(path)?;
     let truth = job.truth.clone().ok_or_else(|| {
-        input(path, "parameters: every parameter needs a `true` value to simulate from")
+        input(
+            path,
+            "parameters: every parameter needs a `true` value to simulate from",
+        )
     })?;
     let times = job.simulate_times()?;
-    let sim = job.file.simulate.as_ref().expect("checked by simulate_times");
-    let names: Vec<String> = sim.observed.clone().unwrap_or_else(|| job.network.species().to_vec());
+    let sim = job
+        .file
+        .simulate
+        .as_ref()
+        .expect("checked by simulate_times");
+    let names: Vec<String> = sim
+        .observed
+        .clone()
+        .unwrap_or_else(|| job.network.species().to_vec());
     let mut observed = Vec::new();
     for n in &names {
         observed.push(
@@ -185,7 +232,8 @@ fn simulate(path: &std::path::Path, seed: Option<u64>, out: Option<PathBuf>) -> 
     match out {
         Some(p) => {
             if let Some(parent) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(parent).map_err(|e| input(parent, format!("cannot create: {e}")))?;
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| input(parent, format!("cannot create: {e}")))?;
             }
             std::fs::write(&p, text).map_err(|e| input(&p, format!("cannot write: {e}")))?;
         }
@@ -195,7 +243,10 @@ fn simulate(path: &std::path::Path, seed: Option<u64>, out: Option<PathBuf>) -> 
 }
 
 fn check(path: &std::path::Path, data: Option<PathBuf>) -> Result<()> {
-    let ov = run::Overrides { data, ..Default::default() };
+    let ov = run::Overrides {
+        data,
+        ..Default::default()
+    };
     let prep = run::prepare(path, &ov)?;
     let job = &prep.job;
     println!("{}: ok", path.display());

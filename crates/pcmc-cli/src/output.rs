@@ -43,7 +43,13 @@ pub fn header(names: &[String]) -> String {
 /// Formats a row as a CSV line. Floats use Rust's shortest round-trip
 /// formatting, so the text parses back to the same bits.
 pub fn format_row(r: &ChainRow) -> String {
-    let mut s = format!("{},{},{},{}", r.chain, r.iteration, r.loglik, u8::from(r.accepted));
+    let mut s = format!(
+        "{},{},{},{}",
+        r.chain,
+        r.iteration,
+        r.loglik,
+        u8::from(r.accepted)
+    );
     for x in &r.theta {
         s.push(',');
         s.push_str(&x.to_string());
@@ -67,20 +73,32 @@ fn schema(names: &[String]) -> Arc<Schema> {
         Field::new("loglik", DataType::Float64, false),
         Field::new("accepted", DataType::Boolean, false),
     ];
-    fields.extend(names.iter().map(|n| Field::new(n, DataType::Float64, false)));
+    fields.extend(
+        names
+            .iter()
+            .map(|n| Field::new(n, DataType::Float64, false)),
+    );
     Arc::new(Schema::new(fields))
 }
 
 fn batch(schema: &Arc<Schema>, rows: &[ChainRow]) -> Result<RecordBatch> {
     let mut cols: Vec<ArrayRef> = vec![
         Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.chain))),
-        Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.iteration))),
-        Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.loglik))),
-        Arc::new(BooleanArray::from(rows.iter().map(|r| r.accepted).collect::<Vec<_>>())),
+        Arc::new(UInt64Array::from_iter_values(
+            rows.iter().map(|r| r.iteration),
+        )),
+        Arc::new(Float64Array::from_iter_values(
+            rows.iter().map(|r| r.loglik),
+        )),
+        Arc::new(BooleanArray::from(
+            rows.iter().map(|r| r.accepted).collect::<Vec<_>>(),
+        )),
     ];
     let np = schema.fields().len() - 4;
     for p in 0..np {
-        cols.push(Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.theta[p]))));
+        cols.push(Arc::new(Float64Array::from_iter_values(
+            rows.iter().map(|r| r.theta[p]),
+        )));
     }
     Ok(RecordBatch::try_new(schema.clone(), cols)?)
 }
@@ -92,7 +110,11 @@ fn batch(schema: &Arc<Schema>, rows: &[ChainRow]) -> Result<RecordBatch> {
 pub fn write_parquet(path: &Path, names: &[String], rows: &[ChainRow]) -> Result<()> {
     let schema = schema(names);
     let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
-    let mut w = ArrowWriter::try_new(file, schema.clone(), Some(WriterProperties::builder().build()))?;
+    let mut w = ArrowWriter::try_new(
+        file,
+        schema.clone(),
+        Some(WriterProperties::builder().build()),
+    )?;
     if !rows.is_empty() {
         w.write(&batch(&schema, rows)?)?;
     }
@@ -108,14 +130,20 @@ impl ChainWriter {
     /// If the files cannot be created.
     pub fn create(dir: &Path, names: &[String], parquet: bool) -> Result<Self> {
         let p = dir.join("chain.csv");
-        let f = File::create(&p).map_err(|e| input(&p, format!("cannot create the chain file: {e}")))?;
+        let f = File::create(&p)
+            .map_err(|e| input(&p, format!("cannot create the chain file: {e}")))?;
         let mut csv = BufWriter::new(f);
         writeln!(csv, "{}", header(names))?;
         let schema = schema(names);
         let parquet = if parquet {
             let p = dir.join("chain.parquet");
-            let f = File::create(&p).map_err(|e| input(&p, format!("cannot create the chain file: {e}")))?;
-            Some(ArrowWriter::try_new(f, schema.clone(), Some(WriterProperties::builder().build()))?)
+            let f = File::create(&p)
+                .map_err(|e| input(&p, format!("cannot create the chain file: {e}")))?;
+            Some(ArrowWriter::try_new(
+                f,
+                schema.clone(),
+                Some(WriterProperties::builder().build()),
+            )?)
         } else {
             None
         };
@@ -127,6 +155,59 @@ impl ChainWriter {
             pending: Vec::new(),
             last_flush: Instant::now(),
         })
+    }
+
+    /// Reopens `dir/chain.csv` (already cut back to `existing` rows) for
+    /// appending, and rewrites `dir/chain.parquet` with `existing` as its first
+    /// row group.
+    ///
+    /// # Errors
+    /// If the files cannot be opened or written.
+    pub fn append(
+        dir: &Path,
+        names: &[String],
+        parquet: bool,
+        existing: &[ChainRow],
+    ) -> Result<Self> {
+        let p = dir.join("chain.csv");
+        let f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&p)
+            .map_err(|e| input(&p, format!("cannot reopen the chain file: {e}")))?;
+        let schema = schema(names);
+        let parquet = if parquet {
+            let p = dir.join("chain.parquet");
+            let f = File::create(&p)
+                .map_err(|e| input(&p, format!("cannot create the chain file: {e}")))?;
+            let mut w =
+                ArrowWriter::try_new(f, schema.clone(), Some(WriterProperties::builder().build()))?;
+            if !existing.is_empty() {
+                w.write(&batch(&schema, existing)?)?;
+                w.flush()?;
+            }
+            Some(w)
+        } else {
+            None
+        };
+        Ok(ChainWriter {
+            csv: BufWriter::new(f),
+            parquet,
+            schema,
+            pending: Vec::new(),
+            last_flush: Instant::now(),
+        })
+    }
+
+    /// Flushes `chain.csv` to disk (fsync), so a checkpoint written after this
+    /// call never refers to rows that are not on disk.
+    ///
+    /// # Errors
+    /// I/O failures.
+    pub fn sync(&mut self) -> Result<()> {
+        self.csv.flush()?;
+        self.csv.get_ref().sync_data()?;
+        self.last_flush = Instant::now();
+        Ok(())
     }
 
     /// Appends a row. The CSV is flushed to the OS at least every two
@@ -180,9 +261,12 @@ impl ChainWriter {
 /// # Errors
 /// An input error naming the file and line.
 pub fn read_chain_csv(path: &Path) -> Result<(Vec<String>, Vec<ChainRow>)> {
-    let text = std::fs::read_to_string(path).map_err(|e| input(path, format!("cannot read the chain: {e}")))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| input(path, format!("cannot read the chain: {e}")))?;
     let mut lines = text.lines();
-    let head = lines.next().ok_or_else(|| input(path, "empty chain file"))?;
+    let head = lines
+        .next()
+        .ok_or_else(|| input(path, "empty chain file"))?;
     let cols: Vec<&str> = head.split(',').collect();
     if cols.len() < 5 || cols[..4] != ["chain", "iteration", "loglik", "accepted"] {
         return Err(input(path, "line 1: not a pcmc chain header"));
@@ -205,7 +289,11 @@ pub fn read_chain_csv(path: &Path) -> Result<(Vec<String>, Vec<ChainRow>)> {
                 "0" => false,
                 _ => return Err(bad()),
             },
-            theta: f[4..].iter().map(|v| v.parse::<f64>()).collect::<Result<_, _>>().map_err(|_| bad())?,
+            theta: f[4..]
+                .iter()
+                .map(|v| v.parse::<f64>())
+                .collect::<Result<_, _>>()
+                .map_err(|_| bad())?,
         };
         rows.push(row);
     }
@@ -220,7 +308,8 @@ pub fn read_chain_parquet(path: &Path) -> Result<Vec<ChainRow>> {
     use arrow::array::AsArray;
     use arrow::datatypes::{Float64Type, UInt64Type};
     let f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)?.build()?;
+    let reader =
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)?.build()?;
     let mut rows = Vec::new();
     for b in reader {
         let b = b?;

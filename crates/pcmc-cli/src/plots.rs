@@ -38,7 +38,13 @@ fn colour(c: usize) -> RGBColor {
 ///
 /// # Errors
 /// Drawing or I/O failures.
-pub fn trace(path: &Path, names: &[String], rows: &[ChainRow], chains: usize, truth: Option<&[f64]>) -> Result<()> {
+pub fn trace(
+    path: &Path,
+    names: &[String],
+    rows: &[ChainRow],
+    chains: usize,
+    truth: Option<&[f64]>,
+) -> Result<()> {
     let n = names.len();
     let root = SVGBackend::new(path, (900, 200 * n as u32)).into_drawing_area();
     root.fill(&WHITE)?;
@@ -51,7 +57,11 @@ pub fn trace(path: &Path, names: &[String], rows: &[ChainRow], chains: usize, tr
             .x_label_area_size(28)
             .y_label_area_size(70)
             .build_cartesian_2d(x0..x1, y0..y1)?;
-        chart.configure_mesh().x_desc("iteration").light_line_style(WHITE).draw()?;
+        chart
+            .configure_mesh()
+            .x_desc("iteration")
+            .light_line_style(WHITE)
+            .draw()?;
         for c in 0..chains {
             let pts: Vec<(f64, f64)> = rows
                 .iter()
@@ -61,7 +71,10 @@ pub fn trace(path: &Path, names: &[String], rows: &[ChainRow], chains: usize, tr
             chart.draw_series(LineSeries::new(pts, colour(c).stroke_width(1)))?;
         }
         if let Some(t) = truth {
-            chart.draw_series(LineSeries::new(vec![(x0, t[p]), (x1, t[p])], BLACK.stroke_width(2)))?;
+            chart.draw_series(LineSeries::new(
+                vec![(x0, t[p]), (x1, t[p])],
+                BLACK.stroke_width(2),
+            ))?;
         }
     }
     root.present()?;
@@ -73,7 +86,13 @@ pub fn trace(path: &Path, names: &[String], rows: &[ChainRow], chains: usize, tr
 ///
 /// # Errors
 /// Drawing or I/O failures.
-pub fn density(path: &Path, names: &[String], rows: &[ChainRow], chains: usize, truth: Option<&[f64]>) -> Result<()> {
+pub fn density(
+    path: &Path,
+    names: &[String],
+    rows: &[ChainRow],
+    chains: usize,
+    truth: Option<&[f64]>,
+) -> Result<()> {
     let n = names.len();
     let cols = n.min(3);
     let nrows = n.div_ceil(cols);
@@ -88,7 +107,11 @@ pub fn density(path: &Path, names: &[String], rows: &[ChainRow], chains: usize, 
         let mut curves = Vec::new();
         let mut ymax: f64 = 0.0;
         for c in 0..chains {
-            let vals: Vec<f64> = rows.iter().filter(|r| r.chain as usize == c).map(|r| r.theta[p]).collect();
+            let vals: Vec<f64> = rows
+                .iter()
+                .filter(|r| r.chain as usize == c)
+                .map(|r| r.theta[p])
+                .collect();
             if vals.is_empty() {
                 continue;
             }
@@ -111,12 +134,19 @@ pub fn density(path: &Path, names: &[String], rows: &[ChainRow], chains: usize, 
             .x_label_area_size(28)
             .y_label_area_size(50)
             .build_cartesian_2d(lo..hi, 0.0..(ymax * 1.1).max(f64::MIN_POSITIVE))?;
-        chart.configure_mesh().light_line_style(WHITE).x_labels(4).draw()?;
+        chart
+            .configure_mesh()
+            .light_line_style(WHITE)
+            .x_labels(4)
+            .draw()?;
         for (c, pts) in curves {
             chart.draw_series(LineSeries::new(pts, colour(c).stroke_width(2)))?;
         }
         if let Some(t) = truth {
-            chart.draw_series(LineSeries::new(vec![(t[p], 0.0), (t[p], ymax * 1.1)], BLACK.stroke_width(2)))?;
+            chart.draw_series(LineSeries::new(
+                vec![(t[p], 0.0), (t[p], ymax * 1.1)],
+                BLACK.stroke_width(2),
+            ))?;
         }
     }
     root.present()?;
@@ -150,17 +180,32 @@ pub fn predictive(path: &Path, bands: &[Band]) -> Result<()> {
     root.fill(&WHITE)?;
     for (b, area) in bands.iter().zip(root.split_evenly((n, 1)).iter()) {
         let (x0, x1) = range(b.times.iter().copied().chain(b.data.iter().map(|d| d.0)));
-        let (y0, y1) = range(b.lo.iter().chain(&b.hi).copied().chain(b.data.iter().map(|d| d.1)));
+        let (y0, y1) = range(
+            b.lo.iter()
+                .chain(&b.hi)
+                .copied()
+                .chain(b.data.iter().map(|d| d.1)),
+        );
         let mut chart = ChartBuilder::on(area)
-            .caption(format!("{}: data and 90% posterior predictive", b.name), ("sans-serif", 16))
+            .caption(
+                format!("{}: data and 90% posterior predictive", b.name),
+                ("sans-serif", 16),
+            )
             .margin(8)
             .x_label_area_size(28)
             .y_label_area_size(60)
             .build_cartesian_2d(x0..x1, y0..y1)?;
-        chart.configure_mesh().x_desc("time").light_line_style(WHITE).draw()?;
+        chart
+            .configure_mesh()
+            .x_desc("time")
+            .light_line_style(WHITE)
+            .draw()?;
         let mut poly: Vec<(f64, f64)> = b.times.iter().copied().zip(b.hi.iter().copied()).collect();
         poly.extend(b.times.iter().copied().zip(b.lo.iter().copied()).rev());
-        chart.draw_series(std::iter::once(Polygon::new(poly, colour(0).mix(0.25).filled())))?;
+        chart.draw_series(std::iter::once(Polygon::new(
+            poly,
+            colour(0).mix(0.25).filled(),
+        )))?;
         chart.draw_series(LineSeries::new(
             b.times.iter().copied().zip(b.mid.iter().copied()),
             colour(0).stroke_width(2),

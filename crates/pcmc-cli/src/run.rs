@@ -1,5 +1,6 @@
 //! `pcmc run`, `pcmc report` and their shared pieces.
 
+use crate::checkpoint::{self, Checkpoint};
 use crate::data::read_data;
 use crate::error::{InputError, input};
 use crate::job::{Job, check_particles};
@@ -12,7 +13,7 @@ use pcmc_core::LikelihoodExecutor;
 use pcmc_core::diagnostics::quantile_sorted;
 use pcmc_core::filter::FilterProblem;
 use pcmc_core::observation::Data;
-use pcmc_core::pmmh::{IterationRecord, Pmmh};
+use pcmc_core::pmmh::{ChainState, IterationRecord, Pmmh};
 use pcmc_core::rng::{Purpose, StreamKey};
 use pcmc_core::simulate::simulate;
 use serde::{Deserialize, Serialize};
@@ -109,13 +110,17 @@ pub fn prepare(job_path: &Path, ov: &Overrides) -> Result<Prepared> {
         (Some(p), _) => p.clone(),
         (None, Some(p)) => p,
         (None, None) => {
-            return Err(input(&job.path, "data.path: the job names no data file (or pass --data FILE.csv)"));
+            return Err(input(
+                &job.path,
+                "data.path: the job names no data file (or pass --data FILE.csv)",
+            ));
         }
     };
     let data = read_data(&data_path, &job.network)?;
     let data_bytes = std::fs::read(&data_path).unwrap_or_default();
     let problem = job.problem(data.clone(), &data_path)?;
-    let pmmh = Pmmh::new(problem, job.priors.clone(), job.mcmc.clone()).map_err(|e| input(&job.path, e.to_string()))?;
+    let pmmh = Pmmh::new(problem, job.priors.clone(), job.mcmc.clone())
+        .map_err(|e| input(&job.path, e.to_string()))?;
     Ok(Prepared {
         job,
         data,
@@ -129,7 +134,11 @@ pub fn prepare(job_path: &Path, ov: &Overrides) -> Result<Prepared> {
 ///
 /// # Errors
 /// An input error for an unknown executor or one not compiled in.
-pub fn make_executor(kind: &str, threads: usize, partitions: Option<usize>) -> Result<Box<dyn LikelihoodExecutor>> {
+pub fn make_executor(
+    kind: &str,
+    threads: usize,
+    partitions: Option<usize>,
+) -> Result<Box<dyn LikelihoodExecutor>> {
     let _ = partitions;
     match kind {
         "rayon" => Ok(Box::new(
@@ -190,7 +199,9 @@ impl Progress {
         if let Some(b) = &self.bar {
             b.set_position(done);
             b.set_message(format!("acceptance {acceptance:.2}"));
-        } else if !self.quiet && (self.last_log.elapsed() >= Duration::from_secs(10) || done == self.total) {
+        } else if !self.quiet
+            && (self.last_log.elapsed() >= Duration::from_secs(10) || done == self.total)
+        {
             let el = self.start.elapsed().as_secs_f64();
             let rate = done as f64 / el.max(1e-9);
             let eta = (self.total - done) as f64 / rate.max(1e-9);
@@ -231,9 +242,11 @@ fn create_dir(dir: &Path) -> Result<()> {
     if dir.exists() && !dir.is_dir() {
         return Err(input(dir, "the output path exists and is not a directory"));
     }
-    std::fs::create_dir_all(dir).map_err(|e| input(dir, format!("cannot create the output directory: {e}")))?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| input(dir, format!("cannot create the output directory: {e}")))?;
     let probe = dir.join(".pcmc-write-test");
-    std::fs::write(&probe, b"").map_err(|e| input(dir, format!("the output directory is not writable: {e}")))?;
+    std::fs::write(&probe, b"")
+        .map_err(|e| input(dir, format!("the output directory is not writable: {e}")))?;
     let _ = std::fs::remove_file(probe);
     Ok(())
 }
@@ -246,19 +259,94 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
     {
         use std::io::Write;
-        let mut f = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        let mut f =
+            std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
         f.write_all(bytes)?;
         f.sync_all()?;
     }
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
     Ok(())
+}
+
+/// Options of `pcmc run` that are not job settings.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// No progress bar, log lines or summary table.
+    pub quiet: bool,
+    /// Continue from the checkpoint in the run directory, if there is one.
+    pub resume: bool,
+    /// Checkpoint every this many iterations (overrides the job).
+    pub checkpoint_every: Option<u64>,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunOutcome {
+    /// Every iteration ran and the outputs are complete.
+    Finished,
+    /// A signal (SIGTERM, SIGINT, SIGUSR1) stopped the run after a checkpoint;
+    /// `pcmc run --resume` continues it.
+    Interrupted,
+}
+
+/// Exit status of a run stopped by a signal after writing its checkpoint
+/// (EX_TEMPFAIL: "try again"), so batch scripts can requeue.
+pub const EXIT_INTERRUPTED: u8 = 75;
+
+fn signal_flag() -> Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
+    use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
+    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [SIGTERM, SIGINT] {
+        // A second signal while a checkpoint is pending stops at once.
+        signal_hook::flag::register_conditional_shutdown(sig, 128 + sig, flag.clone())?;
+        signal_hook::flag::register(sig, flag.clone())?;
+    }
+    signal_hook::flag::register(SIGUSR1, flag.clone())?;
+    Ok(flag)
+}
+
+/// Cuts `chain.csv` in `dir` back to its header and first `rows` rows
+/// (atomically) and returns those rows.
+fn truncate_chain(dir: &Path, rows: u64) -> Result<Vec<ChainRow>> {
+    let path = dir.join("chain.csv");
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| input(&path, format!("cannot read the chain to resume it: {e}")))?;
+    let mut end = 0;
+    let mut lines = 0u64;
+    for (i, b) in text.bytes().enumerate() {
+        if b == b'\n' {
+            if lines == rows {
+                end = i + 1;
+                break;
+            }
+            lines += 1;
+        }
+    }
+    if end == 0 {
+        return Err(input(
+            &path,
+            format!(
+                "has fewer than the {rows} rows the checkpoint records: cannot resume (start afresh without --resume)"
+            ),
+        ));
+    }
+    if end < text.len() {
+        write_atomic(&path, &text.as_bytes()[..end])?;
+    }
+    let (_, parsed) = read_chain_csv(&path)?;
+    Ok(parsed)
 }
 
 /// `pcmc run`.
 ///
 /// # Errors
 /// Input errors (exit 2) and run failures (exit 1).
-pub fn run(job_path: &Path, ov: &Overrides, quiet: bool) -> Result<()> {
+pub fn run(job_path: &Path, ov: &Overrides, opts: RunOptions) -> Result<RunOutcome> {
+    let quiet = opts.quiet;
+    // Signals that arrive from now on stop the run cleanly at the next
+    // iteration boundary, after a checkpoint.
+    let stop = signal_flag()?;
     let prep = prepare(job_path, ov)?;
     let job = &prep.job;
     let kind = ov
@@ -277,12 +365,49 @@ pub fn run(job_path: &Path, ov: &Overrides, quiet: bool) -> Result<()> {
     if partitions == Some(0) {
         return Err(InputError::flag("--partitions", "must be at least 1").into());
     }
+    let every = opts
+        .checkpoint_every
+        .or(job.file.output.checkpoint_every)
+        .unwrap_or(100);
+    if every == 0 {
+        return Err(InputError::flag("--checkpoint-every", "must be at least 1").into());
+    }
     let mut exec = make_executor(&kind, threads, partitions)?;
     let dir = run_dir(job, ov);
-    create_dir(&dir)?;
     let pmmh = &prep.pmmh;
     let fingerprint = job.fingerprint(&prep.data);
     let names = job.network.parameters().to_vec();
+
+    // Validate a checkpoint before anything in the directory is touched.
+    let ckpt = if opts.resume && dir.is_dir() {
+        checkpoint::read(&dir)?
+    } else {
+        None
+    };
+    if let Some(c) = &ckpt {
+        if c.fingerprint != fingerprint {
+            return Err(input(
+                dir.join(checkpoint::FILE),
+                format!(
+                    "was written for another job, data set or settings (fingerprint {}, this run {fingerprint}): refusing to resume",
+                    c.fingerprint
+                ),
+            ));
+        }
+        if c.chains.len() != job.mcmc.chains || c.chains.iter().any(|s| s.iteration != c.iteration)
+        {
+            return Err(input(
+                dir.join(checkpoint::FILE),
+                "inconsistent chain states: refusing to resume",
+            ));
+        }
+    } else if opts.resume && !quiet {
+        tracing::info!(
+            "no checkpoint in {}: starting from the beginning",
+            dir.display()
+        );
+    }
+    create_dir(&dir)?;
     let mut record = RunRecord {
         job: job.name.clone(),
         fingerprint: fingerprint.clone(),
@@ -294,18 +419,14 @@ pub fn run(job_path: &Path, ov: &Overrides, quiet: bool) -> Result<()> {
         thin: job.mcmc.thin,
         stats: None,
     };
-    write_atomic(&dir.join("job.toml"), job.text.as_bytes())?;
-    write_atomic(&dir.join("data.csv"), &prep.data_bytes)?;
-    write_atomic(&dir.join("run.json"), serde_json::to_string_pretty(&record)?.as_bytes())?;
     let _ = std::fs::remove_file(dir.join("summary.json"));
-    let mut writer = ChainWriter::create(&dir, &names, job.file.output.parquet)?;
-
+    let total = pmmh.total_iterations();
     if !quiet {
         tracing::info!(
             "{} — {} chain(s) × {} iterations ({} burn-in), {} particles, executor {} × {}, output {}",
             job.name,
             job.mcmc.chains,
-            pmmh.total_iterations(),
+            total,
             job.mcmc.burn_in,
             job.filter.particles,
             exec.name(),
@@ -313,45 +434,109 @@ pub fn run(job_path: &Path, ov: &Overrides, quiet: bool) -> Result<()> {
             dir.display()
         );
     }
-    let start = Instant::now();
-    let mut stats = RunStats {
-        executor: exec.name().to_string(),
-        workers: exec.workers(),
-        ..RunStats::default()
-    };
-    let mut rows = Vec::new();
-    let mut on_record = |rec: &IterationRecord, stats: &mut RunStats| -> Result<()> {
-        if let Some(f) = &rec.filter {
-            stats.filter_passes += 1;
-            stats.stages.add(&f.times);
+    let segment = Instant::now();
+    let (mut writer, mut rows, mut states, mut stats, first) = match ckpt {
+        Some(c) => {
+            let rows = truncate_chain(&dir, c.rows)?;
+            let writer = ChainWriter::append(&dir, &names, job.file.output.parquet, &rows)?;
+            if !quiet {
+                tracing::info!(
+                    "resuming after iteration {} ({} rows kept)",
+                    c.iteration,
+                    rows.len()
+                );
+            }
+            (writer, rows, c.chains, c.stats, c.iteration + 1)
         }
-        if rec.kept {
-            let row = row_of(rec);
-            writer.write(&row)?;
-            rows.push(row);
+        None => {
+            write_atomic(&dir.join("job.toml"), job.text.as_bytes())?;
+            write_atomic(&dir.join("data.csv"), &prep.data_bytes)?;
+            let _ = std::fs::remove_file(dir.join(checkpoint::FILE));
+            let writer = ChainWriter::create(&dir, &names, job.file.output.parquet)?;
+            let mut stats = RunStats::default();
+            let mut states = Vec::with_capacity(job.mcmc.chains);
+            for c in 0..job.mcmc.chains as u64 {
+                let (st, rec) = pmmh.init_chain(exec.as_mut(), c)?;
+                account(&rec, &mut stats);
+                states.push(st);
+            }
+            (writer, Vec::new(), states, stats, 1)
         }
-        Ok(())
     };
-    let mut states = Vec::with_capacity(job.mcmc.chains);
-    for c in 0..job.mcmc.chains as u64 {
-        let (st, rec) = pmmh.init_chain(exec.as_mut(), c)?;
-        on_record(&rec, &mut stats)?;
-        states.push(st);
+    write_atomic(
+        &dir.join("run.json"),
+        serde_json::to_string_pretty(&record)?.as_bytes(),
+    )?;
+    stats.executor = exec.name().to_string();
+    stats.workers = exec.workers();
+    let wall_before = stats.wall_seconds;
+    let save = |writer: &mut ChainWriter,
+                states: &[ChainState],
+                stats: &RunStats,
+                it: u64,
+                nrows: usize|
+     -> Result<()> {
+        writer.sync()?;
+        let mut st = stats.clone();
+        st.wall_seconds = wall_before + segment.elapsed().as_secs_f64();
+        checkpoint::write(
+            &dir,
+            &Checkpoint {
+                fingerprint: fingerprint.clone(),
+                iteration: it,
+                rows: nrows as u64,
+                chains: states.to_vec(),
+                stats: st,
+            },
+        )
+    };
+    if first == 1 {
+        save(&mut writer, &states, &stats, 0, 0)?;
     }
-    let total = pmmh.total_iterations();
     let mut progress = Progress::new(total, quiet);
-    for it in 1..=total {
+    let mut last_save = Instant::now();
+    for it in first..=total {
         for st in states.iter_mut() {
             let rec = pmmh.step(exec.as_mut(), st)?;
-            on_record(&rec, &mut stats)?;
+            account(&rec, &mut stats);
+            if rec.kept {
+                let row = row_of(&rec);
+                writer.write(&row)?;
+                rows.push(row);
+            }
         }
-        let acc = states.iter().map(|s| s.accepted as f64 / s.proposed.max(1) as f64).sum::<f64>() / states.len() as f64;
+        let acc = states
+            .iter()
+            .map(|s| s.accepted as f64 / s.proposed.max(1) as f64)
+            .sum::<f64>()
+            / states.len() as f64;
         progress.update(it, acc);
+        let interrupted = stop.load(std::sync::atomic::Ordering::SeqCst);
+        if interrupted
+            || it == total
+            || it.is_multiple_of(every)
+            || last_save.elapsed() > Duration::from_secs(600)
+        {
+            save(&mut writer, &states, &stats, it, rows.len())?;
+            last_save = Instant::now();
+        }
+        if interrupted && it < total {
+            progress.finish();
+            writer.finish()?;
+            tracing::warn!(
+                "stopped by a signal after iteration {it}; checkpoint written: continue with `pcmc run {} --out {} --resume`",
+                job_path.display(),
+                dir.display()
+            );
+            return Ok(RunOutcome::Interrupted);
+        }
     }
     progress.finish();
     writer.finish()?;
-    stats.wall_seconds = start.elapsed().as_secs_f64();
+    stats.wall_seconds = wall_before + segment.elapsed().as_secs_f64();
     stats.iterations_done = total;
+    stats.ssa_events = 0;
+    stats.acceptance_per_chain.clear();
     for st in &states {
         stats.ssa_events += st.counters.events;
         stats.cap_hits += st.counters.cap_hits;
@@ -359,12 +544,34 @@ pub fn run(job_path: &Path, ov: &Overrides, quiet: bool) -> Result<()> {
         stats.event_limit_hits += st.counters.limit_hits;
         stats.collapses += st.collapses;
         stats.outside_prior += st.outside_prior;
-        stats.acceptance_per_chain
+        stats
+            .acceptance_per_chain
             .push(st.accepted_after_burn_in as f64 / job.mcmc.iterations.max(1) as f64);
     }
     record.stats = Some(stats);
-    write_atomic(&dir.join("run.json"), serde_json::to_string_pretty(&record)?.as_bytes())?;
-    finish_outputs(&dir, job, pmmh.problem(), &record, &names, &rows, false, quiet)
+    write_atomic(
+        &dir.join("run.json"),
+        serde_json::to_string_pretty(&record)?.as_bytes(),
+    )?;
+    finish_outputs(
+        &dir,
+        job,
+        pmmh.problem(),
+        &record,
+        &names,
+        &rows,
+        false,
+        quiet,
+    )?;
+    Ok(RunOutcome::Finished)
+}
+
+/// Adds a record's filter pass to the run statistics.
+fn account(rec: &IterationRecord, stats: &mut RunStats) {
+    if let Some(f) = &rec.filter {
+        stats.filter_passes += 1;
+        stats.stages.add(&f.times);
+    }
 }
 
 /// Writes `summary.json`, prints the table and draws the plots.
@@ -395,13 +602,28 @@ fn finish_outputs(
         thin: record.thin,
         stats: record.stats.as_ref(),
     });
-    write_atomic(&dir.join("summary.json"), serde_json::to_string_pretty(&summary)?.as_bytes())?;
+    write_atomic(
+        &dir.join("summary.json"),
+        serde_json::to_string_pretty(&summary)?.as_bytes(),
+    )?;
     if !quiet {
         print!("{}", summary_table(&summary));
     }
     if job.file.output.plots && !rows.is_empty() {
-        plots::trace(&dir.join("trace.svg"), names, rows, record.chains, job.truth.as_deref())?;
-        plots::density(&dir.join("density.svg"), names, rows, record.chains, job.truth.as_deref())?;
+        plots::trace(
+            &dir.join("trace.svg"),
+            names,
+            rows,
+            record.chains,
+            job.truth.as_deref(),
+        )?;
+        plots::density(
+            &dir.join("density.svg"),
+            names,
+            rows,
+            record.chains,
+            job.truth.as_deref(),
+        )?;
         let bands = predictive_bands(problem, rows, job.file.output.predictive_draws, record.seed);
         if !bands.is_empty() {
             plots::predictive(&dir.join("predictive.svg"), &bands)?;
@@ -413,14 +635,21 @@ fn finish_outputs(
 /// Forward simulations at up to `draws` posterior draws (evenly spaced over
 /// the kept rows), summarised as 5/50/95 % quantiles of the observations on a
 /// grid of 101 times.
-pub fn predictive_bands(problem: &FilterProblem, rows: &[ChainRow], draws: usize, seed: u64) -> Vec<Band> {
+pub fn predictive_bands(
+    problem: &FilterProblem,
+    rows: &[ChainRow],
+    draws: usize,
+    seed: u64,
+) -> Vec<Band> {
     if rows.is_empty() || draws == 0 {
         return Vec::new();
     }
     let data = problem.data();
     let t0 = problem.t0();
     let t1 = *data.times().last().expect("non-empty data");
-    let grid: Vec<f64> = (0..=100).map(|i| t0 + (t1 - t0) * f64::from(i) / 100.0).collect();
+    let grid: Vec<f64> = (0..=100)
+        .map(|i| t0 + (t1 - t0) * f64::from(i) / 100.0)
+        .collect();
     let m = draws.min(rows.len());
     let obs_n = data.observed().len();
     let mut sims: Vec<Vec<Vec<f64>>> = vec![vec![Vec::with_capacity(m); grid.len()]; obs_n];
@@ -461,7 +690,9 @@ pub fn predictive_bands(problem: &FilterProblem, rows: &[ChainRow], draws: usize
                 lo,
                 mid,
                 hi,
-                data: (0..data.len()).map(|i| (data.times()[i], data.row(i)[s])).collect(),
+                data: (0..data.len())
+                    .map(|i| (data.times()[i], data.row(i)[s]))
+                    .collect(),
             }
         })
         .collect()
@@ -474,16 +705,28 @@ pub fn predictive_bands(problem: &FilterProblem, rows: &[ChainRow], draws: usize
 /// Input errors for a missing or malformed run directory.
 pub fn report(dir: &Path, quiet: bool) -> Result<()> {
     if !dir.is_dir() {
-        return Err(input(dir, "not a run directory (it does not exist or is not a directory)"));
+        return Err(input(
+            dir,
+            "not a run directory (it does not exist or is not a directory)",
+        ));
     }
     let job_path = dir.join("job.toml");
-    if !job_path.is_file() {
-        return Err(input(dir, "not a run directory: job.toml is missing"));
-    }
     let run_path = dir.join("run.json");
-    let text = std::fs::read_to_string(&run_path).map_err(|e| input(&run_path, format!("cannot read: {e}")))?;
-    let record: RunRecord =
-        serde_json::from_str(&text).map_err(|e| input(&run_path, format!("malformed run record: {e}")))?;
+    for p in [&job_path, &run_path, &dir.join("chain.csv")] {
+        if !p.is_file() {
+            return Err(input(
+                dir,
+                format!(
+                    "not a run directory: {} is missing",
+                    p.file_name().unwrap_or_default().to_string_lossy()
+                ),
+            ));
+        }
+    }
+    let text = std::fs::read_to_string(&run_path)
+        .map_err(|e| input(&run_path, format!("cannot read: {e}")))?;
+    let record: RunRecord = serde_json::from_str(&text)
+        .map_err(|e| input(&run_path, format!("malformed run record: {e}")))?;
     let ov = Overrides {
         data: Some(dir.join("data.csv")),
         particles: Some(record.particles),
@@ -495,7 +738,19 @@ pub fn report(dir: &Path, quiet: bool) -> Result<()> {
     let prep = prepare(&job_path, &ov)?;
     let (names, rows) = read_chain_csv(&dir.join("chain.csv"))?;
     if names != prep.job.network.parameters() {
-        return Err(input(dir.join("chain.csv"), "the chain's columns do not match the job's parameters"));
+        return Err(input(
+            dir.join("chain.csv"),
+            "the chain's columns do not match the job's parameters",
+        ));
     }
-    finish_outputs(dir, &prep.job, prep.pmmh.problem(), &record, &names, &rows, true, quiet)
+    finish_outputs(
+        dir,
+        &prep.job,
+        prep.pmmh.problem(),
+        &record,
+        &names,
+        &rows,
+        true,
+        quiet,
+    )
 }

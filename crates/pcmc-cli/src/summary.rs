@@ -38,7 +38,11 @@ pub struct RunStats {
 }
 
 /// Per-parameter summaries from rows, in parameter order.
-pub fn parameter_summaries(names: &[String], rows: &[ChainRow], chains: usize) -> Vec<Option<ParamSummary>> {
+pub fn parameter_summaries(
+    names: &[String],
+    rows: &[ChainRow],
+    chains: usize,
+) -> Vec<Option<ParamSummary>> {
     (0..names.len())
         .map(|p| {
             let mut per: Vec<Vec<f64>> = vec![Vec::new(); chains.max(1)];
@@ -131,12 +135,19 @@ pub fn summary_json(s: &SummaryInput<'_>) -> Value {
         Some(st) => {
             o.insert("executor".into(), json!(st.executor));
             o.insert("workers".into(), json!(st.workers));
-            o.insert("acceptance_per_chain".into(), json!(st.acceptance_per_chain));
+            o.insert(
+                "acceptance_per_chain".into(),
+                json!(st.acceptance_per_chain),
+            );
             o.insert("wall_seconds".into(), num(st.wall_seconds));
             o.insert("ssa_events".into(), json!(st.ssa_events));
             o.insert(
                 "events_per_second".into(),
-                num(if st.wall_seconds > 0.0 { st.ssa_events as f64 / st.wall_seconds } else { 0.0 }),
+                num(if st.wall_seconds > 0.0 {
+                    st.ssa_events as f64 / st.wall_seconds
+                } else {
+                    0.0
+                }),
             );
             o.insert("cap_hits".into(), json!(st.cap_hits));
             o.insert("cap_events".into(), json!(st.cap_events));
@@ -145,10 +156,16 @@ pub fn summary_json(s: &SummaryInput<'_>) -> Value {
             o.insert("outside_prior".into(), json!(st.outside_prior));
             o.insert("filter_passes".into(), json!(st.filter_passes));
             o.insert("iterations_done".into(), json!(st.iterations_done));
-            o.insert("stages".into(), serde_json::to_value(st.stages).unwrap_or(Value::Null));
+            o.insert(
+                "stages".into(),
+                serde_json::to_value(st.stages).unwrap_or(Value::Null),
+            );
         }
         None => {
-            o.insert("run_statistics".into(), json!("unavailable: the run did not finish"));
+            o.insert(
+                "run_statistics".into(),
+                json!("unavailable: the run did not finish"),
+            );
         }
     }
     v

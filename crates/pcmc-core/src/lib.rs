@@ -8,7 +8,7 @@
 //! It knows nothing of threads, ranks, partitions or files: executors
 //! (`pcmc-rayon`, `pcmc-mpi`, `pcmc-dataflow`) implement
 //! [`LikelihoodExecutor`] by mapping the filter's per-block work onto their
-//! workers, and the PMMH loop ([`Pmmh`]) is written once over that trait.
+//! workers, and the PMMH loop ([`pmmh::Pmmh`]) is written once over that trait.
 //!
 //! ## Determinism
 //! Same problem + same seed ⇒ bit-identical chain on every executor and every

@@ -82,8 +82,10 @@ pub struct ChainState {
     /// Current θ.
     pub theta: Vec<f64>,
     /// Current log-likelihood estimate.
+    #[serde(with = "f64_ext")]
     pub loglik: f64,
     /// Current log prior density.
+    #[serde(with = "f64_ext")]
     pub log_prior: f64,
     /// Proposals made.
     pub proposed: u64,
@@ -488,5 +490,51 @@ mod tests {
             }
         }
         assert!(cholesky(&[1.0, 2.0, 2.0, 1.0], 2).is_none());
+    }
+}
+
+/// Serde for `f64` values that may be infinite or NaN (JSON has no such
+/// numbers): finite values as numbers, others as the strings `"inf"`,
+/// `"-inf"` and `"nan"`. Finite values round-trip exactly.
+pub mod f64_ext {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Serialises `x`.
+    ///
+    /// # Errors
+    /// Those of the serializer.
+    pub fn serialize<S: Serializer>(x: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if x.is_finite() {
+            s.serialize_f64(*x)
+        } else if x.is_nan() {
+            s.serialize_str("nan")
+        } else if *x > 0.0 {
+            s.serialize_str("inf")
+        } else {
+            s.serialize_str("-inf")
+        }
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Repr {
+        Num(f64),
+        Str(String),
+    }
+
+    /// Deserialises a value written by [`serialize`].
+    ///
+    /// # Errors
+    /// For anything but a number or one of the three strings.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        match Repr::deserialize(d)? {
+            Repr::Num(x) => Ok(x),
+            Repr::Str(s) => match s.as_str() {
+                "inf" => Ok(f64::INFINITY),
+                "-inf" => Ok(f64::NEG_INFINITY),
+                "nan" => Ok(f64::NAN),
+                _ => Err(serde::de::Error::custom(format!("{s:?} is not a number"))),
+            },
+        }
     }
 }

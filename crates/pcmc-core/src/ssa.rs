@@ -163,8 +163,10 @@ pub struct Ssa {
     props: Vec<Propensity>,
     react_off: Vec<usize>,
     react: Vec<(usize, u32)>,
-    change_off: Vec<usize>,
+    /// Net changes, `width` entries per reaction, padded with `(0, 0)` so the
+    /// update loop has a fixed trip count.
     change: Vec<(usize, i64)>,
+    width: usize,
     caps: Vec<u64>,
     max_events: u64,
 }
@@ -230,13 +232,18 @@ impl Ssa {
     pub fn new(net: &Network, theta: &[f64], caps: &[u64], max_events: u64) -> Self {
         let mut react_off = vec![0];
         let mut react = Vec::new();
-        let mut change_off = vec![0];
+        let width = net
+            .reactions()
+            .iter()
+            .map(|r| r.change.len())
+            .max()
+            .unwrap_or(1);
         let mut change = Vec::new();
         for r in net.reactions() {
             react.extend_from_slice(&r.reactants);
             react_off.push(react.len());
             change.extend_from_slice(&r.change);
-            change_off.push(change.len());
+            change.resize(change.len() + width - r.change.len(), (0, 0));
         }
         let rates = net.rates(theta);
         let props = net
@@ -260,8 +267,8 @@ impl Ssa {
             rates,
             react_off,
             react,
-            change_off,
             change,
+            width,
             caps: caps[..net.species().len()].to_vec(),
             max_events,
         }
@@ -332,20 +339,22 @@ impl Ssa {
         }
         *t = tn;
         let target = rng.random::<f64>() * h0;
+        // The first j with target < cum[j] is the number of cum[i] ≤ target
+        // (cum is non-decreasing): counted without branches.
         let nr = self.rates.len();
         let mut j = 0;
-        while j < nr && target >= cum[j] {
-            j += 1;
+        for c in &cum[..nr - 1] {
+            j += usize::from(target >= *c);
         }
-        if j == nr {
-            // target rounded up to h0: take the last reaction with a positive hazard.
-            j = nr - 1;
+        if j == nr - 1 && nr > 1 && cum[j] <= cum[j - 1] {
+            // target rounded up to h0 and the last hazard is zero: take the
+            // last reaction with a positive hazard.
             while j > 0 && cum[j] <= cum[j - 1] {
                 j -= 1;
             }
         }
         let mut capped = false;
-        for &(s, d) in &self.change[self.change_off[j]..self.change_off[j + 1]] {
+        for &(s, d) in &self.change[j * self.width..(j + 1) * self.width] {
             x.add(s, d);
             capped |= d > 0 && x.get(s) > self.caps[s];
         }

@@ -5,10 +5,10 @@ use pcmc_core::rng::{Purpose, StreamKey};
 use pcmc_core::ssa::{BlockScratch, Outcome, Ssa};
 use proptest::prelude::*;
 
-fn network(
-    reactions: &[(Vec<(usize, u32)>, Vec<(usize, u32)>)],
-    species: usize,
-) -> Option<Network> {
+/// Reactant or product terms as (species, coefficient).
+type Side = Vec<(usize, u32)>;
+
+fn network(reactions: &[(Side, Side)], species: usize) -> Option<Network> {
     let names: Vec<String> = (0..species).map(|s| format!("S{s}")).collect();
     let specs: Vec<ReactionSpec> = reactions
         .iter()

@@ -1,0 +1,489 @@
+//! A corpus of bad inputs: each exits with status 2, names the problem and
+//! never panics.
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn pcmc() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_pcmc"))
+}
+
+const DATA: &str = "time,prey\n0,50\n2,150\n4,230\n";
+
+fn base_job(data: &Path) -> String {
+    format!(
+        r#"name = "bad"
+seed = 1
+[model]
+preset = "lotka-volterra"
+predators = 1
+[data]
+path = "{}"
+[observation]
+model = "gaussian"
+sd = 10.0
+[initial]
+means = {{ prey = 50, pred1 = 100 }}
+[parameters.birth]
+prior = {{ dist = "log-uniform", lower = 0.01, upper = 100.0 }}
+[parameters.predation1]
+prior = {{ dist = "log-uniform", lower = 0.00005, upper = 0.5 }}
+[parameters.death1]
+prior = {{ dist = "log-uniform", lower = 0.006, upper = 60.0 }}
+[filter]
+particles = 16
+[mcmc]
+burn_in = 1
+iterations = 2
+"#,
+        data.display()
+    )
+}
+
+/// Edits a job text.
+type Edit = Option<Box<dyn Fn(&str) -> String>>;
+
+struct Case {
+    name: &'static str,
+    /// Edits the job text (None: use the base job).
+    job: Edit,
+    /// Replaces the data text.
+    data: Option<&'static [u8]>,
+    /// Extra arguments; `{job}` and `{dir}` are substituted.
+    args: Vec<&'static str>,
+    /// Expected fragment of the error message.
+    expect: &'static str,
+}
+
+fn edit(f: impl Fn(&str) -> String + 'static) -> Edit {
+    Some(Box::new(f))
+}
+
+fn cases() -> Vec<Case> {
+    let run = || vec!["run", "{job}", "--out", "{dir}/out", "--quiet"];
+    let c = |name, job, data, args, expect| Case {
+        name,
+        job,
+        data,
+        args,
+        expect,
+    };
+    vec![
+        c(
+            "malformed toml",
+            edit(|j| j.replace("seed = 1", "seed = ")),
+            None,
+            run(),
+            "line 2",
+        ),
+        c(
+            "unknown top-level field",
+            edit(|j| format!("colour = 3\n{j}")),
+            None,
+            run(),
+            "unknown field `colour`",
+        ),
+        c(
+            "unknown filter field",
+            edit(|j| j.replace("particles = 16", "particles = 16\nparticels = 3")),
+            None,
+            run(),
+            "unknown field `particels`",
+        ),
+        c(
+            "negative prior bound",
+            edit(|j| j.replace("lower = 0.01,", "lower = -1.0,")),
+            None,
+            run(),
+            "priors.birth",
+        ),
+        c(
+            "unknown species in initial",
+            edit(|j| j.replace("pred1 = 100 }", "pred1 = 100, wolf = 3 }")),
+            None,
+            run(),
+            "\"wolf\" is not a species",
+        ),
+        c(
+            "missing initial mean",
+            edit(|j| j.replace(", pred1 = 100", "")),
+            None,
+            run(),
+            "no mean for species \"pred1\"",
+        ),
+        c("empty data", None, Some(b""), run(), "empty"),
+        c(
+            "header only",
+            None,
+            Some(b"time,prey\n"),
+            run(),
+            "no data rows",
+        ),
+        c(
+            "non-increasing times",
+            None,
+            Some(b"time,prey\n0,50\n2,60\n2,70\n"),
+            run(),
+            "line 4, column \"time\"",
+        ),
+        c(
+            "NaN in data",
+            None,
+            Some(b"time,prey\n0,50\n2,NaN\n"),
+            run(),
+            "line 3, column \"prey\"",
+        ),
+        c(
+            "text in data",
+            None,
+            Some(b"time,prey\n0,50\n2,lots\n"),
+            run(),
+            "\"lots\" is not a number",
+        ),
+        c(
+            "wrong field count",
+            None,
+            Some(b"time,prey\n0,50\n2,60,7\n"),
+            run(),
+            "line 3",
+        ),
+        c(
+            "unknown data column",
+            None,
+            Some(b"time,wolf\n0,50\n"),
+            run(),
+            "\"wolf\" is not a species",
+        ),
+        c(
+            "first column not time",
+            None,
+            Some(b"t,prey\n0,50\n"),
+            run(),
+            "first column must be `time`",
+        ),
+        c(
+            "binary garbage data",
+            None,
+            Some(b"\xff\xfe\x00\x01garbage\n\x00\x00"),
+            run(),
+            "data.csv",
+        ),
+        c(
+            "missing job file",
+            None,
+            None,
+            vec!["run", "{dir}/nope.toml"],
+            "nope.toml",
+        ),
+        c(
+            "job is a directory",
+            None,
+            None,
+            vec!["run", "{dir}"],
+            "is a directory",
+        ),
+        c(
+            "missing data file",
+            edit(|j| j.replace("data.csv", "absent.csv")),
+            None,
+            run(),
+            "absent.csv",
+        ),
+        c(
+            "zero particles in job",
+            edit(|j| j.replace("particles = 16", "particles = 0")),
+            None,
+            run(),
+            "filter.particles",
+        ),
+        c(
+            "--particles 0",
+            None,
+            None,
+            vec!["run", "{job}", "--particles", "0"],
+            "--particles",
+        ),
+        c(
+            "--threads 0",
+            None,
+            None,
+            vec!["run", "{job}", "--threads", "0"],
+            "--threads",
+        ),
+        c(
+            "--threads abc",
+            None,
+            None,
+            vec!["run", "{job}", "--threads", "abc"],
+            "--threads",
+        ),
+        c(
+            "--iterations -5",
+            None,
+            None,
+            vec!["run", "{job}", "--iterations", "-5"],
+            "'-5'",
+        ),
+        c(
+            "unknown executor",
+            None,
+            None,
+            vec!["run", "{job}", "--executor", "spark", "--out", "{dir}/o"],
+            "\"spark\" is not one of",
+        ),
+        c(
+            "mpi not compiled",
+            None,
+            None,
+            vec!["run", "{job}", "--executor", "mpi", "--out", "{dir}/o"],
+            "feature `mpi`",
+        ),
+        c(
+            "dataflow not compiled",
+            None,
+            None,
+            vec!["run", "{job}", "--executor", "dataflow", "--out", "{dir}/o"],
+            "feature `dataflow`",
+        ),
+        c(
+            "unknown preset",
+            edit(|j| j.replace("\"lotka-volterra\"", "\"sir\"")),
+            None,
+            run(),
+            "model.preset",
+        ),
+        c(
+            "too many predators",
+            edit(|j| j.replace("predators = 1", "predators = 12")),
+            None,
+            run(),
+            "1 to 8 predators",
+        ),
+        c(
+            "gaussian without sd",
+            edit(|j| j.replace("sd = 10.0\n", "")),
+            None,
+            run(),
+            "observation.sd",
+        ),
+        c(
+            "negative sd",
+            edit(|j| j.replace("sd = 10.0", "sd = -2.0")),
+            None,
+            run(),
+            "observation.sd",
+        ),
+        c(
+            "init outside prior",
+            edit(|j| {
+                j.replace(
+                    "[parameters.birth]\n",
+                    "[parameters.birth]\ninit = 1000.0\n",
+                )
+            }),
+            None,
+            run(),
+            "parameters.birth.init",
+        ),
+        c(
+            "unknown parameter",
+            edit(|j| {
+                format!("{j}[parameters.gamma]\nprior = {{ dist = \"fixed\", value = 1.0 }}\n")
+            }),
+            None,
+            run(),
+            "parameters.gamma",
+        ),
+        c(
+            "missing parameter",
+            edit(|j| {
+                j.replace("[parameters.death1]\nprior = { dist = \"log-uniform\", lower = 0.006, upper = 60.0 }\n", "")
+            }),
+            None,
+            run(),
+            "parameters.death1: missing",
+        ),
+        c(
+            "unknown prior",
+            edit(|j| {
+                j.replace(
+                    "dist = \"log-uniform\", lower = 0.01",
+                    "dist = \"cauchy\", lower = 0.01",
+                )
+            }),
+            None,
+            run(),
+            "cauchy",
+        ),
+        c(
+            "bad resampling",
+            edit(|j| j.replace("particles = 16", "particles = 16\nresampling = \"magic\"")),
+            None,
+            run(),
+            "filter.resampling",
+        ),
+        c(
+            "zero chains",
+            edit(|j| j.replace("iterations = 2", "iterations = 2\nchains = 0")),
+            None,
+            run(),
+            "mcmc.chains",
+        ),
+        c(
+            "proposal_cov not PD",
+            edit(|j| {
+                j.replace("iterations = 2", "iterations = 2\nproposal_cov = [[1.0, 2.0, 0.0], [2.0, 1.0, 0.0], [0.0, 0.0, 1.0]]")
+            }),
+            None,
+            run(),
+            "positive definite",
+        ),
+        c(
+            "huge number",
+            edit(|j| j.replace("particles = 16", "particles = 99999999999999999999999")),
+            None,
+            run(),
+            "line",
+        ),
+        c(
+            "unicode species",
+            edit(|j| j.replace("pred1 = 100 }", "pred1 = 100, \"ß狼\" = 2 }")),
+            None,
+            run(),
+            "is not a species",
+        ),
+        c(
+            "deep nesting",
+            edit(|j| format!("x = {}1{}\n{j}", "[".repeat(200), "]".repeat(200))),
+            None,
+            run(),
+            "bad/job.toml",
+        ),
+        c(
+            "not utf-8 job",
+            edit(|_| String::from_utf8_lossy(b"\xff\xfe").into_owned() + "\u{0}"),
+            None,
+            run(),
+            "job.toml",
+        ),
+        c(
+            "poisson with fractional data",
+            edit(|j| j.replace("model = \"gaussian\"\nsd = 10.0", "model = \"poisson\"")),
+            Some(b"time,prey\n0,50.5\n"),
+            run(),
+            "not a count",
+        ),
+        c(
+            "declared network unknown species",
+            edit(|j| {
+                j.replace("preset = \"lotka-volterra\"\npredators = 1", "species = [\"prey\", \"pred1\"]\n[[model.reactions]]\nreactants = { prey = 1 }\nproducts = { fox = 2 }\nrate = \"birth\"")
+            }),
+            None,
+            run(),
+            "fox",
+        ),
+        c(
+            "output is a file",
+            None,
+            None,
+            vec!["run", "{job}", "--out", "{job}"],
+            "not a directory",
+        ),
+        c(
+            "report of a non-run directory",
+            None,
+            None,
+            vec!["report", "{dir}"],
+            "not a run directory",
+        ),
+        c(
+            "simulate without true values",
+            None,
+            None,
+            vec!["simulate", "{job}"],
+            "true",
+        ),
+        c(
+            "check with missing data flag file",
+            None,
+            None,
+            vec!["check", "{job}", "--data", "{dir}/missing.csv"],
+            "missing.csv",
+        ),
+        c(
+            "initial time after data",
+            edit(|j| j.replace("means = {", "time = 5.0\nmeans = {")),
+            None,
+            run(),
+            "initial.time",
+        ),
+    ]
+}
+
+#[test]
+fn bad_inputs_exit_2_with_a_clear_message() {
+    let all = cases();
+    assert!(all.len() >= 40, "the corpus has {} cases", all.len());
+    let mut failures = Vec::new();
+    for case in all {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("bad");
+        std::fs::create_dir(&dir).unwrap();
+        let data = dir.join("data.csv");
+        std::fs::write(&data, case.data.unwrap_or(DATA.as_bytes())).unwrap();
+        let job: PathBuf = dir.join("job.toml");
+        let base = base_job(&data);
+        let text = case.job.as_ref().map_or(base.clone(), |f| f(&base));
+        std::fs::write(&job, text).unwrap();
+        let args: Vec<String> = case
+            .args
+            .iter()
+            .map(|a| {
+                a.replace("{job}", &job.display().to_string())
+                    .replace("{dir}", &dir.display().to_string())
+            })
+            .collect();
+        let out = pcmc().args(&args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if out.status.code() != Some(2)
+            || stderr.contains("panicked")
+            || !stderr.contains(case.expect)
+        {
+            failures.push(format!(
+                "{}: status {:?}, expected {:?} in:\n{stderr}",
+                case.name, out.status, case.expect
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failing cases:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn read_only_output_directory_is_refused() {
+    // Root ignores permissions; only meaningful for ordinary users.
+    let tmp = tempfile::tempdir().unwrap();
+    let ro = tmp.path().join("ro");
+    std::fs::create_dir(&ro).unwrap();
+    let mut perm = std::fs::metadata(&ro).unwrap().permissions();
+    perm.set_readonly(true);
+    std::fs::set_permissions(&ro, perm).unwrap();
+    if std::fs::write(ro.join("probe"), b"x").is_ok() {
+        return; // running as root: the directory is writable anyway
+    }
+    let data = tmp.path().join("data.csv");
+    std::fs::write(&data, DATA).unwrap();
+    let job = tmp.path().join("job.toml");
+    std::fs::write(&job, base_job(&data)).unwrap();
+    let out = pcmc()
+        .arg("run")
+        .arg(&job)
+        .arg("--out")
+        .arg(ro.join("x"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -1,0 +1,200 @@
+//! End-to-end tests of the `pcmc` binary on the quick jobs.
+use pcmc_cli::output::{read_chain_csv, read_chain_parquet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn pcmc() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_pcmc"))
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn job(name: &str) -> PathBuf {
+    root().join("jobs").join(name)
+}
+
+fn ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn run_quick(job_name: &str, dir: &Path, extra: &[&str]) -> Output {
+    let out = pcmc()
+        .arg("run")
+        .arg(job(job_name))
+        .arg("--out")
+        .arg(dir)
+        .args(extra)
+        .output()
+        .unwrap();
+    ok(&out);
+    out
+}
+
+#[test]
+fn run_outputs_agree_and_report_reproduces_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    let out = run_quick("lv11-quick.toml", &dir, &["--threads", "2"]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("predation1") && table.contains("R-hat"),
+        "{table}"
+    );
+    for f in [
+        "chain.csv",
+        "chain.parquet",
+        "summary.json",
+        "trace.svg",
+        "density.svg",
+        "predictive.svg",
+        "run.json",
+        "job.toml",
+        "data.csv",
+    ] {
+        assert!(dir.join(f).is_file(), "{f} missing");
+    }
+    let (names, csv_rows) = read_chain_csv(&dir.join("chain.csv")).unwrap();
+    assert_eq!(names, ["birth", "predation1", "death1"]);
+    // 2 chains × 20 kept iterations.
+    assert_eq!(csv_rows.len(), 40);
+    let pq_rows = read_chain_parquet(&dir.join("chain.parquet")).unwrap();
+    assert_eq!(csv_rows, pq_rows, "CSV and Parquet differ");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
+    for (p, name) in names.iter().enumerate() {
+        let mean = csv_rows.iter().map(|r| r.theta[p]).sum::<f64>() / csv_rows.len() as f64;
+        let s = summary["parameters"][name]["mean"].as_f64().unwrap();
+        assert!(
+            (s - mean).abs() <= 1e-12 * mean.abs(),
+            "{name}: {s} vs {mean}"
+        );
+        assert!(summary["parameters"][name]["true"].as_f64().is_some());
+    }
+    for key in [
+        "acceptance_rate",
+        "wall_seconds",
+        "ssa_events",
+        "events_per_second",
+        "job_fingerprint",
+        "executor",
+        "workers",
+        "stages",
+        "pcmc_version",
+    ] {
+        assert!(!summary[key].is_null(), "summary lacks {key}");
+    }
+    assert_eq!(summary["workers"], 2);
+    assert!(summary["ssa_events"].as_u64().unwrap() > 0);
+    let svg = std::fs::read_to_string(dir.join("trace.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("polyline"));
+
+    // report recomputes the same posterior summary and a readable Parquet file.
+    std::fs::remove_file(dir.join("chain.parquet")).unwrap();
+    std::fs::remove_file(dir.join("trace.svg")).unwrap();
+    let out = pcmc().arg("report").arg(&dir).output().unwrap();
+    ok(&out);
+    let again: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(again["parameters"], summary["parameters"]);
+    assert_eq!(again["wall_seconds"], summary["wall_seconds"]);
+    assert_eq!(
+        read_chain_parquet(&dir.join("chain.parquet")).unwrap(),
+        csv_rows
+    );
+    assert!(dir.join("trace.svg").is_file());
+}
+
+#[test]
+fn thread_count_does_not_change_the_chain() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("t1");
+    let b = tmp.path().join("t3");
+    run_quick("lv11-quick.toml", &a, &["--threads", "1", "--quiet"]);
+    run_quick("lv11-quick.toml", &b, &["--threads", "3", "--quiet"]);
+    let ca = std::fs::read(a.join("chain.csv")).unwrap();
+    assert_eq!(ca, std::fs::read(b.join("chain.csv")).unwrap());
+    // The serial reference executor agrees too, on a two-predator job.
+    let c = tmp.path().join("s");
+    let d = tmp.path().join("r3");
+    run_quick(
+        "lv12-quick.toml",
+        &c,
+        &["--executor", "serial", "--quiet", "--particles", "7"],
+    );
+    run_quick(
+        "lv12-quick.toml",
+        &d,
+        &["--threads", "3", "--quiet", "--particles", "7"],
+    );
+    assert_eq!(
+        std::fs::read(c.join("chain.csv")).unwrap(),
+        std::fs::read(d.join("chain.csv")).unwrap()
+    );
+}
+
+#[test]
+fn simulate_reproduces_the_shipped_datasets() {
+    let tmp = tempfile::tempdir().unwrap();
+    for name in ["lv11", "lv12", "lv13"] {
+        let out_path = tmp.path().join(format!("{name}.csv"));
+        let out = pcmc()
+            .arg("simulate")
+            .arg(job(&format!("{name}.toml")))
+            .arg("--out")
+            .arg(&out_path)
+            .output()
+            .unwrap();
+        ok(&out);
+        let shipped = std::fs::read(root().join("data").join(format!("{name}.csv"))).unwrap();
+        assert_eq!(
+            std::fs::read(&out_path).unwrap(),
+            shipped,
+            "{name} does not regenerate byte for byte"
+        );
+    }
+    // Another seed gives other data.
+    let out = pcmc()
+        .arg("simulate")
+        .arg(job("lv11.toml"))
+        .args(["--seed", "5"])
+        .output()
+        .unwrap();
+    ok(&out);
+    assert_ne!(
+        out.stdout,
+        std::fs::read(root().join("data/lv11.csv")).unwrap()
+    );
+}
+
+#[test]
+fn check_accepts_every_shipped_job() {
+    for entry in std::fs::read_dir(root().join("jobs")).unwrap() {
+        let p = entry.unwrap().path();
+        if p.extension().is_some_and(|e| e == "toml") {
+            let out = pcmc().arg("check").arg(&p).output().unwrap();
+            ok(&out);
+            assert!(String::from_utf8_lossy(&out.stdout).contains(": ok"));
+        }
+    }
+}
+
+#[test]
+fn hare_lynx_quick_gives_a_finite_posterior_mean() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("hl");
+    run_quick("hare-lynx-quick.toml", &dir, &["--quiet"]);
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
+    for p in ["a", "b", "c", "d"] {
+        let m = summary["parameters"][p]["mean"].as_f64().unwrap();
+        assert!(m.is_finite() && m > 0.0, "{p}: {m}");
+    }
+}
