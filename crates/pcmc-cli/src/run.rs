@@ -145,6 +145,12 @@ pub fn make_executor(
             pcmc_rayon::rayon_executor(threads).map_err(|e| InputError::flag("--threads", e.to_string()))?,
         )),
         "serial" => Ok(Box::new(pcmc_core::serial())),
+        #[cfg(feature = "mpi")]
+        "mpi" => {
+            let runner = pcmc_rayon::RayonRunner::new(threads).map_err(|e| InputError::flag("--threads", e.to_string()))?;
+            Ok(Box::new(pcmc_mpi::MpiExecutor::from_world(runner)?))
+        }
+        #[cfg(not(feature = "mpi"))]
         "mpi" => Err(InputError::flag(
             "--executor",
             "the MPI executor is not compiled into this pcmc: build it with the cargo feature `mpi` \
@@ -354,10 +360,17 @@ pub fn run(job_path: &Path, ov: &Overrides, opts: RunOptions) -> Result<RunOutco
         .clone()
         .or_else(|| job.file.executor.kind.clone())
         .unwrap_or_else(|| "rayon".into());
-    let threads = ov
-        .threads
-        .or(job.file.executor.threads)
-        .unwrap_or_else(pcmc_rayon::default_threads);
+    let threads = ov.threads.or(job.file.executor.threads).unwrap_or_else(|| {
+        if kind == "mpi" {
+            // One thread per rank unless Slurm gives each task several CPUs.
+            std::env::var("SLURM_CPUS_PER_TASK")
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(1)
+        } else {
+            pcmc_rayon::default_threads()
+        }
+    });
     if threads == 0 {
         return Err(InputError::flag("--threads", "must be at least 1").into());
     }
@@ -373,6 +386,20 @@ pub fn run(job_path: &Path, ov: &Overrides, opts: RunOptions) -> Result<RunOutco
         return Err(InputError::flag("--checkpoint-every", "must be at least 1").into());
     }
     let mut exec = make_executor(&kind, threads, partitions)?;
+    if exec.workers() > 1 && kind != "rayon" && !job.filter.resampling.is_distributable() {
+        return Err(input(
+            &job.path,
+            format!(
+                "filter.resampling: {:?} needs every weight in one place; the {kind} executor with {} workers supports systematic and stratified",
+                job.filter.resampling,
+                exec.workers()
+            ),
+        ));
+    }
+    // In a distributed run every rank computes the same chain; rank 0 alone
+    // writes files and prints.
+    let root = exec.is_root();
+    let quiet = quiet || !root;
     let dir = run_dir(job, ov);
     let pmmh = &prep.pmmh;
     let fingerprint = job.fingerprint(&prep.data);
@@ -407,7 +434,9 @@ pub fn run(job_path: &Path, ov: &Overrides, opts: RunOptions) -> Result<RunOutco
             dir.display()
         );
     }
-    create_dir(&dir)?;
+    if root {
+        create_dir(&dir)?;
+    }
     let mut record = RunRecord {
         job: job.name.clone(),
         fingerprint: fingerprint.clone(),
@@ -419,7 +448,9 @@ pub fn run(job_path: &Path, ov: &Overrides, opts: RunOptions) -> Result<RunOutco
         thin: job.mcmc.thin,
         stats: None,
     };
-    let _ = std::fs::remove_file(dir.join("summary.json"));
+    if root {
+        let _ = std::fs::remove_file(dir.join("summary.json"));
+    }
     let total = pmmh.total_iterations();
     if !quiet {
         tracing::info!(
@@ -437,8 +468,13 @@ pub fn run(job_path: &Path, ov: &Overrides, opts: RunOptions) -> Result<RunOutco
     let segment = Instant::now();
     let (mut writer, mut rows, mut states, mut stats, first) = match ckpt {
         Some(c) => {
-            let rows = truncate_chain(&dir, c.rows)?;
-            let writer = ChainWriter::append(&dir, &names, job.file.output.parquet, &rows)?;
+            let (rows, writer) = if root {
+                let rows = truncate_chain(&dir, c.rows)?;
+                let writer = ChainWriter::append(&dir, &names, job.file.output.parquet, &rows)?;
+                (rows, Some(writer))
+            } else {
+                (Vec::new(), None)
+            };
             if !quiet {
                 tracing::info!(
                     "resuming after iteration {} ({} rows kept)",
@@ -449,10 +485,14 @@ pub fn run(job_path: &Path, ov: &Overrides, opts: RunOptions) -> Result<RunOutco
             (writer, rows, c.chains, c.stats, c.iteration + 1)
         }
         None => {
-            write_atomic(&dir.join("job.toml"), job.text.as_bytes())?;
-            write_atomic(&dir.join("data.csv"), &prep.data_bytes)?;
-            let _ = std::fs::remove_file(dir.join(checkpoint::FILE));
-            let writer = ChainWriter::create(&dir, &names, job.file.output.parquet)?;
+            let writer = if root {
+                write_atomic(&dir.join("job.toml"), job.text.as_bytes())?;
+                write_atomic(&dir.join("data.csv"), &prep.data_bytes)?;
+                let _ = std::fs::remove_file(dir.join(checkpoint::FILE));
+                Some(ChainWriter::create(&dir, &names, job.file.output.parquet)?)
+            } else {
+                None
+            };
             let mut stats = RunStats::default();
             let mut states = Vec::with_capacity(job.mcmc.chains);
             for c in 0..job.mcmc.chains as u64 {
@@ -463,19 +503,25 @@ pub fn run(job_path: &Path, ov: &Overrides, opts: RunOptions) -> Result<RunOutco
             (writer, Vec::new(), states, stats, 1)
         }
     };
-    write_atomic(
-        &dir.join("run.json"),
-        serde_json::to_string_pretty(&record)?.as_bytes(),
-    )?;
+    if root {
+        write_atomic(
+            &dir.join("run.json"),
+            serde_json::to_string_pretty(&record)?.as_bytes(),
+        )?;
+    }
     stats.executor = exec.name().to_string();
     stats.workers = exec.workers();
+    stats.threads_per_worker = exec.threads_per_worker();
     let wall_before = stats.wall_seconds;
-    let save = |writer: &mut ChainWriter,
+    let save = |writer: &mut Option<ChainWriter>,
                 states: &[ChainState],
                 stats: &RunStats,
                 it: u64,
                 nrows: usize|
      -> Result<()> {
+        let Some(writer) = writer.as_mut() else {
+            return Ok(());
+        };
         writer.sync()?;
         let mut st = stats.clone();
         st.wall_seconds = wall_before + segment.elapsed().as_secs_f64();
@@ -499,9 +545,16 @@ pub fn run(job_path: &Path, ov: &Overrides, opts: RunOptions) -> Result<RunOutco
         for st in states.iter_mut() {
             let rec = pmmh.step(exec.as_mut(), st)?;
             account(&rec, &mut stats);
-            if rec.kept {
+            if exec.workers() > 1 {
+                let mut v = rec.theta.clone();
+                v.push(rec.loglik);
+                exec.check_consensus(&v)?;
+            }
+            if rec.kept
+                && let Some(w) = writer.as_mut()
+            {
                 let row = row_of(&rec);
-                writer.write(&row)?;
+                w.write(&row)?;
                 rows.push(row);
             }
         }
@@ -511,7 +564,8 @@ pub fn run(job_path: &Path, ov: &Overrides, opts: RunOptions) -> Result<RunOutco
             .sum::<f64>()
             / states.len() as f64;
         progress.update(it, acc);
-        let interrupted = stop.load(std::sync::atomic::Ordering::SeqCst);
+        // Every rank must stop at the same iteration.
+        let interrupted = exec.any_worker(stop.load(std::sync::atomic::Ordering::SeqCst))?;
         if interrupted
             || it == total
             || it.is_multiple_of(every)
@@ -522,7 +576,12 @@ pub fn run(job_path: &Path, ov: &Overrides, opts: RunOptions) -> Result<RunOutco
         }
         if interrupted && it < total {
             progress.finish();
-            writer.finish()?;
+            if let Some(w) = writer.take() {
+                w.finish()?;
+            }
+            if !root {
+                return Ok(RunOutcome::Interrupted);
+            }
             tracing::warn!(
                 "stopped by a signal after iteration {it}; checkpoint written: continue with `pcmc run {} --out {} --resume`",
                 job_path.display(),
@@ -532,10 +591,28 @@ pub fn run(job_path: &Path, ov: &Overrides, opts: RunOptions) -> Result<RunOutco
         }
     }
     progress.finish();
-    writer.finish()?;
+    if let Some(w) = writer.take() {
+        w.finish()?;
+    }
     stats.wall_seconds = wall_before + segment.elapsed().as_secs_f64();
     stats.iterations_done = total;
+    // Load balance: busy (non-communication) time of the slowest worker over
+    // the mean, and the particle bytes moved by all workers.
+    let busy = stats.stages.propagate + stats.stages.weight + stats.stages.resample;
+    let max_busy = exec.max_over_workers(busy)?;
+    let mean_busy = exec.sum_over_workers(busy)? / exec.workers() as f64;
+    stats.load_imbalance = if mean_busy > 0.0 {
+        max_busy / mean_busy
+    } else {
+        1.0
+    };
+    stats.bytes_sent_all = exec.sum_over_workers(stats.bytes_sent as f64)? as u64;
     stats.ssa_events = 0;
+    stats.cap_hits = 0;
+    stats.cap_events = 0;
+    stats.event_limit_hits = 0;
+    stats.collapses = 0;
+    stats.outside_prior = 0;
     stats.acceptance_per_chain.clear();
     for st in &states {
         stats.ssa_events += st.counters.events;
@@ -547,6 +624,9 @@ pub fn run(job_path: &Path, ov: &Overrides, opts: RunOptions) -> Result<RunOutco
         stats
             .acceptance_per_chain
             .push(st.accepted_after_burn_in as f64 / job.mcmc.iterations.max(1) as f64);
+    }
+    if !root {
+        return Ok(RunOutcome::Finished);
     }
     record.stats = Some(stats);
     write_atomic(
@@ -571,6 +651,7 @@ fn account(rec: &IterationRecord, stats: &mut RunStats) {
     if let Some(f) = &rec.filter {
         stats.filter_passes += 1;
         stats.stages.add(&f.times);
+        stats.bytes_sent += f.bytes_sent;
     }
 }
 

@@ -35,6 +35,18 @@ pub struct RunStats {
     pub acceptance_per_chain: Vec<f64>,
     /// Iterations completed per chain (counting burn-in).
     pub iterations_done: u64,
+    /// Threads per worker (rank).
+    #[serde(default)]
+    pub threads_per_worker: usize,
+    /// Particle bytes this process sent to other workers.
+    #[serde(default)]
+    pub bytes_sent: u64,
+    /// Particle bytes sent between workers, all workers together.
+    #[serde(default)]
+    pub bytes_sent_all: u64,
+    /// Busy time of the slowest worker over the mean (1 = balanced).
+    #[serde(default)]
+    pub load_imbalance: f64,
 }
 
 /// Per-parameter summaries from rows, in parameter order.
@@ -160,6 +172,9 @@ pub fn summary_json(s: &SummaryInput<'_>) -> Value {
                 "stages".into(),
                 serde_json::to_value(st.stages).unwrap_or(Value::Null),
             );
+            o.insert("threads_per_worker".into(), json!(st.threads_per_worker));
+            o.insert("bytes_moved".into(), json!(st.bytes_sent_all));
+            o.insert("load_imbalance".into(), num(st.load_imbalance));
         }
         None => {
             o.insert(
@@ -225,6 +240,13 @@ pub fn summary_table(v: &Value) -> String {
             v["workers"]
         ));
         let st = &v["stages"];
+        if v["workers"].as_u64().unwrap_or(1) > 1 && v["executor"] == "mpi" {
+            out.push_str(&format!(
+                "\nmoved {} bytes between workers | load imbalance (max/mean busy) {}",
+                v["bytes_moved"],
+                fmt(v["load_imbalance"].as_f64(), 3)
+            ));
+        }
         out.push_str(&format!(
             "\nstages: propagate {} s, weight {} s, resample {} s, communicate {} s",
             fmt(st["propagate"].as_f64(), 2),

@@ -27,6 +27,53 @@ pub trait LikelihoodExecutor {
         theta: &[f64],
         key: FilterKey,
     ) -> Result<FilterOutput>;
+
+    /// Threads used by each worker (1 unless a distributed executor runs a
+    /// thread pool per rank).
+    fn threads_per_worker(&self) -> usize {
+        1
+    }
+
+    /// Whether this process writes outputs (rank 0 of a distributed run;
+    /// always true in a single process).
+    fn is_root(&self) -> bool {
+        true
+    }
+
+    /// Whether `flag` is set on any worker (every worker gets the same
+    /// answer). Used so that all ranks stop at the same iteration on a signal.
+    ///
+    /// # Errors
+    /// Communication failures.
+    fn any_worker(&mut self, flag: bool) -> Result<bool> {
+        Ok(flag)
+    }
+
+    /// Checks that every worker holds the same `values` bit for bit (θ and the
+    /// log-likelihood after an iteration).
+    ///
+    /// # Errors
+    /// [`crate::Error::Executor`] if they differ.
+    fn check_consensus(&mut self, values: &[f64]) -> Result<()> {
+        let _ = values;
+        Ok(())
+    }
+
+    /// The maximum of `x` over workers.
+    ///
+    /// # Errors
+    /// Communication failures.
+    fn max_over_workers(&mut self, x: f64) -> Result<f64> {
+        Ok(x)
+    }
+
+    /// The sum of `x` over workers.
+    ///
+    /// # Errors
+    /// Communication failures.
+    fn sum_over_workers(&mut self, x: f64) -> Result<f64> {
+        Ok(x)
+    }
 }
 
 /// An executor that runs [`run_filter`] over a [`BlockRunner`], keeping its
@@ -60,6 +107,9 @@ impl<R: BlockRunner> LikelihoodExecutor for BlockExecutor<R> {
     }
     fn workers(&self) -> usize {
         self.runner.workers()
+    }
+    fn threads_per_worker(&self) -> usize {
+        1
     }
     fn log_likelihood(
         &mut self,

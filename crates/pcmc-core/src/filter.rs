@@ -261,6 +261,8 @@ pub struct FilterOutput {
     pub counters: SsaCounters,
     /// Wall time per stage.
     pub times: StageTimes,
+    /// Bytes of particle data this rank sent to other ranks.
+    pub bytes_sent: u64,
 }
 
 /// Maps a function over blocks, serially or in parallel.
@@ -296,6 +298,68 @@ impl BlockRunner for SerialRunner {
     }
 }
 
+/// Communication between the processes (ranks) that share one particle
+/// population. Each rank owns the contiguous slice
+/// [`rank_slice`]`(N, size, rank)` of the particles.
+///
+/// The filter needs only four collectives, all on small data except the
+/// particle exchange after resampling. A single process is the one-rank case
+/// ([`SingleProcess`]); the MPI executor implements this trait over a
+/// communicator.
+pub trait Collective {
+    /// Number of ranks.
+    fn size(&self) -> usize;
+    /// This rank, in `0..size`.
+    fn rank(&self) -> usize;
+    /// The maximum of `x` over all ranks.
+    ///
+    /// # Errors
+    /// Communication failures.
+    fn max_f64(&self, x: f64) -> Result<f64>;
+    /// Every rank's `local` values, concatenated in rank order (all ranks
+    /// pass the same length).
+    ///
+    /// # Errors
+    /// Communication failures.
+    fn all_gather_u64(&self, local: &[u64]) -> Result<Vec<u64>>;
+    /// Sends `send[r]` to rank `r` and returns what each rank sent here, in
+    /// rank order.
+    ///
+    /// # Errors
+    /// Communication failures.
+    fn all_to_all(&self, send: Vec<Vec<u64>>) -> Result<Vec<Vec<u64>>>;
+}
+
+/// The one-rank [`Collective`]: every collective is the identity.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SingleProcess;
+
+impl Collective for SingleProcess {
+    fn size(&self) -> usize {
+        1
+    }
+    fn rank(&self) -> usize {
+        0
+    }
+    fn max_f64(&self, x: f64) -> Result<f64> {
+        Ok(x)
+    }
+    fn all_gather_u64(&self, local: &[u64]) -> Result<Vec<u64>> {
+        Ok(local.to_vec())
+    }
+    fn all_to_all(&self, send: Vec<Vec<u64>>) -> Result<Vec<Vec<u64>>> {
+        Ok(send)
+    }
+}
+
+/// The particles `[start, end)` owned by `rank` of `size` when there are `n`
+/// in all: balanced contiguous slices.
+pub fn rank_slice(n: usize, size: usize, rank: usize) -> (usize, usize) {
+    let n = n as u128;
+    let (size, rank) = (size as u128, rank as u128);
+    ((n * rank / size) as usize, (n * (rank + 1) / size) as usize)
+}
+
 /// Per-block scratch space reused across passes.
 #[derive(Debug, Default, Clone)]
 struct BlockWork {
@@ -312,15 +376,16 @@ struct BlockWork {
 #[derive(Debug, Default)]
 pub struct Workspace {
     counts: Vec<u64>,
-    next: Vec<u64>,
     lw: Vec<f64>,
     q: Vec<u64>,
-    ancestors: Vec<usize>,
     offspring: Vec<u64>,
+    send: Vec<Vec<u64>>,
     work: Vec<BlockWork>,
 }
 
 struct Item<'a> {
+    /// Global index of the block's first particle.
+    first: usize,
     block: usize,
     len: usize,
     counts: &'a mut [u64],
@@ -334,15 +399,15 @@ impl Workspace {
         let blocks = n.div_ceil(BLOCK);
         let cells = blocks * BLOCK * species;
         self.counts.resize(cells, 0);
-        self.next.resize(cells, 0);
         self.lw.resize(blocks * BLOCK, 0.0);
         self.q.resize(blocks * BLOCK, 0);
-        self.ancestors.resize(n, 0);
         self.offspring.resize(n, 0);
         self.work.resize_with(blocks, BlockWork::default);
     }
 
-    fn items(&mut self, n: usize, species: usize) -> Vec<Item<'_>> {
+    /// The blocks of the local slice of `n` particles starting at global
+    /// index `first`.
+    fn items(&mut self, first: usize, n: usize, species: usize) -> Vec<Item<'_>> {
         let blocks = n.div_ceil(BLOCK);
         self.counts
             .chunks_mut(BLOCK * species)
@@ -352,6 +417,7 @@ impl Workspace {
             .take(blocks)
             .enumerate()
             .map(|(b, (((counts, lw), q), work))| Item {
+                first: first + b * BLOCK,
                 block: b,
                 len: BLOCK.min(n - b * BLOCK),
                 counts,
@@ -368,7 +434,7 @@ fn elapsed(t: Instant) -> f64 {
 }
 
 /// One bootstrap particle filter pass at `theta` with the streams of `key`,
-/// on `runner`, reusing the buffers of `ws`.
+/// on `runner`, in a single process, reusing the buffers of `ws`.
 ///
 /// A `theta` with a negative or non-finite entry gives a log-likelihood of −∞.
 pub fn run_filter<R: BlockRunner>(
@@ -378,34 +444,69 @@ pub fn run_filter<R: BlockRunner>(
     key: FilterKey,
     ws: &mut Workspace,
 ) -> FilterOutput {
+    run_filter_on(runner, &SingleProcess, problem, theta, key, ws)
+        .expect("a single process cannot fail to communicate")
+}
+
+/// One filter pass by every rank of `comm`, each owning its
+/// [`rank_slice`] of the particles and mapping `runner` over its blocks.
+///
+/// Every rank returns the same log-likelihood, ESS and (summed) SSA counters,
+/// bit for bit equal to [`run_filter`]'s. Stage times are this rank's own;
+/// `bytes_sent` counts the particle data this rank sent to other ranks.
+///
+/// # Errors
+/// Communication failures; [`Error::Setting`] for a resampling scheme that
+/// cannot be distributed (multinomial, residual) on more than one rank.
+pub fn run_filter_on<R: BlockRunner, C: Collective + ?Sized>(
+    runner: &R,
+    comm: &C,
+    problem: &FilterProblem,
+    theta: &[f64],
+    key: FilterKey,
+    ws: &mut Workspace,
+) -> Result<FilterOutput> {
     let net = &problem.network;
     let cfg = &problem.config;
     let data = &problem.data;
     let n = cfg.particles;
     let species = net.species().len();
+    let (size, rank) = (comm.size(), comm.rank());
+    if size > 1 && !cfg.resampling.is_distributable() {
+        return Err(Error::setting(
+            "filter.resampling",
+            format!(
+                "{:?} resampling needs every weight in one place; with several ranks use systematic or stratified",
+                cfg.resampling
+            ),
+        ));
+    }
+    let (first, end) = rank_slice(n, size, rank);
+    let local = end - first;
     let mut out = FilterOutput {
         loglik: 0.0,
         collapsed_at: None,
         ess: Vec::with_capacity(data.len()),
         counters: SsaCounters::default(),
         times: StageTimes::default(),
+        bytes_sent: 0,
     };
     if theta.len() != net.parameters().len() || theta.iter().any(|t| !(t.is_finite() && *t >= 0.0))
     {
         out.loglik = f64::NEG_INFINITY;
-        return out;
+        return Ok(out);
     }
     let ssa = Ssa::new(net, theta, &cfg.caps, cfg.max_events);
-    ws.prepare(n, species);
+    ws.prepare(local, species);
     let stride = BLOCK;
 
     // Initial states.
     let t = Instant::now();
     {
-        let mut items = ws.items(n, species);
+        let mut items = ws.items(first, local, species);
         runner.map(&mut items, |it| {
             for j in 0..it.len {
-                let i = (it.block * BLOCK + j) as u64;
+                let i = (it.first + j) as u64;
                 let mut rng = key.stream(Purpose::Initial, 0, i).rng();
                 let counts = &mut *it.counts;
                 problem
@@ -424,7 +525,7 @@ pub fn run_filter<R: BlockRunner>(
         // Propagate.
         if t_k > t_prev {
             let t = Instant::now();
-            let mut items = ws.items(n, species);
+            let mut items = ws.items(first, local, species);
             let counters = runner.map(&mut items, |it| {
                 propagate_block(&ssa, cfg.kernel, it, key, k as u64, t_prev, t_k, species)
             });
@@ -433,11 +534,11 @@ pub fn run_filter<R: BlockRunner>(
             }
             out.times.propagate += elapsed(t);
         }
-        // Weight and reduce.
+        // Weight.
         let t = Instant::now();
         let y = data.row(k);
         let obs = data.observed();
-        let mut items = ws.items(n, species);
+        let mut items = ws.items(first, local, species);
         let maxes = runner.map(&mut items, |it| {
             let mut m = f64::NEG_INFINITY;
             for j in 0..it.len {
@@ -453,13 +554,17 @@ pub fn run_filter<R: BlockRunner>(
             }
             m
         });
-        let max = maxes.into_iter().fold(f64::NEG_INFINITY, f64::max);
+        let local_max = maxes.into_iter().fold(f64::NEG_INFINITY, f64::max);
+        out.times.weight += elapsed(t);
+        let t = Instant::now();
+        let max = comm.max_f64(local_max)?;
+        out.times.communicate += elapsed(t);
+        let t = Instant::now();
         if max == f64::NEG_INFINITY {
-            out.times.weight += elapsed(t);
             out.loglik = f64::NEG_INFINITY;
             out.collapsed_at = Some(k);
             out.ess.push(0.0);
-            return out;
+            break;
         }
         let sums = runner.map(&mut items, |it| {
             let (mut s, mut a1, mut a2) = (0u128, 0u128, 0u128);
@@ -474,38 +579,90 @@ pub fn run_filter<R: BlockRunner>(
             (s, a1, a2)
         });
         drop(items);
-        let (mut total, mut a1, mut a2) = (0u128, 0u128, 0u128);
-        for (s, x, y) in &sums {
-            total += s;
-            a1 += x;
-            a2 += y;
+        let mut mine = [0u128; 3];
+        for (s, a1, a2) in &sums {
+            mine[0] += s;
+            mine[1] += a1;
+            mine[2] += a2;
         }
+        out.times.weight += elapsed(t);
+        // Exact totals: every rank's three u128 sums, as u64 halves.
+        let t = Instant::now();
+        let words: Vec<u64> = mine
+            .iter()
+            .flat_map(|v| [*v as u64, (*v >> 64) as u64])
+            .collect();
+        let all = comm.all_gather_u64(&words)?;
+        out.times.communicate += elapsed(t);
+        let per_rank: Vec<[u128; 3]> = all
+            .chunks_exact(6)
+            .map(|w| {
+                let v = |i: usize| u128::from(w[2 * i]) | (u128::from(w[2 * i + 1]) << 64);
+                [v(0), v(1), v(2)]
+            })
+            .collect();
+        let total: u128 = per_rank.iter().map(|r| r[0]).sum();
+        let a1: u128 = per_rank.iter().map(|r| r[1]).sum();
+        let a2: u128 = per_rank.iter().map(|r| r[2]).sum();
+        let before_rank: u128 = per_rank[..rank].iter().map(|r| r[0]).sum();
         out.loglik += max + resample::ln_total(total) - ln_n;
         out.ess.push(if a2 == 0 {
             1.0
         } else {
             (a1 as f64) * (a1 as f64) / (a2 as f64)
         });
-        out.times.weight += elapsed(t);
 
         // Resample.
         if k + 1 < data.len() {
             let t = Instant::now();
-            resample_population(
+            let key_k = key.stream(Purpose::Resample, k as u64, 0);
+            offspring_counts(
                 runner,
                 cfg.resampling,
                 ws,
-                n,
+                first,
+                local,
                 species,
+                n,
                 total,
+                before_rank,
                 &sums,
-                key.stream(Purpose::Resample, k as u64, 0),
+                key_k,
             );
+            let mine: u64 = ws.offspring[..local].iter().sum();
+            out.times.resample += elapsed(t);
+            let t = Instant::now();
+            let counts = comm.all_gather_u64(&[mine])?;
+            out.times.communicate += elapsed(t);
+            let t = Instant::now();
+            let start: u64 = counts[..rank].iter().sum();
+            let (send, sent) = pack_offspring(ws, n, size, rank, local, species, start as usize);
+            out.times.resample += elapsed(t);
+            let t = Instant::now();
+            let received = comm.all_to_all(send)?;
+            out.times.communicate += elapsed(t);
+            out.bytes_sent += sent;
+            let t = Instant::now();
+            unpack_population(ws, received, local, species);
             out.times.resample += elapsed(t);
         }
         t_prev = t_k;
     }
-    out
+    // Every rank reports the totals of all ranks.
+    let t = Instant::now();
+    let c = &out.counters;
+    let all = comm.all_gather_u64(&[c.events, c.cap_hits, c.cap_events, c.limit_hits])?;
+    out.counters = SsaCounters::default();
+    for w in all.chunks_exact(4) {
+        out.counters.add(&SsaCounters {
+            events: w[0],
+            cap_hits: w[1],
+            cap_events: w[2],
+            limit_hits: w[3],
+        });
+    }
+    out.times.communicate += elapsed(t);
+    Ok(out)
 }
 
 fn propagate_block(
@@ -519,7 +676,7 @@ fn propagate_block(
     species: usize,
 ) -> SsaCounters {
     let w = &mut *it.work;
-    let first = (it.block * BLOCK) as u64;
+    let first = it.first as u64;
     match kernel {
         KernelChoice::Scalar => {
             let mut counters = SsaCounters::default();
@@ -571,24 +728,28 @@ fn propagate_block(
     }
 }
 
-fn resample_population<R: BlockRunner>(
+/// Offspring counts of the local particles into `ws.offspring[..local]`.
+fn offspring_counts<R: BlockRunner>(
     runner: &R,
     scheme: Resampling,
     ws: &mut Workspace,
-    n: usize,
+    first: usize,
+    local: usize,
     species: usize,
+    n: usize,
     total: u128,
+    before_rank: u128,
     sums: &[(u128, u128, u128)],
     key: StreamKey,
 ) {
     if scheme.is_distributable() {
         let mut before = Vec::with_capacity(sums.len());
-        let mut c = 0u128;
+        let mut c = before_rank;
         for (s, _, _) in sums {
             before.push(c);
             c += s;
         }
-        let mut items = ws.items(n, species);
+        let mut items = ws.items(first, local, species);
         runner.map(&mut items, |it| {
             it.work.offspring.resize(it.len, 0);
             resample::offspring_slice(
@@ -601,45 +762,91 @@ fn resample_population<R: BlockRunner>(
                 &mut it.work.offspring,
             );
         });
-        let mut dst = 0;
-        for (b, w) in ws.work.iter().enumerate().take(n.div_ceil(BLOCK)) {
-            for (j, o) in w.offspring.iter().enumerate() {
-                for _ in 0..*o {
-                    ws.ancestors[dst] = b * BLOCK + j;
-                    dst += 1;
-                }
-            }
+        drop(items);
+        for (b, w) in ws.work.iter().enumerate().take(local.div_ceil(BLOCK)) {
+            let len = BLOCK.min(local - b * BLOCK);
+            ws.offspring[b * BLOCK..b * BLOCK + len].copy_from_slice(&w.offspring[..len]);
         }
-        debug_assert_eq!(dst, n);
     } else {
-        resample::offspring_all(scheme, &ws.q[..n], total, n as u64, key, &mut ws.offspring);
-        let mut dst = 0;
-        for (i, o) in ws.offspring.iter().enumerate() {
-            for _ in 0..*o {
-                ws.ancestors[dst] = i;
-                dst += 1;
+        // One rank holds every particle: the local slice is the whole vector.
+        resample::offspring_all(
+            scheme,
+            &ws.q[..local],
+            total,
+            n as u64,
+            key,
+            &mut ws.offspring[..local],
+        );
+    }
+}
+
+/// Packs the local particles with their offspring counts for the ranks that
+/// will own the offspring: for each destination rank, runs of
+/// `[count, x_0, …, x_{S−1}]` in global order. `start` is the global index of
+/// this rank's first offspring. Returns the buffers and the bytes addressed to
+/// other ranks.
+fn pack_offspring(
+    ws: &mut Workspace,
+    n: usize,
+    size: usize,
+    rank: usize,
+    local: usize,
+    species: usize,
+    start: usize,
+) -> (Vec<Vec<u64>>, u64) {
+    let mut send = std::mem::take(&mut ws.send);
+    send.resize_with(size, Vec::new);
+    for v in send.iter_mut() {
+        v.clear();
+    }
+    let mut pos = start;
+    let mut dest = 0;
+    let mut dest_end = rank_slice(n, size, 0).1;
+    for i in 0..local {
+        let mut o = ws.offspring[i] as usize;
+        let (b, j) = (i / BLOCK, i % BLOCK);
+        let base = b * BLOCK * species;
+        while o > 0 {
+            while pos >= dest_end {
+                dest += 1;
+                dest_end = rank_slice(n, size, dest).1;
+            }
+            let piece = o.min(dest_end - pos);
+            let buf = &mut send[dest];
+            buf.push(piece as u64);
+            for s in 0..species {
+                buf.push(ws.counts[base + s * BLOCK + j]);
+            }
+            pos += piece;
+            o -= piece;
+        }
+    }
+    let bytes = send
+        .iter()
+        .enumerate()
+        .filter(|(d, _)| *d != rank)
+        .map(|(_, v)| 8 * v.len() as u64)
+        .sum();
+    (send, bytes)
+}
+
+/// Rebuilds the local population from the received runs (in rank order),
+/// marking every particle alive.
+fn unpack_population(ws: &mut Workspace, received: Vec<Vec<u64>>, local: usize, species: usize) {
+    let mut idx = 0usize;
+    for buf in &received {
+        for run in buf.chunks_exact(1 + species) {
+            for _ in 0..run[0] {
+                let (b, j) = (idx / BLOCK, idx % BLOCK);
+                let base = b * BLOCK * species;
+                for s in 0..species {
+                    ws.counts[base + s * BLOCK + j] = run[1 + s];
+                }
+                idx += 1;
             }
         }
     }
-    // Copy ancestors into the next buffer, block by block.
-    let src = std::mem::take(&mut ws.counts);
-    std::mem::swap(&mut ws.counts, &mut ws.next);
-    let ancestors_buf = std::mem::take(&mut ws.ancestors);
-    {
-        let (ancestors, src) = (&ancestors_buf, &src);
-        let mut items = ws.items(n, species);
-        runner.map(&mut items, |it| {
-            for j in 0..it.len {
-                let a = ancestors[it.block * BLOCK + j];
-                let (ab, aj) = (a / BLOCK, a % BLOCK);
-                let base = ab * BLOCK * species;
-                for s in 0..species {
-                    it.counts[s * BLOCK + j] = src[base + s * BLOCK + aj];
-                }
-                it.lw[j] = 0.0;
-            }
-        });
-    }
-    ws.ancestors = ancestors_buf;
-    ws.next = src;
+    debug_assert_eq!(idx, local, "the exchange must restore the local slice");
+    ws.lw[..local].fill(0.0);
+    ws.send = received;
 }

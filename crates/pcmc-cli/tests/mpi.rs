@@ -1,0 +1,187 @@
+//! The MPI executor under `mpirun`: chains byte-identical to rayon for rank
+//! counts that do not divide the particle count, several chains, and a killed
+//! rank ending the job quickly with a non-zero status. Built with
+//! `--features mpi`; needs OpenMPI's `mpirun`.
+#![cfg(feature = "mpi")]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn job(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../jobs")
+        .join(name)
+}
+
+fn mpirun(ranks: usize) -> Command {
+    let mut c = Command::new("mpirun");
+    c.args(["-n", &ranks.to_string(), "--oversubscribe"])
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .env_remove("SLURM_NTASKS")
+        .arg(env!("CARGO_BIN_EXE_pcmc"));
+    c
+}
+
+fn ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "{:?}\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn rayon_chain(tmp: &Path, job_name: &str, extra: &[&str]) -> Vec<u8> {
+    let dir = tmp.join(format!("rayon-{job_name}"));
+    let out = Command::new(env!("CARGO_BIN_EXE_pcmc"))
+        .arg("run")
+        .arg(job(job_name))
+        .arg("--out")
+        .arg(&dir)
+        .arg("--quiet")
+        .args(extra)
+        .output()
+        .unwrap();
+    ok(&out);
+    std::fs::read(dir.join("chain.csv")).unwrap()
+}
+
+fn mpi_chain(
+    tmp: &Path,
+    job_name: &str,
+    ranks: usize,
+    extra: &[&str],
+) -> (Vec<u8>, serde_json::Value) {
+    let dir = tmp.join(format!("mpi{ranks}-{job_name}"));
+    let out = mpirun(ranks)
+        .arg("run")
+        .arg(job(job_name))
+        .args(["--executor", "mpi", "--quiet", "--out"])
+        .arg(&dir)
+        .args(extra)
+        .output()
+        .unwrap();
+    ok(&out);
+    let summary =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
+    (std::fs::read(dir.join("chain.csv")).unwrap(), summary)
+}
+
+#[test]
+fn mpi_chains_equal_rayon_at_1_2_3_ranks() {
+    let tmp = tempfile::tempdir().unwrap();
+    // lv11-quick: 100 particles (3 does not divide it), 2 chains.
+    let reference = rayon_chain(tmp.path(), "lv11-quick.toml", &[]);
+    for ranks in [1, 2, 3] {
+        let (chain, summary) = mpi_chain(tmp.path(), "lv11-quick.toml", ranks, &[]);
+        assert_eq!(chain, reference, "lv11-quick on {ranks} ranks");
+        assert_eq!(summary["workers"], ranks);
+        assert_eq!(summary["executor"], "mpi");
+        if ranks > 1 {
+            assert!(summary["bytes_moved"].as_u64().unwrap() > 0);
+            assert!(summary["load_imbalance"].as_f64().unwrap() >= 1.0);
+        }
+    }
+    // Two predators, 7 particles: neither 2 nor 3 divides it.
+    let reference = rayon_chain(tmp.path(), "lv12-quick.toml", &["--particles", "7"]);
+    for ranks in [2, 3] {
+        let (chain, _) = mpi_chain(tmp.path(), "lv12-quick.toml", ranks, &["--particles", "7"]);
+        assert_eq!(chain, reference, "lv12-quick on {ranks} ranks");
+    }
+}
+
+#[test]
+fn several_chains_on_2_and_4_ranks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let args = ["--chains", "2", "--particles", "30", "--iterations", "6"];
+    let reference = rayon_chain(tmp.path(), "lv12-quick.toml", &args);
+    for ranks in [2, 4] {
+        let (chain, _) = mpi_chain(tmp.path(), "lv12-quick.toml", ranks, &args);
+        assert_eq!(chain, reference, "2 chains on {ranks} ranks");
+    }
+}
+
+#[test]
+fn undistributable_resampling_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let job_text = std::fs::read_to_string(job("lv11-quick.toml"))
+        .unwrap()
+        .replace(
+            "resampling = \"systematic\"",
+            "resampling = \"multinomial\"",
+        )
+        .replace(
+            "../data/lv11.csv",
+            &job("../data/lv11.csv").display().to_string(),
+        );
+    let p = tmp.path().join("multi.toml");
+    std::fs::write(&p, job_text).unwrap();
+    let out = mpirun(2)
+        .arg("run")
+        .arg(&p)
+        .args(["--executor", "mpi", "--out"])
+        .arg(tmp.path().join("o"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("systematic and stratified"), "{err}");
+}
+
+#[test]
+fn a_killed_rank_ends_the_job_quickly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("killed");
+    let mut child = mpirun(2)
+        .arg("run")
+        .arg(job("lv12-quick.toml"))
+        .args([
+            "--executor",
+            "mpi",
+            "--quiet",
+            "--iterations",
+            "1000",
+            "--out",
+        ])
+        .arg(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    // Find the ranks (children of mpirun) and kill one of them.
+    let marker = dir.display().to_string();
+    let pids = Command::new("pgrep")
+        .args(["-f", &marker])
+        .output()
+        .unwrap();
+    let pids: Vec<String> = String::from_utf8_lossy(&pids.stdout)
+        .split_whitespace()
+        .map(str::to_string)
+        .filter(|p| *p != child.id().to_string())
+        .collect();
+    assert!(!pids.is_empty(), "no rank process found");
+    let victim = pids.last().unwrap();
+    assert!(
+        Command::new("kill")
+            .args(["-9", victim])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(!status.success(), "the job must fail when a rank dies");
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the job hangs after a rank died"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

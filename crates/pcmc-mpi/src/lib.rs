@@ -1,0 +1,230 @@
+//! # pcmc-mpi
+//!
+//! The MPI executor: each rank owns a contiguous slice of the particles
+//! ([`pcmc_core::filter::rank_slice`]). Propagation and weighting are local;
+//! the largest log-weight is reduced (`MPI_Allreduce`), the exact u128 weight
+//! sums are gathered (`MPI_Allgather`, every rank then forms the same global
+//! prefix), every rank derives its own offspring from that prefix and the
+//! shared keyed uniform, and one variable all-to-all (`MPI_Alltoallv`)
+//! carries runs of `(count, state)` so that each rank again owns a balanced
+//! contiguous slice. There is no master rank: PMMH decisions are computed
+//! identically on every rank from keyed streams, so nothing but these
+//! reductions and the particle exchange crosses the network.
+//!
+//! The filter itself is `pcmc_core::filter::run_filter_on`; results are bit
+//! for bit those of the serial executor for any number of ranks.
+#![deny(missing_docs)]
+
+use mpi::Count;
+use mpi::collective::SystemOperation;
+use mpi::datatype::{Partition, PartitionMut};
+use mpi::environment::Universe;
+use mpi::topology::SimpleCommunicator;
+use mpi::traits::*;
+use pcmc_core::filter::{
+    BlockRunner, Collective, FilterKey, FilterOutput, FilterProblem, Workspace, run_filter_on,
+};
+use pcmc_core::{Error, LikelihoodExecutor, Result};
+
+/// A [`Collective`] over an MPI communicator.
+pub struct MpiComm {
+    comm: SimpleCommunicator,
+}
+
+impl MpiComm {
+    /// Wraps a communicator.
+    pub fn new(comm: SimpleCommunicator) -> Self {
+        MpiComm { comm }
+    }
+
+    /// The communicator.
+    pub fn communicator(&self) -> &SimpleCommunicator {
+        &self.comm
+    }
+}
+
+impl Collective for MpiComm {
+    fn size(&self) -> usize {
+        self.comm.size() as usize
+    }
+
+    fn rank(&self) -> usize {
+        self.comm.rank() as usize
+    }
+
+    fn max_f64(&self, x: f64) -> Result<f64> {
+        let mut out = f64::NEG_INFINITY;
+        self.comm
+            .all_reduce_into(&x, &mut out, SystemOperation::max());
+        Ok(out)
+    }
+
+    fn all_gather_u64(&self, local: &[u64]) -> Result<Vec<u64>> {
+        let mut buf = vec![0u64; local.len() * self.size()];
+        self.comm.all_gather_into(local, &mut buf[..]);
+        Ok(buf)
+    }
+
+    fn all_to_all(&self, send: Vec<Vec<u64>>) -> Result<Vec<Vec<u64>>> {
+        let size = self.size();
+        let too_big = || Error::Executor("an MPI message would exceed 2^31 values".into());
+        let scounts: Vec<Count> = send
+            .iter()
+            .map(|v| Count::try_from(v.len()).map_err(|_| too_big()))
+            .collect::<Result<_>>()?;
+        let mut rcounts = vec![0 as Count; size];
+        self.comm.all_to_all_into(&scounts[..], &mut rcounts[..]);
+        let displs = |c: &[Count]| -> Result<Vec<Count>> {
+            let mut d = Vec::with_capacity(c.len());
+            let mut acc: i64 = 0;
+            for x in c {
+                d.push(Count::try_from(acc).map_err(|_| too_big())?);
+                acc += i64::from(*x);
+            }
+            Ok(d)
+        };
+        let sdispls = displs(&scounts)?;
+        let rdispls = displs(&rcounts)?;
+        let flat: Vec<u64> = send.concat();
+        let total: usize = rcounts.iter().map(|c| *c as usize).sum();
+        let mut recv = vec![0u64; total];
+        {
+            let sp = Partition::new(&flat[..], &scounts[..], &sdispls[..]);
+            let mut rp = PartitionMut::new(&mut recv[..], &rcounts[..], &rdispls[..]);
+            self.comm.all_to_all_varcount_into(&sp, &mut rp);
+        }
+        Ok(rcounts
+            .iter()
+            .zip(&rdispls)
+            .map(|(c, d)| recv[*d as usize..(*d + *c) as usize].to_vec())
+            .collect())
+    }
+}
+
+/// The MPI executor: [`run_filter_on`] over an [`MpiComm`], each rank mapping
+/// its blocks over `R` (serial, or a thread pool for hybrid MPI + threads).
+pub struct MpiExecutor<R> {
+    comm: MpiComm,
+    runner: R,
+    workspace: Workspace,
+    _universe: Option<Universe>,
+}
+
+impl<R: BlockRunner> MpiExecutor<R> {
+    /// Initialises MPI (once per process) and builds an executor over the
+    /// world communicator.
+    ///
+    /// # Errors
+    /// [`Error::Executor`] if MPI was already initialised elsewhere, or if
+    /// `SLURM_NTASKS` is set and differs from the world size (an MPI launched
+    /// under the wrong Slurm plugin starts separate one-rank worlds).
+    pub fn from_world(runner: R) -> Result<Self> {
+        let universe = mpi::initialize()
+            .ok_or_else(|| Error::Executor("MPI was already initialised in this process".into()))?;
+        let world = universe.world();
+        if let Ok(n) = std::env::var("SLURM_NTASKS")
+            && let Ok(n) = n.trim().parse::<i32>()
+            && n != world.size()
+            && std::env::var("PCMC_IGNORE_SLURM_NTASKS").is_err()
+        {
+            return Err(Error::Executor(format!(
+                "SLURM_NTASKS is {n} but the MPI world has {} rank(s): launch with `srun --mpi=pmix` \
+                 (OpenMPI) or `srun --mpi=pmi2` (MPICH), or `mpirun` inside the allocation",
+                world.size()
+            )));
+        }
+        Ok(MpiExecutor {
+            comm: MpiComm::new(world),
+            runner,
+            workspace: Workspace::default(),
+            _universe: Some(universe),
+        })
+    }
+
+    /// An executor over an existing communicator (MPI already initialised).
+    pub fn new(comm: SimpleCommunicator, runner: R) -> Self {
+        MpiExecutor {
+            comm: MpiComm::new(comm),
+            runner,
+            workspace: Workspace::default(),
+            _universe: None,
+        }
+    }
+
+    /// The communicator wrapper.
+    pub fn comm(&self) -> &MpiComm {
+        &self.comm
+    }
+}
+
+impl<R: BlockRunner> LikelihoodExecutor for MpiExecutor<R> {
+    fn name(&self) -> &str {
+        "mpi"
+    }
+
+    fn workers(&self) -> usize {
+        self.comm.size()
+    }
+
+    fn threads_per_worker(&self) -> usize {
+        self.runner.workers()
+    }
+
+    fn is_root(&self) -> bool {
+        self.comm.rank() == 0
+    }
+
+    fn log_likelihood(
+        &mut self,
+        problem: &FilterProblem,
+        theta: &[f64],
+        key: FilterKey,
+    ) -> Result<FilterOutput> {
+        run_filter_on(
+            &self.runner,
+            &self.comm,
+            problem,
+            theta,
+            key,
+            &mut self.workspace,
+        )
+    }
+
+    fn any_worker(&mut self, flag: bool) -> Result<bool> {
+        let mut out = 0u8;
+        self.comm
+            .comm
+            .all_reduce_into(&u8::from(flag), &mut out, SystemOperation::max());
+        Ok(out != 0)
+    }
+
+    fn check_consensus(&mut self, values: &[f64]) -> Result<()> {
+        let bits: Vec<u64> = values.iter().map(|v| v.to_bits()).collect();
+        let mut lo = vec![0u64; bits.len()];
+        let mut hi = vec![0u64; bits.len()];
+        self.comm
+            .comm
+            .all_reduce_into(&bits[..], &mut lo[..], SystemOperation::min());
+        self.comm
+            .comm
+            .all_reduce_into(&bits[..], &mut hi[..], SystemOperation::max());
+        if lo != hi {
+            return Err(Error::Executor(
+                "ranks disagree on the chain state (θ or log-likelihood): the run is not deterministic".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn max_over_workers(&mut self, x: f64) -> Result<f64> {
+        self.comm.max_f64(x)
+    }
+
+    fn sum_over_workers(&mut self, x: f64) -> Result<f64> {
+        let mut out = 0.0;
+        self.comm
+            .comm
+            .all_reduce_into(&x, &mut out, SystemOperation::sum());
+        Ok(out)
+    }
+}

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The full test suite on a fresh machine: installs the system packages the MPI
+# executor needs (Debian/Ubuntu: OpenMPI, and libclang for the bindings), then
+# runs every test of the workspace with the MPI executor compiled in.
+#
+#   scripts/test.sh            # everything
+#   PCMC_NO_INSTALL=1 scripts/test.sh   # do not touch system packages
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v mpicc >/dev/null 2>&1 || need+=(libopenmpi-dev openmpi-bin)
+command -v mpirun >/dev/null 2>&1 || need+=(openmpi-bin)
+ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || need+=(libclang-dev clang)
+if [ ${#need[@]} -gt 0 ] && [ -z "${PCMC_NO_INSTALL:-}" ]; then
+    echo "== installing system packages: ${need[*]}"
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# OpenMPI refuses to run as root without these; tests oversubscribe 2 cores.
+if [ "$(id -u)" -eq 0 ]; then
+    export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+fi
+
+cargo test --workspace --release --features pcmc-cli/mpi
