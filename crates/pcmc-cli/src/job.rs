@@ -756,12 +756,14 @@ impl Job {
         f.output = OutputSection::default();
         f.name = None;
         f.data = None;
+        // Neither the number of chains nor of iterations changes a chain's rows.
         f.mcmc.iterations = 0;
+        f.mcmc.chains = 1;
         h.update(serde_json::to_vec(&f).unwrap_or_default());
         h.update(
             format!(
-                "particles={}|seed={}|chains={}",
-                self.filter.particles, self.mcmc.seed, self.mcmc.chains
+                "particles={}|seed={}",
+                self.filter.particles, self.mcmc.seed
             )
             .as_bytes(),
         );

@@ -47,6 +47,9 @@ enum Command {
         /// Number of chains.
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024))]
         chains: Option<u64>,
+        /// Index of the first chain (array jobs: one chain per task, then `pcmc merge`).
+        #[arg(long)]
+        first_chain: Option<u64>,
         /// Run seed.
         #[arg(long)]
         seed: Option<u64>,
@@ -86,6 +89,18 @@ enum Command {
         #[arg(long)]
         data: Option<PathBuf>,
     },
+    /// Join finished runs of the same job with different chains (e.g. array
+    /// tasks) into one run directory.
+    Merge {
+        /// The merged run directory to write.
+        out: PathBuf,
+        /// The run directories to join.
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// Do not print the summary table.
+        #[arg(long)]
+        quiet: bool,
+    },
     /// Recompute the summary, Parquet chain and plots of a run directory.
     Report {
         /// The run directory.
@@ -106,7 +121,9 @@ fn main() -> ExitCode {
     };
     let quiet = matches!(
         cli.command,
-        Command::Run { quiet: true, .. } | Command::Report { quiet: true, .. }
+        Command::Run { quiet: true, .. }
+            | Command::Report { quiet: true, .. }
+            | Command::Merge { quiet: true, .. }
     );
     let level = if quiet {
         tracing::Level::WARN
@@ -147,6 +164,7 @@ fn dispatch(cmd: Command) -> Result<()> {
             particles,
             iterations,
             chains,
+            first_chain,
             seed,
             data,
             out,
@@ -161,6 +179,7 @@ fn dispatch(cmd: Command) -> Result<()> {
                 particles: particles.map(|v| v as usize),
                 iterations,
                 chains: chains.map(|v| v as usize),
+                first_chain,
                 seed,
                 data,
                 out,
@@ -178,6 +197,7 @@ fn dispatch(cmd: Command) -> Result<()> {
         Command::Simulate { job, seed, out } => simulate(&job, seed, out),
         Command::Check { job, data } => check(&job, data),
         Command::Report { dir, quiet } => run::report(&dir, quiet),
+        Command::Merge { out, dirs, quiet } => run::merge(&out, &dirs, quiet),
     }
 }
 

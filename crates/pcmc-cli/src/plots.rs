@@ -22,6 +22,14 @@ fn range(vals: impl Iterator<Item = f64>) -> (f64, f64) {
     (lo - pad, hi + pad)
 }
 
+/// The distinct chain indices in `rows`, in order.
+fn chain_ids(rows: &[ChainRow]) -> Vec<u64> {
+    let mut ids: Vec<u64> = rows.iter().map(|r| r.chain).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
 fn colour(c: usize) -> RGBColor {
     const C: [RGBColor; 6] = [
         RGBColor(31, 119, 180),
@@ -42,7 +50,6 @@ pub fn trace(
     path: &Path,
     names: &[String],
     rows: &[ChainRow],
-    chains: usize,
     truth: Option<&[f64]>,
 ) -> Result<()> {
     let n = names.len();
@@ -62,10 +69,10 @@ pub fn trace(
             .x_desc("iteration")
             .light_line_style(WHITE)
             .draw()?;
-        for c in 0..chains {
+        for (c, id) in chain_ids(rows).into_iter().enumerate() {
             let pts: Vec<(f64, f64)> = rows
                 .iter()
-                .filter(|r| r.chain as usize == c)
+                .filter(|r| r.chain == id)
                 .map(|r| (r.iteration as f64, r.theta[p]))
                 .collect();
             chart.draw_series(LineSeries::new(pts, colour(c).stroke_width(1)))?;
@@ -90,7 +97,6 @@ pub fn density(
     path: &Path,
     names: &[String],
     rows: &[ChainRow],
-    chains: usize,
     truth: Option<&[f64]>,
 ) -> Result<()> {
     let n = names.len();
@@ -101,15 +107,15 @@ pub fn density(
     let areas = root.split_evenly((nrows, cols));
     for p in 0..n {
         let (lo, hi) = range(rows.iter().map(|r| r.theta[p]).chain(truth.map(|t| t[p])));
-        let per_chain = rows.len() / chains.max(1);
+        let per_chain = rows.len() / chain_ids(rows).len().max(1);
         let bins = ((per_chain as f64).sqrt() as usize).clamp(8, 40);
         let w = (hi - lo) / bins as f64;
         let mut curves = Vec::new();
         let mut ymax: f64 = 0.0;
-        for c in 0..chains {
+        for (c, id) in chain_ids(rows).into_iter().enumerate() {
             let vals: Vec<f64> = rows
                 .iter()
-                .filter(|r| r.chain as usize == c)
+                .filter(|r| r.chain == id)
                 .map(|r| r.theta[p])
                 .collect();
             if vals.is_empty() {

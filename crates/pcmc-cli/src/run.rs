@@ -36,6 +36,9 @@ pub struct Overrides {
     pub iterations: Option<u64>,
     /// `--chains`.
     pub chains: Option<usize>,
+    /// `--first-chain`: index of the first chain (array jobs run one chain
+    /// each; `pcmc merge` joins them).
+    pub first_chain: Option<u64>,
     /// `--seed`.
     pub seed: Option<u64>,
     /// `--data`.
@@ -55,6 +58,9 @@ pub struct RunRecord {
     pub seed: u64,
     /// Chains.
     pub chains: usize,
+    /// Index of the first chain.
+    #[serde(default)]
+    pub first_chain: u64,
     /// Particles.
     pub particles: usize,
     /// Burn-in.
@@ -378,6 +384,10 @@ pub fn run(job_path: &Path, ov: &Overrides, opts: RunOptions) -> Result<RunOutco
     if partitions == Some(0) {
         return Err(InputError::flag("--partitions", "must be at least 1").into());
     }
+    let first_chain = ov.first_chain.unwrap_or(0);
+    if first_chain > 1_000_000 {
+        return Err(InputError::flag("--first-chain", "must be at most 10^6").into());
+    }
     let every = opts
         .checkpoint_every
         .or(job.file.output.checkpoint_every)
@@ -421,7 +431,12 @@ pub fn run(job_path: &Path, ov: &Overrides, opts: RunOptions) -> Result<RunOutco
                 ),
             ));
         }
-        if c.chains.len() != job.mcmc.chains || c.chains.iter().any(|s| s.iteration != c.iteration)
+        if c.chains.len() != job.mcmc.chains
+            || c.chains.iter().any(|s| s.iteration != c.iteration)
+            || c.chains
+                .iter()
+                .enumerate()
+                .any(|(i, s)| s.chain != first_chain + i as u64)
         {
             return Err(input(
                 dir.join(checkpoint::FILE),
@@ -442,6 +457,7 @@ pub fn run(job_path: &Path, ov: &Overrides, opts: RunOptions) -> Result<RunOutco
         fingerprint: fingerprint.clone(),
         seed: job.mcmc.seed,
         chains: job.mcmc.chains,
+        first_chain,
         particles: job.filter.particles,
         burn_in: job.mcmc.burn_in,
         iterations: job.mcmc.iterations,
@@ -495,7 +511,7 @@ pub fn run(job_path: &Path, ov: &Overrides, opts: RunOptions) -> Result<RunOutco
             };
             let mut stats = RunStats::default();
             let mut states = Vec::with_capacity(job.mcmc.chains);
-            for c in 0..job.mcmc.chains as u64 {
+            for c in first_chain..first_chain + job.mcmc.chains as u64 {
                 let (st, rec) = pmmh.init_chain(exec.as_mut(), c)?;
                 account(&rec, &mut stats);
                 states.push(st);
@@ -691,20 +707,8 @@ fn finish_outputs(
         print!("{}", summary_table(&summary));
     }
     if job.file.output.plots && !rows.is_empty() {
-        plots::trace(
-            &dir.join("trace.svg"),
-            names,
-            rows,
-            record.chains,
-            job.truth.as_deref(),
-        )?;
-        plots::density(
-            &dir.join("density.svg"),
-            names,
-            rows,
-            record.chains,
-            job.truth.as_deref(),
-        )?;
+        plots::trace(&dir.join("trace.svg"), names, rows, job.truth.as_deref())?;
+        plots::density(&dir.join("density.svg"), names, rows, job.truth.as_deref())?;
         let bands = predictive_bands(problem, rows, job.file.output.predictive_draws, record.seed);
         if !bands.is_empty() {
             plots::predictive(&dir.join("predictive.svg"), &bands)?;
@@ -812,6 +816,7 @@ pub fn report(dir: &Path, quiet: bool) -> Result<()> {
         data: Some(dir.join("data.csv")),
         particles: Some(record.particles),
         chains: Some(record.chains),
+        first_chain: Some(record.first_chain),
         seed: Some(record.seed),
         iterations: Some(record.iterations.max(1)),
         ..Overrides::default()
@@ -834,4 +839,106 @@ pub fn report(dir: &Path, quiet: bool) -> Result<()> {
         true,
         quiet,
     )
+}
+
+/// `pcmc merge OUT DIR...`: joins run directories of the same job whose
+/// chains are different (e.g. one chain per array task, started with
+/// `--first-chain`) into one run directory, with rows in the order of a
+/// single multi-chain run, then writes the summary and plots.
+///
+/// # Errors
+/// Input errors for missing directories, different jobs or repeated chains.
+pub fn merge(out: &Path, dirs: &[PathBuf], quiet: bool) -> Result<()> {
+    if dirs.is_empty() {
+        return Err(InputError::flag("merge", "name at least one run directory").into());
+    }
+    let mut records = Vec::new();
+    let mut rows = Vec::new();
+    let mut names: Option<Vec<String>> = None;
+    for d in dirs {
+        let run_path = d.join("run.json");
+        let text = std::fs::read_to_string(&run_path)
+            .map_err(|e| input(&run_path, format!("not a run directory: {e}")))?;
+        let rec: RunRecord = serde_json::from_str(&text)
+            .map_err(|e| input(&run_path, format!("malformed run record: {e}")))?;
+        if rec.stats.is_none() {
+            return Err(input(d, "this run has not finished (resume it first)"));
+        }
+        let (n, r) = read_chain_csv(&d.join("chain.csv"))?;
+        if let Some(prev) = &names
+            && *prev != n
+        {
+            return Err(input(
+                d.join("chain.csv"),
+                "its parameters differ from the other runs'",
+            ));
+        }
+        names = Some(n);
+        if let Some(first) = records.first() {
+            let first: &RunRecord = first;
+            if first.fingerprint != rec.fingerprint
+                || first.iterations != rec.iterations
+                || first.burn_in != rec.burn_in
+                || first.thin != rec.thin
+            {
+                return Err(input(
+                    d,
+                    "is a run of another job, data set or settings: cannot merge",
+                ));
+            }
+        }
+        rows.extend(r);
+        records.push(rec);
+    }
+    let mut ids: Vec<u64> = rows.iter().map(|r| r.chain).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let expected: usize = records.iter().map(|r| r.chains).sum();
+    if ids.len() != expected {
+        return Err(InputError::flag(
+            "merge",
+            "the runs share chain indices (give each array task its own --first-chain)",
+        )
+        .into());
+    }
+    rows.sort_by_key(|r| (r.iteration, r.chain));
+    let names = names.expect("at least one run");
+    create_dir(out)?;
+    for f in ["job.toml", "data.csv"] {
+        std::fs::copy(dirs[0].join(f), out.join(f))
+            .map_err(|e| input(dirs[0].join(f), format!("cannot copy: {e}")))?;
+    }
+    let mut text = crate::output::header(&names);
+    text.push('\n');
+    for r in &rows {
+        text.push_str(&crate::output::format_row(r));
+        text.push('\n');
+    }
+    write_atomic(&out.join("chain.csv"), text.as_bytes())?;
+    let mut merged = records[0].clone();
+    merged.chains = expected;
+    merged.first_chain = ids[0];
+    let mut stats = RunStats::default();
+    for rec in &records {
+        let st = rec.stats.as_ref().expect("checked");
+        stats.executor.clone_from(&st.executor);
+        stats.workers = stats.workers.max(st.workers);
+        stats.wall_seconds = stats.wall_seconds.max(st.wall_seconds);
+        stats.ssa_events += st.ssa_events;
+        stats.cap_hits += st.cap_hits;
+        stats.cap_events += st.cap_events;
+        stats.event_limit_hits += st.event_limit_hits;
+        stats.collapses += st.collapses;
+        stats.outside_prior += st.outside_prior;
+        stats.filter_passes += st.filter_passes;
+        stats.stages.add(&st.stages);
+        stats.acceptance_per_chain.extend(&st.acceptance_per_chain);
+        stats.iterations_done = st.iterations_done;
+    }
+    merged.stats = Some(stats);
+    write_atomic(
+        &out.join("run.json"),
+        serde_json::to_string_pretty(&merged)?.as_bytes(),
+    )?;
+    report(out, quiet)
 }

@@ -50,20 +50,15 @@ pub struct RunStats {
 }
 
 /// Per-parameter summaries from rows, in parameter order.
-pub fn parameter_summaries(
-    names: &[String],
-    rows: &[ChainRow],
-    chains: usize,
-) -> Vec<Option<ParamSummary>> {
+pub fn parameter_summaries(names: &[String], rows: &[ChainRow]) -> Vec<Option<ParamSummary>> {
     (0..names.len())
         .map(|p| {
-            let mut per: Vec<Vec<f64>> = vec![Vec::new(); chains.max(1)];
+            // Group by chain index (chains need not be numbered from 0).
+            let mut per: std::collections::BTreeMap<u64, Vec<f64>> = Default::default();
             for r in rows {
-                if let Some(c) = per.get_mut(r.chain as usize) {
-                    c.push(r.theta[p]);
-                }
+                per.entry(r.chain).or_default().push(r.theta[p]);
             }
-            per.retain(|c| !c.is_empty());
+            let per: Vec<Vec<f64>> = per.into_values().collect();
             (!per.is_empty()).then(|| summarize(&per))
         })
         .collect()
@@ -102,7 +97,7 @@ pub struct SummaryInput<'a> {
 
 /// Builds `summary.json`.
 pub fn summary_json(s: &SummaryInput<'_>) -> Value {
-    let sums = parameter_summaries(s.names, s.rows, s.chains);
+    let sums = parameter_summaries(s.names, s.rows);
     let mut params = Map::new();
     for (i, (name, ps)) in s.names.iter().zip(&sums).enumerate() {
         let mut o = Map::new();
