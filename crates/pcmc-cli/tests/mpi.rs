@@ -185,3 +185,73 @@ fn a_killed_rank_ends_the_job_quickly() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Kill `mpirun` (SIGKILL: no checkpoint on the way out) or send it SIGTERM
+/// (forwarded to the ranks: they agree on an iteration, checkpoint and exit
+/// 75) at several moments, resuming each time on another rank count; the
+/// final chain equals the uninterrupted rayon chain.
+fn interrupt_mpi(signal: &str) {
+    let tmp = tempfile::tempdir().unwrap();
+    let args = ["--iterations", "40", "--checkpoint-every", "1"];
+    let reference = rayon_chain(tmp.path(), "lv11-quick.toml", &args);
+    let dir = tmp.path().join(format!("mpi-{signal}"));
+    let mut x: u64 = 12345;
+    let mut landed = 0;
+    for attempt in 0..7 {
+        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let delay = Duration::from_millis(600 + (x >> 33) % 900);
+        let ranks = 2 + attempt % 2;
+        let mut c = mpirun(ranks);
+        c.arg("run")
+            .arg(job("lv11-quick.toml"))
+            .args(["--executor", "mpi", "--quiet", "--out"])
+            .arg(&dir)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if attempt > 0 {
+            c.arg("--resume");
+        }
+        let mut child = c.spawn().unwrap();
+        std::thread::sleep(delay);
+        if child.try_wait().unwrap().is_some() {
+            continue;
+        }
+        Command::new("kill").arg(format!("-{signal}")).arg(child.id().to_string()).status().unwrap();
+        let status = child.wait().unwrap();
+        if !status.success() {
+            landed += 1;
+        }
+        // Let orphaned ranks of a SIGKILLed mpirun disappear before resuming.
+        let marker = dir.display().to_string();
+        for _ in 0..50 {
+            let alive = Command::new("pgrep").args(["-f", &marker]).output().unwrap();
+            if alive.stdout.is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = Command::new("pkill").args(["-9", "-f", &marker]).status();
+    }
+    assert!(landed >= 5, "only {landed} interruptions landed");
+    let out = mpirun(3)
+        .arg("run")
+        .arg(job("lv11-quick.toml"))
+        .args(["--executor", "mpi", "--quiet", "--resume", "--out"])
+        .arg(&dir)
+        .args(args)
+        .output()
+        .unwrap();
+    ok(&out);
+    assert_eq!(std::fs::read(dir.join("chain.csv")).unwrap(), reference);
+}
+
+#[test]
+fn killed_mpirun_resumes_bit_identically() {
+    interrupt_mpi("KILL");
+}
+
+#[test]
+fn sigterm_to_mpirun_checkpoints_and_resumes_bit_identically() {
+    interrupt_mpi("TERM");
+}
