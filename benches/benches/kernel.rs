@@ -1,39 +1,19 @@
 //! The exact SSA kernel on lv11 and lv12 trajectories; throughput in events.
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use pcmc_core::model::Network;
 use pcmc_core::rng::{Purpose, StreamKey};
 use pcmc_core::ssa::{BlockScratch, Outcome, Ssa};
+use pcmc_core::workloads::{KernelCase, kernel_case};
 use std::hint::black_box;
 
-struct Case {
-    name: &'static str,
-    net: Network,
-    theta: Vec<f64>,
-    x0: Vec<u64>,
-    span: f64,
-}
-
-fn cases() -> Vec<Case> {
-    vec![
-        Case {
-            name: "lv11",
-            net: Network::lotka_volterra(1).unwrap(),
-            theta: vec![1.0, 0.005, 0.6],
-            x0: vec![50, 100],
-            span: 30.0,
-        },
-        Case {
-            name: "lv12",
-            net: Network::lotka_volterra(2).unwrap(),
-            theta: vec![10.0, 0.005, 0.0025, 6.0, 3.0],
-            x0: vec![800, 500, 600],
-            span: 20.0,
-        },
-    ]
+fn cases() -> Vec<KernelCase> {
+    ["lv11", "lv12"]
+        .iter()
+        .filter_map(|n| kernel_case(n))
+        .collect()
 }
 
 /// Events of `n` trajectories (keys 0..n) — fixed, so the throughput is exact.
-fn count_events(ssa: &Ssa, c: &Case, n: u64) -> u64 {
+fn count_events(ssa: &Ssa, c: &KernelCase, n: u64) -> u64 {
     let mut cum = vec![0.0; ssa.n_reactions()];
     (0..n)
         .map(|i| {
@@ -47,7 +27,7 @@ fn count_events(ssa: &Ssa, c: &Case, n: u64) -> u64 {
 fn kernel(cr: &mut Criterion) {
     for c in cases() {
         let caps = vec![1_000_000; c.x0.len()];
-        let ssa = Ssa::new(&c.net, &c.theta, &caps, u64::MAX);
+        let ssa = Ssa::new(&c.network, &c.theta, &caps, u64::MAX);
         let n = if c.name == "lv11" { 64 } else { 4 };
         let events = count_events(&ssa, &c, n);
         let mut g = cr.benchmark_group(format!("ssa/{}", c.name));

@@ -681,13 +681,27 @@ impl Job {
                 ),
             ));
         }
+        // Population caps: the job's, else derived from the data.
+        let mut filter = self.filter.clone();
+        filter.caps = pcmc_core::filter::data_caps(&self.network, &data);
+        match &self.file.filter.cap {
+            Some(PerSpecies::All(v)) => filter.caps.fill(*v),
+            Some(PerSpecies::Each(map)) => {
+                for (name, v) in map {
+                    if let Some(s) = self.network.species_index(name) {
+                        filter.caps[s] = *v;
+                    }
+                }
+            }
+            None => {}
+        }
         FilterProblem::new(
             self.network.clone(),
             data,
             obs,
             self.initial.clone(),
             t0,
-            self.filter.clone(),
+            filter,
         )
         .map_err(|e| match e {
             pcmc_core::Error::Data(_) => input(data_path, e.to_string()),

@@ -12,3 +12,4 @@ pub mod output;
 pub mod plots;
 pub mod run;
 pub mod summary;
+pub mod tools;

@@ -89,6 +89,32 @@ enum Command {
         #[arg(long)]
         data: Option<PathBuf>,
     },
+    /// Benchmarks.
+    Bench {
+        #[command(subcommand)]
+        what: BenchCommand,
+    },
+    /// Choose the particle count: the sd of the log-likelihood estimate and
+    /// the cost per filter pass for several counts at one θ.
+    Tune {
+        /// The job file (TOML).
+        job: PathBuf,
+        /// Particle counts to try (comma-separated).
+        #[arg(long, value_delimiter = ',', default_value = "100,300,1000,3000")]
+        particles: Vec<usize>,
+        /// Filter runs per count.
+        #[arg(long, default_value_t = 20)]
+        repeats: u64,
+        /// Use the posterior mean of this finished run instead of the job's initial θ.
+        #[arg(long)]
+        from: Option<PathBuf>,
+        /// Worker threads.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=4096))]
+        threads: Option<u64>,
+        /// Output directory for tune.csv, tune.json and tune.svg (default runs/<name>-tune).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Join finished runs of the same job with different chains (e.g. array
     /// tasks) into one run directory.
     Merge {
@@ -108,6 +134,22 @@ enum Command {
         /// Do not print the summary table.
         #[arg(long)]
         quiet: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCommand {
+    /// SSA kernel throughput on a reference model: one JSON line.
+    Ssa {
+        /// lv11, lv12 or lv13.
+        #[arg(long, default_value = "lv11")]
+        model: String,
+        /// Number of trajectories.
+        #[arg(long, default_value_t = 64)]
+        trajectories: u64,
+        /// scalar or batch.
+        #[arg(long, default_value = "scalar")]
+        kernel: String,
     },
 }
 
@@ -198,6 +240,31 @@ fn dispatch(cmd: Command) -> Result<()> {
         Command::Check { job, data } => check(&job, data),
         Command::Report { dir, quiet } => run::report(&dir, quiet),
         Command::Merge { out, dirs, quiet } => run::merge(&out, &dirs, quiet),
+        Command::Bench {
+            what:
+                BenchCommand::Ssa {
+                    model,
+                    trajectories,
+                    kernel,
+                },
+        } => pcmc_cli::tools::bench_ssa(&model, trajectories, &kernel),
+        Command::Tune {
+            job,
+            particles,
+            repeats,
+            from,
+            threads,
+            out,
+        } => pcmc_cli::tools::tune(
+            &job,
+            &pcmc_cli::tools::TuneArgs {
+                particles,
+                repeats,
+                from,
+                threads: threads.map(|t| t as usize),
+                out,
+            },
+        ),
     }
 }
 

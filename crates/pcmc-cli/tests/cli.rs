@@ -198,3 +198,62 @@ fn hare_lynx_quick_gives_a_finite_posterior_mean() {
         assert!(m.is_finite() && m > 0.0, "{p}: {m}");
     }
 }
+
+#[test]
+fn bench_ssa_scalar_and_batch_simulate_the_same_events() {
+    let mut events = Vec::new();
+    for kernel in ["scalar", "batch"] {
+        let out = pcmc()
+            .args([
+                "bench",
+                "ssa",
+                "--model",
+                "lv11",
+                "--trajectories",
+                "40",
+                "--kernel",
+                kernel,
+            ])
+            .output()
+            .unwrap();
+        ok(&out);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["model"], "lv11");
+        assert!(v["events_per_second"].as_f64().unwrap() > 0.0);
+        events.push(v["events"].as_u64().unwrap());
+    }
+    assert_eq!(events[0], events[1]);
+    // About 10^4 events per lv11 trajectory, as DESIGN.md says.
+    let per = events[0] as f64 / 40.0;
+    assert!((3e3..3e4).contains(&per), "{per} events per trajectory");
+}
+
+#[test]
+fn tune_reports_sd_and_cost_per_particle_count() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = pcmc()
+        .arg("tune")
+        .arg(job("lv11-quick.toml"))
+        .args(["--particles", "20,80", "--repeats", "5", "--out"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    ok(&out);
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tmp.path().join("tune.json")).unwrap())
+            .unwrap();
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    let sds: Vec<Option<f64>> = rows.iter().map(|r| r["sd_loglik"].as_f64()).collect();
+    // The recommendation is the smallest count with sd ≤ 1.5, if any.
+    let expect = rows
+        .iter()
+        .zip(&sds)
+        .find(|(_, sd)| sd.is_some_and(|s| s <= 1.5))
+        .map(|(r, _)| r["particles"].clone());
+    assert_eq!(
+        v["recommended_particles"],
+        expect.unwrap_or(serde_json::Value::Null)
+    );
+    assert!(tmp.path().join("tune.svg").is_file() && tmp.path().join("tune.csv").is_file());
+}

@@ -198,7 +198,9 @@ fn interrupt_mpi(signal: &str) {
     let mut x: u64 = 12345;
     let mut landed = 0;
     for attempt in 0..7 {
-        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         let delay = Duration::from_millis(600 + (x >> 33) % 900);
         let ranks = 2 + attempt % 2;
         let mut c = mpirun(ranks);
@@ -217,7 +219,11 @@ fn interrupt_mpi(signal: &str) {
         if child.try_wait().unwrap().is_some() {
             continue;
         }
-        Command::new("kill").arg(format!("-{signal}")).arg(child.id().to_string()).status().unwrap();
+        Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
         let status = child.wait().unwrap();
         if !status.success() {
             landed += 1;
@@ -225,7 +231,10 @@ fn interrupt_mpi(signal: &str) {
         // Let orphaned ranks of a SIGKILLed mpirun disappear before resuming.
         let marker = dir.display().to_string();
         for _ in 0..50 {
-            let alive = Command::new("pgrep").args(["-f", &marker]).output().unwrap();
+            let alive = Command::new("pgrep")
+                .args(["-f", &marker])
+                .output()
+                .unwrap();
             if alive.stdout.is_empty() {
                 break;
             }

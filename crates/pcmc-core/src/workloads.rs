@@ -87,3 +87,50 @@ pub fn lv12_small(particles: usize, seed: u64) -> FilterProblem {
         seed,
     )
 }
+
+/// A kernel benchmark case: a model, its parameters, a start state and the
+/// time span of one trajectory (one filter pass's horizon).
+#[derive(Debug, Clone)]
+pub struct KernelCase {
+    /// Case name (`lv11`, `lv12`, `lv13`).
+    pub name: &'static str,
+    /// The model.
+    pub network: Network,
+    /// Parameters.
+    pub theta: Vec<f64>,
+    /// Start state.
+    pub x0: Vec<u64>,
+    /// Time span simulated per trajectory.
+    pub span: f64,
+}
+
+/// The reference workloads' kernels: lv11 (about 10^4 events per trajectory),
+/// lv12 (about 7·10^5) and lv13 (about 3·10^4), at their true parameters
+/// from their prior-mean initial states over their observation horizons.
+pub fn kernel_case(name: &str) -> Option<KernelCase> {
+    let (k, theta, x0, span, name): (usize, Vec<f64>, Vec<u64>, f64, &'static str) = match name {
+        "lv11" => (1, vec![1.0, 0.005, 0.6], vec![50, 100], 30.0, "lv11"),
+        "lv12" => (
+            2,
+            vec![10.0, 0.005, 0.0025, 6.0, 3.0],
+            vec![800, 500, 600],
+            20.0,
+            "lv12",
+        ),
+        "lv13" => (
+            3,
+            vec![0.96, 0.001, 0.0008, 0.0006, 0.6, 0.48, 0.36],
+            vec![1000, 300, 300, 300],
+            20.0,
+            "lv13",
+        ),
+        _ => return None,
+    };
+    Some(KernelCase {
+        name,
+        network: Network::lotka_volterra(k).ok()?,
+        theta,
+        x0,
+        span,
+    })
+}

@@ -1,0 +1,296 @@
+//! `pcmc bench ssa` (kernel throughput) and `pcmc tune` (choosing the
+//! particle count).
+
+use crate::error::{InputError, input};
+use crate::run::{Overrides, prepare, write_atomic};
+use anyhow::Result;
+use pcmc_core::LikelihoodExecutor;
+use pcmc_core::filter::{BLOCK, FilterKey};
+use pcmc_core::rng::{Purpose, StreamKey};
+use pcmc_core::ssa::{BlockScratch, Outcome, Ssa};
+use pcmc_core::workloads::kernel_case;
+use plotters::prelude::*;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// `pcmc bench ssa`: simulates `trajectories` trajectories of a reference
+/// kernel case and prints one JSON line with events, seconds and events/s.
+///
+/// # Errors
+/// An input error for an unknown model or kernel.
+pub fn bench_ssa(model: &str, trajectories: u64, kernel: &str) -> Result<()> {
+    let case = kernel_case(model).ok_or_else(|| {
+        InputError::flag(
+            "--model",
+            format!("{model:?} is not one of lv11, lv12, lv13"),
+        )
+    })?;
+    if trajectories == 0 {
+        return Err(InputError::flag("--trajectories", "must be at least 1").into());
+    }
+    let caps = vec![pcmc_core::filter::DEFAULT_CAP; case.x0.len()];
+    let ssa = Ssa::new(&case.network, &case.theta, &caps, u64::MAX);
+    let key = |i: u64| StreamKey::new(1, 0, 0, 0, i, Purpose::Test).rng();
+    let start = Instant::now();
+    let mut events = 0u64;
+    match kernel {
+        "scalar" => {
+            let mut cum = vec![0.0; ssa.n_reactions()];
+            for i in 0..trajectories {
+                let mut x = case.x0.clone();
+                events += ssa.advance(&mut x, 0.0, case.span, &mut key(i), &mut cum).1;
+            }
+        }
+        "batch" | "simd" => {
+            let s = case.x0.len();
+            let mut scratch = BlockScratch::default();
+            let mut block = vec![0u64; s * BLOCK];
+            let mut outcomes = [Outcome::Reached; BLOCK];
+            let mut first = 0;
+            while first < trajectories {
+                let lanes = (trajectories - first).min(BLOCK as u64) as usize;
+                for j in 0..lanes {
+                    for (sp, v) in case.x0.iter().enumerate() {
+                        block[sp * BLOCK + j] = *v;
+                    }
+                }
+                let mut rngs: Vec<_> = (0..lanes as u64).map(|j| key(first + j)).collect();
+                let c = ssa.advance_block(
+                    &mut block,
+                    BLOCK,
+                    0.0,
+                    case.span,
+                    &mut rngs,
+                    &mut outcomes[..lanes],
+                    &mut scratch,
+                );
+                events += c.events;
+                first += lanes as u64;
+            }
+        }
+        other => {
+            return Err(InputError::flag(
+                "--kernel",
+                format!("{other:?} is not one of scalar, batch"),
+            )
+            .into());
+        }
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    println!(
+        "{}",
+        json!({
+            "model": case.name,
+            "kernel": kernel,
+            "trajectories": trajectories,
+            "events": events,
+            "seconds": seconds,
+            "events_per_second": events as f64 / seconds.max(1e-12),
+        })
+    );
+    Ok(())
+}
+
+/// Settings of `pcmc tune`.
+#[derive(Debug, Clone)]
+pub struct TuneArgs {
+    /// Particle counts to try.
+    pub particles: Vec<usize>,
+    /// Filter runs per count.
+    pub repeats: u64,
+    /// A finished run whose posterior mean θ to use.
+    pub from: Option<PathBuf>,
+    /// Threads.
+    pub threads: Option<usize>,
+    /// Output directory.
+    pub out: Option<PathBuf>,
+}
+
+/// `pcmc tune`: the sd of the log-likelihood estimate and the cost of one
+/// filter pass for each particle count, at one θ, and the recommended count:
+/// the smallest whose sd is at most 1.5 (Doucet, Pitt, Deligiannidis & Kohn,
+/// 2015, "Efficient implementation of Markov chain Monte Carlo when using an
+/// unbiased likelihood estimator", Biometrika 102(2): an sd of about 1.2–1.5
+/// minimises the cost per effective sample).
+///
+/// # Errors
+/// Input errors for the job, the counts or the run directory.
+pub fn tune(job_path: &Path, args: &TuneArgs) -> Result<()> {
+    if args.particles.is_empty() || args.particles.contains(&0) {
+        return Err(InputError::flag(
+            "--particles",
+            "give positive particle counts, e.g. 100,300,1000",
+        )
+        .into());
+    }
+    if args.repeats < 3 {
+        return Err(InputError::flag("--repeats", "must be at least 3").into());
+    }
+    let prep = prepare(job_path, &Overrides::default())?;
+    let job = &prep.job;
+    let names = job.network.parameters().to_vec();
+    let theta: Vec<f64> = match &args.from {
+        None => job.mcmc.init.clone(),
+        Some(dir) => {
+            let p = dir.join("summary.json");
+            let text =
+                std::fs::read_to_string(&p).map_err(|e| input(&p, format!("cannot read: {e}")))?;
+            let v: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| input(&p, format!("malformed summary: {e}")))?;
+            names
+                .iter()
+                .map(|n| {
+                    v["parameters"][n]["mean"]
+                        .as_f64()
+                        .ok_or_else(|| input(&p, format!("parameters.{n}.mean is missing")))
+                })
+                .collect::<Result<_>>()?
+        }
+    };
+    let threads = args.threads.unwrap_or_else(pcmc_rayon::default_threads);
+    let mut exec = pcmc_rayon::rayon_executor(threads)
+        .map_err(|e| InputError::flag("--threads", e.to_string()))?;
+    let mut rows = Vec::new();
+    for &n in &args.particles {
+        crate::job::check_particles(Path::new("command line"), "--particles", n)?;
+        let problem = prep
+            .pmmh
+            .problem()
+            .with_particles(n)
+            .map_err(|e| input(&job.path, e.to_string()))?;
+        let mut lls = Vec::new();
+        let mut secs = Vec::new();
+        let mut events = 0u64;
+        for r in 0..args.repeats {
+            let key = FilterKey {
+                seed: job.mcmc.seed ^ 0x7475_6e65,
+                chain: 0,
+                iteration: r,
+            };
+            let t = Instant::now();
+            let out = exec.log_likelihood(&problem, &theta, key)?;
+            secs.push(t.elapsed().as_secs_f64());
+            events += out.counters.events;
+            lls.push(out.loglik);
+        }
+        let finite: Vec<f64> = lls.iter().copied().filter(|x| x.is_finite()).collect();
+        let collapsed = lls.len() - finite.len();
+        let sd = if collapsed > 0 || finite.len() < 2 {
+            f64::INFINITY
+        } else {
+            let m = finite.iter().sum::<f64>() / finite.len() as f64;
+            (finite.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (finite.len() - 1) as f64)
+                .sqrt()
+        };
+        secs.sort_by(f64::total_cmp);
+        let median = secs[secs.len() / 2];
+        rows.push((n, sd, median, collapsed, events / args.repeats));
+    }
+    let recommended = rows.iter().find(|r| r.1 <= 1.5).map(|r| r.0);
+    let dir = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs").join(format!("{}-tune", job.name)));
+    std::fs::create_dir_all(&dir).map_err(|e| input(&dir, format!("cannot create: {e}")))?;
+    let mut table = format!(
+        "θ = {} ({})\n{:>10} {:>12} {:>14} {:>10} {:>14}\n",
+        theta
+            .iter()
+            .map(|x| format!("{x:.4e}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        if args.from.is_some() {
+            "posterior mean"
+        } else {
+            "job's initial θ"
+        },
+        "particles",
+        "sd(loglik)",
+        "seconds/pass",
+        "collapses",
+        "events/pass"
+    );
+    let mut csv = String::from("particles,sd_loglik,median_seconds,collapses,events_per_pass\n");
+    for (n, sd, t, c, e) in &rows {
+        table.push_str(&format!("{n:>10} {sd:>12.3} {t:>14.4} {c:>10} {e:>14}\n"));
+        csv.push_str(&format!("{n},{sd},{t},{c},{e}\n"));
+    }
+    match recommended {
+        Some(n) => table.push_str(&format!(
+            "recommended: {n} particles (the smallest with sd(loglik) ≤ 1.5; Doucet et al. 2015 advise about 1.2–1.5)\n"
+        )),
+        None => table.push_str("no count reached sd(loglik) ≤ 1.5: try larger counts\n"),
+    }
+    print!("{table}");
+    write_atomic(&dir.join("tune.csv"), csv.as_bytes())?;
+    let summary = json!({
+        "job": job.name,
+        "theta": theta,
+        "repeats": args.repeats,
+        "threads": threads,
+        "rows": rows.iter().map(|(n, sd, t, c, e)| json!({
+            "particles": n,
+            "sd_loglik": if sd.is_finite() { json!(sd) } else { serde_json::Value::Null },
+            "median_seconds": t,
+            "collapses": c,
+            "events_per_pass": e,
+        })).collect::<Vec<_>>(),
+        "recommended_particles": recommended,
+    });
+    write_atomic(
+        &dir.join("tune.json"),
+        serde_json::to_string_pretty(&summary)?.as_bytes(),
+    )?;
+    plot_tune(&dir.join("tune.svg"), &rows)?;
+    Ok(())
+}
+
+fn plot_tune(path: &Path, rows: &[(usize, f64, f64, usize, u64)]) -> Result<()> {
+    let root = SVGBackend::new(path, (800, 360)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (left, right) = root.split_horizontally(400);
+    let x0 = rows.iter().map(|r| r.0).min().unwrap_or(1) as f64 * 0.8;
+    let x1 = rows.iter().map(|r| r.0).max().unwrap_or(10) as f64 * 1.25;
+    let finite: Vec<f64> = rows.iter().map(|r| r.1).filter(|s| s.is_finite()).collect();
+    let ymax = finite.iter().copied().fold(2.0f64, f64::max) * 1.1;
+    let mut c = ChartBuilder::on(&left)
+        .caption("sd of the log-likelihood estimate", ("sans-serif", 15))
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(45)
+        .build_cartesian_2d((x0..x1).log_scale(), 0.0..ymax)?;
+    c.configure_mesh()
+        .x_desc("particles")
+        .light_line_style(WHITE)
+        .draw()?;
+    let pts: Vec<(f64, f64)> = rows
+        .iter()
+        .filter(|r| r.1.is_finite())
+        .map(|r| (r.0 as f64, r.1))
+        .collect();
+    c.draw_series(LineSeries::new(pts.clone(), BLUE.stroke_width(2)))?;
+    c.draw_series(pts.iter().map(|p| Circle::new(*p, 4, BLUE.filled())))?;
+    for band in [1.2, 1.5] {
+        c.draw_series(LineSeries::new(
+            vec![(x0, band), (x1, band)],
+            BLACK.mix(0.5),
+        ))?;
+    }
+    let tmax = rows.iter().map(|r| r.2).fold(0.0f64, f64::max) * 1.1;
+    let mut c = ChartBuilder::on(&right)
+        .caption("seconds per filter pass", ("sans-serif", 15))
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(55)
+        .build_cartesian_2d((x0..x1).log_scale(), 0.0..tmax.max(1e-9))?;
+    c.configure_mesh()
+        .x_desc("particles")
+        .light_line_style(WHITE)
+        .draw()?;
+    let pts: Vec<(f64, f64)> = rows.iter().map(|r| (r.0 as f64, r.2)).collect();
+    c.draw_series(LineSeries::new(pts.clone(), RED.stroke_width(2)))?;
+    c.draw_series(pts.iter().map(|p| Circle::new(*p, 4, RED.filled())))?;
+    root.present()?;
+    Ok(())
+}

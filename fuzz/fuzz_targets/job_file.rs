@@ -1,0 +1,14 @@
+//! Building a job from arbitrary bytes returns an error or a valid job, never
+//! panics; a valid job's derived settings are computed too.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+use std::path::Path;
+
+fuzz_target!(|data: &[u8]| {
+    let text = String::from_utf8_lossy(data).into_owned();
+    if let Ok(job) = pcmc_cli::job::Job::parse(Path::new("fuzz.toml"), text) {
+        let _ = job.simulate_times();
+        let _ = job.observation_model(job.network.species());
+        let _ = job.data_path();
+    }
+});
