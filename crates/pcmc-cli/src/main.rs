@@ -111,7 +111,7 @@ enum Command {
         /// Worker threads.
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..=4096))]
         threads: Option<u64>,
-        /// Output directory for tune.csv, tune.json and tune.svg (default runs/<name>-tune).
+        /// Output directory for tune.csv, tune.json and tune.svg (default `runs/<name>-tune`).
         #[arg(long)]
         out: Option<PathBuf>,
     },
