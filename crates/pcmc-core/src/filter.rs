@@ -216,6 +216,15 @@ impl FilterProblem {
     pub fn with_particles(&self, n: usize) -> Result<Self> {
         let mut config = self.config.clone();
         config.particles = n;
+        self.with_config(config)
+    }
+
+    /// Returns a copy with other filter settings (validated as in
+    /// [`FilterProblem::new`]).
+    ///
+    /// # Errors
+    /// As [`FilterProblem::new`].
+    pub fn with_config(&self, config: FilterConfig) -> Result<Self> {
         FilterProblem::new(
             self.network.clone(),
             self.data.clone(),

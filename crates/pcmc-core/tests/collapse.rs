@@ -168,15 +168,7 @@ fn data_derived_cap_leaves_estimates_unchanged() {
         cfg.caps[1], DEFAULT_CAP,
         "the unobserved predator keeps the default"
     );
-    let tight = FilterProblem::new(
-        loose.network().clone(),
-        loose.data().clone(),
-        loose.observation().clone(),
-        loose.initial().clone(),
-        loose.t0(),
-        cfg,
-    )
-    .unwrap();
+    let tight = loose.with_config(cfg).unwrap();
     let mut exec = serial();
     let (mut hits, mut saved) = (0, 0);
     // Parameters near the truth, and far from it where predators die out and

@@ -87,15 +87,7 @@ fn distributed(
 fn with_scheme(p: &FilterProblem, scheme: Resampling) -> FilterProblem {
     let mut cfg = p.config().clone();
     cfg.resampling = scheme;
-    FilterProblem::new(
-        p.network().clone(),
-        p.data().clone(),
-        p.observation().clone(),
-        p.initial().clone(),
-        p.t0(),
-        cfg,
-    )
-    .unwrap()
+    p.with_config(cfg).unwrap()
 }
 
 #[test]

@@ -90,25 +90,9 @@ fn every_scheme_and_kernel_is_executor_independent() {
     ] {
         let mut cfg = base.config().clone();
         cfg.resampling = scheme;
-        let scalar = FilterProblem::new(
-            base.network().clone(),
-            base.data().clone(),
-            base.observation().clone(),
-            base.initial().clone(),
-            base.t0(),
-            cfg.clone(),
-        )
-        .unwrap();
+        let scalar = base.with_config(cfg.clone()).unwrap();
         cfg.kernel = KernelChoice::Batch;
-        let batch = FilterProblem::new(
-            base.network().clone(),
-            base.data().clone(),
-            base.observation().clone(),
-            base.initial().clone(),
-            base.t0(),
-            cfg,
-        )
-        .unwrap();
+        let batch = base.with_config(cfg).unwrap();
         let key = FilterKey {
             seed: 4,
             chain: 1,
