@@ -391,6 +391,14 @@ fn cases() -> Vec<Case> {
             vec!["run", "{job}", "--out", "{job}"],
             "not a directory",
         ),
+        // Unwritable even for root: /proc refuses new directories.
+        c(
+            "unwritable output directory",
+            None,
+            None,
+            vec!["run", "{job}", "--out", "/proc/pcmc-out", "--quiet"],
+            "cannot create the output directory",
+        ),
         c(
             "report of a non-run directory",
             None,
