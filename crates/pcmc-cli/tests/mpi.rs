@@ -192,12 +192,16 @@ fn a_killed_rank_ends_the_job_quickly() {
 /// final chain equals the uninterrupted rayon chain.
 fn interrupt_mpi(signal: &str) {
     let tmp = tempfile::tempdir().unwrap();
-    let args = ["--iterations", "40", "--checkpoint-every", "1"];
+    let args = ["--iterations", "150", "--checkpoint-every", "1"];
     let reference = rayon_chain(tmp.path(), "lv11-quick.toml", &args);
     let dir = tmp.path().join(format!("mpi-{signal}"));
     let mut x: u64 = 12345;
     let mut landed = 0;
-    for attempt in 0..7 {
+    // Keep interrupting until five interruptions have landed (a run may
+    // finish before its signal on a fast attempt).
+    let mut attempt = 0;
+    while landed < 5 && attempt < 20 {
+        attempt += 1;
         x = x
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
@@ -211,7 +215,7 @@ fn interrupt_mpi(signal: &str) {
             .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        if attempt > 0 {
+        if attempt > 1 {
             c.arg("--resume");
         }
         let mut child = c.spawn().unwrap();
