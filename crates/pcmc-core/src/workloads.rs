@@ -105,7 +105,7 @@ pub struct KernelCase {
 }
 
 /// The reference workloads' kernels: lv11 (about 10^4 events per trajectory),
-/// lv12 (about 7·10^5) and lv13 (about 3·10^4), at their true parameters
+/// lv12 (about 7·10^5) and lv13 (about 3.6·10^4), at their true parameters
 /// from their prior-mean initial states over their observation horizons.
 pub fn kernel_case(name: &str) -> Option<KernelCase> {
     let (k, theta, x0, span, name): (usize, Vec<f64>, Vec<u64>, f64, &'static str) = match name {
