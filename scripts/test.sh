@@ -10,8 +10,9 @@ cd "$(dirname "$0")/.."
 
 need=()
 command -v mpicc >/dev/null 2>&1 || need+=(libopenmpi-dev openmpi-bin)
-command -v mpirun >/dev/null 2>&1 || need+=(openmpi-bin)
-ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || need+=(libclang-dev clang)
+command -v mpirun >/dev/null 2>&1 || [ ${#need[@]} -gt 0 ] || need+=(openmpi-bin)
+# libclang itself (not libclang-cpp, which other packages bring along).
+ls /usr/lib/llvm-*/lib/libclang.so* /usr/lib/*/libclang-[0-9]*.so* >/dev/null 2>&1 || need+=(libclang-dev clang)
 if [ ${#need[@]} -gt 0 ] && [ -z "${PCMC_NO_INSTALL:-}" ]; then
     echo "== installing system packages: ${need[*]}"
     SUDO=""
