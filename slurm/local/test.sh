@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # End-to-end test of the sbatch scripts on a local one-node Slurm:
-#  1. pcmc-rayon.sbatch and pcmc-mpi.sbatch (2 tasks, srun --mpi=pmix) on the
-#     quick jobs give chains byte-identical to a direct rayon run;
+#  1. pcmc-rayon.sbatch, pcmc-mpi.sbatch (2 tasks, srun --mpi=pmix) and
+#     pcmc-dataflow.sbatch on the quick jobs give chains byte-identical to a
+#     direct rayon run;
 #  2. pre-emption: SIGUSR1 to a running rayon job makes pcmc checkpoint and
 #     exit 75, the script requeues the job, and the requeued job resumes to a
 #     chain byte-identical to an uninterrupted run;
 #  3. the array script runs one chain per task and merges them into the chain
 #     of a single multi-chain run.
 # Installs Slurm and munge with apt-get if missing; starts and stops its own
-# daemons. Usage: slurm/local/test.sh PCMC_BINARY (built with --features mpi)
+# daemons. Usage: slurm/local/test.sh PCMC_BINARY (built with --features mpi,dataflow)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PCMC=$(realpath "${1:?usage: slurm/local/test.sh PATH/TO/pcmc}")
@@ -51,6 +52,11 @@ echo "== pcmc-mpi.sbatch (2 tasks, srun --mpi=pmix)"
 sbatch --wait --output="$WORK/mpi-%j.out" slurm/pcmc-mpi.sbatch jobs/lv12-quick.toml "$WORK/mpi" --particles 7 >/dev/null
 same "$WORK/ref12/chain.csv" "$WORK/mpi/chain.csv" "mpi sbatch chain (2 ranks, 7 particles) = direct rayon chain"
 grep -q '"workers": 2' "$WORK/mpi/summary.json" && echo "ok   2 MPI ranks" || { echo "FAIL not 2 ranks"; fail=1; }
+
+echo "== pcmc-dataflow.sbatch (2 threads, 8 partitions)"
+sbatch --wait --output="$WORK/df-%j.out" slurm/pcmc-dataflow.sbatch jobs/lv11-quick.toml "$WORK/dataflow" >/dev/null
+same "$WORK/ref11/chain.csv" "$WORK/dataflow/chain.csv" "dataflow sbatch chain = direct rayon chain"
+grep -q '"executor": "dataflow"' "$WORK/dataflow/summary.json" && echo "ok   dataflow executor" || { echo "FAIL not dataflow"; fail=1; }
 
 echo "== pre-emption: SIGUSR1, checkpoint, requeue, resume"
 id=$(sbatch --parsable --output="$WORK/rq-%j.out" slurm/pcmc-rayon.sbatch jobs/lv11-quick.toml "$WORK/rq" \

@@ -9,13 +9,13 @@ use crate::plots::{self, Band};
 use crate::summary::{RunStats, SummaryInput, summary_json, summary_table};
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use pcmc_core::LikelihoodExecutor;
 use pcmc_core::diagnostics::quantile_sorted;
 use pcmc_core::filter::FilterProblem;
 use pcmc_core::observation::Data;
 use pcmc_core::pmmh::{ChainState, IterationRecord, Pmmh};
 use pcmc_core::rng::{Purpose, StreamKey};
 use pcmc_core::simulate::simulate;
+use pcmc_core::{ChainGroup, LikelihoodExecutor};
 use serde::{Deserialize, Serialize};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -136,7 +136,8 @@ pub fn prepare(job_path: &Path, ov: &Overrides) -> Result<Prepared> {
     })
 }
 
-/// Builds the executor named `kind`.
+/// Builds the executor named `kind` for a run of `chains` chains (the MPI
+/// executor splits its ranks into one group per chain).
 ///
 /// # Errors
 /// An input error for an unknown executor or one not compiled in.
@@ -144,7 +145,10 @@ pub fn make_executor(
     kind: &str,
     threads: usize,
     partitions: Option<usize>,
+    chains: usize,
 ) -> Result<Box<dyn LikelihoodExecutor>> {
+    let _ = chains;
+    #[cfg(not(feature = "dataflow"))]
     let _ = partitions;
     match kind {
         "rayon" => Ok(Box::new(
@@ -154,7 +158,7 @@ pub fn make_executor(
         #[cfg(feature = "mpi")]
         "mpi" => {
             let runner = pcmc_rayon::RayonRunner::new(threads).map_err(|e| InputError::flag("--threads", e.to_string()))?;
-            Ok(Box::new(pcmc_mpi::MpiExecutor::from_world(runner)?))
+            Ok(Box::new(pcmc_mpi::MpiExecutor::from_world_grouped(runner, chains)?))
         }
         #[cfg(not(feature = "mpi"))]
         "mpi" => Err(InputError::flag(
@@ -163,6 +167,16 @@ pub fn make_executor(
              (cargo build --release -p pcmc-cli --features mpi)",
         )
         .into()),
+        #[cfg(feature = "dataflow")]
+        "dataflow" => {
+            let cfg = pcmc_dataflow::DataflowConfig::from_env(partitions.unwrap_or(threads), threads)
+                .map_err(|e| InputError::flag("--executor dataflow", e.to_string()))?;
+            Ok(Box::new(
+                pcmc_dataflow::DataflowExecutor::new(cfg)
+                    .map_err(|e| InputError::flag("--partitions", e.to_string()))?,
+            ))
+        }
+        #[cfg(not(feature = "dataflow"))]
         "dataflow" => Err(InputError::flag(
             "--executor",
             "the dataflow executor is not compiled into this pcmc: build it with the cargo feature `dataflow` \
@@ -232,13 +246,13 @@ impl Progress {
     }
 }
 
-fn row_of(rec: &IterationRecord) -> ChainRow {
+fn row_of(st: &ChainState, accepted: bool) -> ChainRow {
     ChainRow {
-        chain: rec.chain,
-        iteration: rec.iteration,
-        loglik: rec.loglik,
-        accepted: rec.accepted,
-        theta: rec.theta.clone(),
+        chain: st.chain,
+        iteration: st.iteration,
+        loglik: st.loglik,
+        accepted,
+        theta: st.theta.clone(),
     }
 }
 
@@ -395,7 +409,8 @@ pub fn run(job_path: &Path, ov: &Overrides, opts: RunOptions) -> Result<RunOutco
     if every == 0 {
         return Err(InputError::flag("--checkpoint-every", "must be at least 1").into());
     }
-    let mut exec = make_executor(&kind, threads, partitions)?;
+    let mut exec = make_executor(&kind, threads, partitions, job.mcmc.chains)?;
+    let group = exec.chain_group();
     if exec.workers() > 1 && kind != "rayon" && !job.filter.resampling.is_distributable() {
         return Err(input(
             &job.path,
@@ -510,12 +525,23 @@ pub fn run(job_path: &Path, ov: &Overrides, opts: RunOptions) -> Result<RunOutco
                 None
             };
             let mut stats = RunStats::default();
-            let mut states = Vec::with_capacity(job.mcmc.chains);
-            for c in first_chain..first_chain + job.mcmc.chains as u64 {
-                let (st, rec) = pmmh.init_chain(exec.as_mut(), c)?;
-                account(&rec, &mut stats);
-                states.push(st);
+            let mut mine = Vec::new();
+            for (i, c) in (first_chain..first_chain + job.mcmc.chains as u64).enumerate() {
+                if group.runs(i) {
+                    let (st, rec) = pmmh.init_chain(exec.as_mut(), c)?;
+                    account(&rec, &mut stats, group.leader);
+                    mine.push(Shared {
+                        index: i,
+                        state: st.clone(),
+                        accepted: rec.accepted,
+                        kept: rec.kept,
+                    });
+                }
             }
+            let states = share_chains(exec.as_mut(), group, job.mcmc.chains, mine)?
+                .into_iter()
+                .map(|s| s.state)
+                .collect();
             (writer, Vec::new(), states, stats, 1)
         }
     };
@@ -528,6 +554,7 @@ pub fn run(job_path: &Path, ov: &Overrides, opts: RunOptions) -> Result<RunOutco
     stats.executor = exec.name().to_string();
     stats.workers = exec.workers();
     stats.threads_per_worker = exec.threads_per_worker();
+    stats.chain_groups = group.count;
     let wall_before = stats.wall_seconds;
     let save = |writer: &mut Option<ChainWriter>,
                 states: &[ChainState],
@@ -558,18 +585,34 @@ pub fn run(job_path: &Path, ov: &Overrides, opts: RunOptions) -> Result<RunOutco
     let mut progress = Progress::new(total, quiet);
     let mut last_save = Instant::now();
     for it in first..=total {
-        for st in states.iter_mut() {
+        let mut mine = Vec::new();
+        for (i, st) in states.iter_mut().enumerate() {
+            if !group.runs(i) {
+                continue;
+            }
             let rec = pmmh.step(exec.as_mut(), st)?;
-            account(&rec, &mut stats);
+            account(&rec, &mut stats, group.leader);
             if exec.workers() > 1 {
                 let mut v = rec.theta.clone();
                 v.push(rec.loglik);
                 exec.check_consensus(&v)?;
             }
-            if rec.kept
+            mine.push(Shared {
+                index: i,
+                state: st.clone(),
+                accepted: rec.accepted,
+                kept: rec.kept,
+            });
+        }
+        // Chains of other groups arrive here; rows go out in chain order.
+        for sh in share_chains(exec.as_mut(), group, states.len(), mine)? {
+            if group.count > 1 {
+                states[sh.index] = sh.state.clone();
+            }
+            if sh.kept
                 && let Some(w) = writer.as_mut()
             {
-                let row = row_of(&rec);
+                let row = row_of(&sh.state, sh.accepted);
                 w.write(&row)?;
                 rows.push(row);
             }
@@ -615,6 +658,20 @@ pub fn run(job_path: &Path, ov: &Overrides, opts: RunOptions) -> Result<RunOutco
     // Load balance: busy (non-communication) time of the slowest worker over
     // the mean, and the particle bytes moved by all workers.
     let busy = stats.stages.propagate + stats.stages.weight + stats.stages.resample;
+    if group.count > 1 {
+        // Each group leader accounted its own chains' passes: add them up.
+        let s = &mut stats.stages;
+        for v in [
+            &mut s.propagate,
+            &mut s.weight,
+            &mut s.resample,
+            &mut s.communicate,
+        ] {
+            *v = exec.sum_over_workers(*v)?;
+        }
+        stats.filter_passes = exec.sum_over_workers(stats.filter_passes as f64)? as u64;
+        stats.filter_steps = exec.sum_over_workers(stats.filter_steps as f64)? as u64;
+    }
     let max_busy = exec.max_over_workers(busy)?;
     let mean_busy = exec.sum_over_workers(busy)? / exec.workers() as f64;
     stats.load_imbalance = if mean_busy > 0.0 {
@@ -623,6 +680,7 @@ pub fn run(job_path: &Path, ov: &Overrides, opts: RunOptions) -> Result<RunOutco
         1.0
     };
     stats.bytes_sent_all = exec.sum_over_workers(stats.bytes_sent as f64)? as u64;
+    stats.rows_moved = exec.sum_over_workers(stats.rows_moved as f64)? as u64;
     stats.ssa_events = 0;
     stats.cap_hits = 0;
     stats.cap_events = 0;
@@ -662,13 +720,60 @@ pub fn run(job_path: &Path, ov: &Overrides, opts: RunOptions) -> Result<RunOutco
     Ok(RunOutcome::Finished)
 }
 
-/// Adds a record's filter pass to the run statistics.
-fn account(rec: &IterationRecord, stats: &mut RunStats) {
+/// Adds a record's filter pass to the run statistics. Only a chain group's
+/// leader counts passes and stage times (they are summed over groups at the
+/// end); bytes are every rank's own.
+fn account(rec: &IterationRecord, stats: &mut RunStats, leader: bool) {
     if let Some(f) = &rec.filter {
-        stats.filter_passes += 1;
-        stats.stages.add(&f.times);
+        if leader {
+            stats.filter_passes += 1;
+            stats.filter_steps += f.ess.len() as u64;
+            stats.stages.add(&f.times);
+            stats.task_retries += f.task_retries;
+        }
         stats.bytes_sent += f.bytes_sent;
+        stats.rows_moved += f.rows_moved;
     }
+}
+
+/// One chain's state after an iteration, as chain groups share it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Shared {
+    /// The chain's position in the run (0 for its first chain).
+    index: usize,
+    state: ChainState,
+    accepted: bool,
+    kept: bool,
+}
+
+/// Exchanges the chains each group ran this iteration (`mine`) so that every
+/// worker learns all `chains` of them; returns them in chain order.
+fn share_chains(
+    exec: &mut dyn LikelihoodExecutor,
+    group: ChainGroup,
+    chains: usize,
+    mine: Vec<Shared>,
+) -> Result<Vec<Shared>> {
+    if group.count == 1 {
+        return Ok(mine);
+    }
+    // Group leaders speak for their groups; the others send nothing.
+    let bytes = if group.leader {
+        serde_json::to_vec(&mine)?
+    } else {
+        Vec::new()
+    };
+    let mut all: Vec<Shared> = Vec::with_capacity(chains);
+    for part in exec.all_gather_bytes(&bytes)? {
+        if !part.is_empty() {
+            all.extend(serde_json::from_slice::<Vec<Shared>>(&part)?);
+        }
+    }
+    all.sort_by_key(|s| s.index);
+    if all.len() != chains || all.iter().enumerate().any(|(i, s)| s.index != i) {
+        anyhow::bail!("chain groups returned an inconsistent set of chains");
+    }
+    Ok(all)
 }
 
 /// Writes `summary.json`, prints the table and draws the plots.

@@ -47,6 +47,20 @@ pub struct RunStats {
     /// Busy time of the slowest worker over the mean (1 = balanced).
     #[serde(default)]
     pub load_imbalance: f64,
+    /// Particles that changed worker or partition in resampling, all
+    /// workers together.
+    #[serde(default)]
+    pub rows_moved: u64,
+    /// Observation steps run, summed over filter passes.
+    #[serde(default)]
+    pub filter_steps: u64,
+    /// Tasks that failed and were run again (dataflow executor).
+    #[serde(default)]
+    pub task_retries: u64,
+    /// Groups of workers running chains side by side (MPI: one
+    /// communicator per group).
+    #[serde(default)]
+    pub chain_groups: usize,
 }
 
 /// Per-parameter summaries from rows, in parameter order.
@@ -169,6 +183,19 @@ pub fn summary_json(s: &SummaryInput<'_>) -> Value {
             );
             o.insert("threads_per_worker".into(), json!(st.threads_per_worker));
             o.insert("bytes_moved".into(), json!(st.bytes_sent_all));
+            o.insert("rows_moved".into(), json!(st.rows_moved));
+            let per_step = |x: u64| {
+                if st.filter_steps > 0 {
+                    num(x as f64 / st.filter_steps as f64)
+                } else {
+                    Value::Null
+                }
+            };
+            o.insert("filter_steps".into(), json!(st.filter_steps));
+            o.insert("rows_moved_per_step".into(), per_step(st.rows_moved));
+            o.insert("bytes_moved_per_step".into(), per_step(st.bytes_sent_all));
+            o.insert("task_retries".into(), json!(st.task_retries));
+            o.insert("chain_groups".into(), json!(st.chain_groups.max(1)));
             o.insert("load_imbalance".into(), num(st.load_imbalance));
         }
         None => {
@@ -242,13 +269,29 @@ pub fn summary_table(v: &Value) -> String {
                 fmt(v["load_imbalance"].as_f64(), 3)
             ));
         }
-        out.push_str(&format!(
-            "\nstages: propagate {} s, weight {} s, resample {} s, communicate {} s",
-            fmt(st["propagate"].as_f64(), 2),
-            fmt(st["weight"].as_f64(), 2),
-            fmt(st["resample"].as_f64(), 2),
-            fmt(st["communicate"].as_f64(), 2)
-        ));
+        if v["executor"] == "dataflow" {
+            out.push_str(&format!(
+                "\nshuffled {} rows ({} bytes) per step | tasks retried {}",
+                fmt(v["rows_moved_per_step"].as_f64(), 1),
+                fmt(v["bytes_moved_per_step"].as_f64(), 0),
+                v["task_retries"]
+            ));
+            out.push_str(&format!(
+                "\nstages: planning {} s, propagate {} s, reduce {} s, shuffle {} s",
+                fmt(st["planning"].as_f64(), 3),
+                fmt(st["propagate"].as_f64(), 2),
+                fmt(st["reduce"].as_f64(), 2),
+                fmt(st["shuffle"].as_f64(), 2)
+            ));
+        } else {
+            out.push_str(&format!(
+                "\nstages: propagate {} s, weight {} s, resample {} s, communicate {} s",
+                fmt(st["propagate"].as_f64(), 2),
+                fmt(st["weight"].as_f64(), 2),
+                fmt(st["resample"].as_f64(), 2),
+                fmt(st["communicate"].as_f64(), 2)
+            ));
+        }
     }
     out.push('\n');
     out

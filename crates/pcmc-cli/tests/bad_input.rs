@@ -77,6 +77,32 @@ fn cases() -> Vec<Case> {
             "feature `mpi`",
         ));
     }
+    if !cfg!(feature = "dataflow") {
+        all.push(c(
+            "dataflow not compiled",
+            None,
+            None,
+            vec!["run", "{job}", "--executor", "dataflow", "--out", "{dir}/o"],
+            "feature `dataflow`",
+        ));
+    } else {
+        all.push(c(
+            "dataflow: bad failure rate",
+            None,
+            None,
+            vec![
+                "run",
+                "{job}",
+                "--executor",
+                "dataflow",
+                "--out",
+                "{dir}/o",
+                "--env",
+                "PCMC_DATAFLOW_FAIL_RATE=2",
+            ],
+            "PCMC_DATAFLOW_FAIL_RATE",
+        ));
+    }
     all.extend(vec![
         c(
             "malformed toml",
@@ -239,13 +265,6 @@ fn cases() -> Vec<Case> {
             None,
             vec!["run", "{job}", "--executor", "spark", "--out", "{dir}/o"],
             "\"spark\" is not one of",
-        ),
-        c(
-            "dataflow not compiled",
-            None,
-            None,
-            vec!["run", "{job}", "--executor", "dataflow", "--out", "{dir}/o"],
-            "feature `dataflow`",
         ),
         c(
             "unknown preset",
@@ -454,7 +473,20 @@ fn bad_inputs_exit_2_with_a_clear_message() {
                     .replace("{dir}", &dir.display().to_string())
             })
             .collect();
-        let out = pcmc().args(&args).output().unwrap();
+        // `--env KEY=VALUE` (test-only) sets an environment variable.
+        let mut cmd = pcmc();
+        let mut rest = Vec::new();
+        let mut it = args.into_iter();
+        while let Some(a) = it.next() {
+            if a == "--env" {
+                let kv = it.next().unwrap();
+                let (k, v) = kv.split_once('=').unwrap();
+                cmd.env(k, v);
+            } else {
+                rest.push(a);
+            }
+        }
+        let out = cmd.args(&rest).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         if out.status.code() != Some(2)
             || stderr.contains("panicked")

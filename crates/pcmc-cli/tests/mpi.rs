@@ -95,12 +95,28 @@ fn mpi_chains_equal_rayon_at_1_2_3_ranks() {
 
 #[test]
 fn several_chains_on_2_and_4_ranks() {
+    // The ranks split into one group per chain (MPI_Comm_split): 2 chains on
+    // 2 ranks run one rank each, on 4 ranks two ranks each; 3 chains on 2
+    // ranks put chains 0 and 2 on the first group. Every layout writes the
+    // rayon chain byte for byte.
     let tmp = tempfile::tempdir().unwrap();
-    let args = ["--chains", "2", "--particles", "30", "--iterations", "6"];
-    let reference = rayon_chain(tmp.path(), "lv12-quick.toml", &args);
-    for ranks in [2, 4] {
-        let (chain, _) = mpi_chain(tmp.path(), "lv12-quick.toml", ranks, &args);
-        assert_eq!(chain, reference, "2 chains on {ranks} ranks");
+    for (chains, ranks, groups) in [(2, 2, 2), (2, 4, 2), (3, 2, 2), (2, 1, 1)] {
+        let c = chains.to_string();
+        let args = ["--chains", &c, "--particles", "30", "--iterations", "6"];
+        let reference = rayon_chain(tmp.path(), "lv12-quick.toml", &args);
+        let (chain, summary) = mpi_chain(tmp.path(), "lv12-quick.toml", ranks, &args);
+        assert_eq!(chain, reference, "{chains} chains on {ranks} ranks");
+        assert_eq!(summary["chain_groups"], groups, "{summary}");
+        assert_eq!(summary["workers"], ranks);
+        // Every chain's filter passes are counted once, as in rayon's run.
+        let rayon: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(tmp.path().join("rayon-lv12-quick.toml/summary.json"))
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(summary["filter_passes"], rayon["filter_passes"]);
+        assert_eq!(summary["filter_steps"], rayon["filter_steps"]);
+        assert_eq!(summary["ssa_events"], rayon["ssa_events"]);
     }
 }
 

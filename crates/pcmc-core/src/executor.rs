@@ -6,6 +6,34 @@ use crate::filter::{
     BlockRunner, FilterKey, FilterOutput, FilterProblem, SerialRunner, Workspace, run_filter,
 };
 
+/// Which chains a worker runs when the workers are split into groups, one
+/// group per chain (or per set of chains): chain `i` of a run (counting from
+/// its first chain) runs on group `i % count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChainGroup {
+    /// This worker's group, in `0..count`.
+    pub index: usize,
+    /// Number of groups.
+    pub count: usize,
+    /// Whether this worker is its group's first (it reports the group's
+    /// stage times).
+    pub leader: bool,
+}
+
+impl ChainGroup {
+    /// One group holding every worker.
+    pub const SINGLE: ChainGroup = ChainGroup {
+        index: 0,
+        count: 1,
+        leader: true,
+    };
+
+    /// Whether chain `i` (counting from the run's first chain) runs here.
+    pub fn runs(&self, i: usize) -> bool {
+        i % self.count == self.index
+    }
+}
+
 /// Computes particle-filter log-likelihood estimates.
 ///
 /// Contract: for the same problem, θ and key, every implementation returns
@@ -73,6 +101,21 @@ pub trait LikelihoodExecutor {
     /// Communication failures.
     fn sum_over_workers(&mut self, x: f64) -> Result<f64> {
         Ok(x)
+    }
+
+    /// This worker's chain group ([`ChainGroup::SINGLE`] unless the executor
+    /// splits its workers between chains).
+    fn chain_group(&self) -> ChainGroup {
+        ChainGroup::SINGLE
+    }
+
+    /// Every worker's `bytes`, in worker order, on every worker: how groups
+    /// share their chains' states after each iteration.
+    ///
+    /// # Errors
+    /// Communication failures.
+    fn all_gather_bytes(&mut self, bytes: &[u8]) -> Result<Vec<Vec<u8>>> {
+        Ok(vec![bytes.to_vec()])
     }
 }
 

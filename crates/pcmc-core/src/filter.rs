@@ -266,6 +266,17 @@ pub struct StageTimes {
     pub resample: f64,
     /// Waiting for or moving data between workers (distributed executors).
     pub communicate: f64,
+    /// Building query plans (dataflow executor).
+    #[serde(default)]
+    pub planning: f64,
+    /// Aggregates: the largest log-weight, the exact weight sums and the
+    /// counters (dataflow executor).
+    #[serde(default)]
+    pub reduce: f64,
+    /// Offspring and the repartition that forms the new population
+    /// (dataflow executor).
+    #[serde(default)]
+    pub shuffle: f64,
 }
 
 impl StageTimes {
@@ -275,6 +286,9 @@ impl StageTimes {
         self.weight += o.weight;
         self.resample += o.resample;
         self.communicate += o.communicate;
+        self.planning += o.planning;
+        self.reduce += o.reduce;
+        self.shuffle += o.shuffle;
     }
 }
 
@@ -292,8 +306,13 @@ pub struct FilterOutput {
     pub counters: SsaCounters,
     /// Wall time per stage.
     pub times: StageTimes,
-    /// Bytes of particle data this rank sent to other ranks.
+    /// Bytes of particle data this rank sent to other ranks (or, for the
+    /// dataflow executor, moved between partitions).
     pub bytes_sent: u64,
+    /// Particles that changed worker or partition in resampling.
+    pub rows_moved: u64,
+    /// Tasks that failed and were run again (dataflow executor).
+    pub task_retries: u64,
 }
 
 /// Maps a function over blocks, serially or in parallel.
@@ -521,6 +540,8 @@ pub fn run_filter_on<R: BlockRunner, C: Collective + ?Sized>(
         counters: SsaCounters::default(),
         times: StageTimes::default(),
         bytes_sent: 0,
+        rows_moved: 0,
+        task_retries: 0,
     };
     if theta.len() != net.parameters().len() || theta.iter().any(|t| !(t.is_finite() && *t >= 0.0))
     {
@@ -667,12 +688,14 @@ pub fn run_filter_on<R: BlockRunner, C: Collective + ?Sized>(
             out.times.communicate += elapsed(t);
             let t = Instant::now();
             let start: u64 = counts[..rank].iter().sum();
-            let (send, sent) = pack_offspring(ws, n, size, rank, local, species, start as usize);
+            let (send, sent, moved) =
+                pack_offspring(ws, n, size, rank, local, species, start as usize);
             out.times.resample += elapsed(t);
             let t = Instant::now();
             let received = comm.all_to_all(send)?;
             out.times.communicate += elapsed(t);
             out.bytes_sent += sent;
+            out.rows_moved += moved;
             let t = Instant::now();
             unpack_population(ws, received, local, species);
             out.times.resample += elapsed(t);
@@ -824,8 +847,9 @@ fn pack_offspring(
     local: usize,
     species: usize,
     start: usize,
-) -> (Vec<Vec<u64>>, u64) {
+) -> (Vec<Vec<u64>>, u64, u64) {
     let mut send = std::mem::take(&mut ws.send);
+    let mut moved = 0u64;
     send.resize_with(size, Vec::new);
     for v in send.iter_mut() {
         v.clear();
@@ -843,6 +867,9 @@ fn pack_offspring(
                 dest_end = rank_slice(n, size, dest).1;
             }
             let piece = o.min(dest_end - pos);
+            if dest != rank {
+                moved += piece as u64;
+            }
             let buf = &mut send[dest];
             buf.push(piece as u64);
             for s in 0..species {
@@ -858,7 +885,7 @@ fn pack_offspring(
         .filter(|(d, _)| *d != rank)
         .map(|(_, v)| 8 * v.len() as u64)
         .sum();
-    (send, bytes)
+    (send, bytes, moved)
 }
 
 /// Rebuilds the local population from the received runs (in rank order),

@@ -52,7 +52,7 @@ pub mod ssa;
 pub mod workloads;
 
 pub use error::{Error, Result};
-pub use executor::{BlockExecutor, LikelihoodExecutor, SerialExecutor, serial};
+pub use executor::{BlockExecutor, ChainGroup, LikelihoodExecutor, SerialExecutor, serial};
 
 /// The commonly used types.
 pub mod prelude {

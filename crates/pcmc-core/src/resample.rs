@@ -167,6 +167,41 @@ pub fn offspring_slice(
     }
 }
 
+/// The number of offspring of all particles before a point whose weights
+/// sum to `before`, for a distributable scheme: the global index of that
+/// point's first offspring after resampling. Equals the sum of
+/// [`offspring_slice`]'s counts over every particle before it.
+///
+/// # Panics
+/// If the scheme is not distributable (a programming error).
+pub fn offspring_before(
+    scheme: Resampling,
+    before: u128,
+    total: u128,
+    n: u64,
+    key: StreamKey,
+) -> u64 {
+    let nn = u128::from(n);
+    let lo = nn * before;
+    match scheme {
+        Resampling::Systematic => below(lo, systematic_uniform(key, total), total, nn) as u64,
+        Resampling::Stratified => {
+            // Pointers of strata k < ⌊lo/S⌋ all lie below lo; the pointer of
+            // stratum ⌊lo/S⌋ does if its uniform is below lo mod S.
+            let k = lo / total;
+            if k >= nn {
+                return n;
+            }
+            let r = lo % total;
+            let v = key.with_index(k as u64).rng().random_range(0..total);
+            (k + u128::from(r > 0 && v < r)) as u64
+        }
+        Resampling::Multinomial | Resampling::Residual => {
+            panic!("{scheme:?} resampling is not distributable")
+        }
+    }
+}
+
 /// Offspring counts for all particles at once, for any scheme. `out` must have
 /// the length of `q`; `n` is the number of offspring.
 pub fn offspring_all(

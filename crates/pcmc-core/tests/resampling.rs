@@ -1,6 +1,6 @@
 //! Resampling schemes: unbiased offspring counts, systematic within ±1 of N·w,
 //! and independence from how the weight vector is split.
-use pcmc_core::resample::{Resampling, offspring_all, offspring_slice, quantise};
+use pcmc_core::resample::{Resampling, offspring_all, offspring_before, offspring_slice, quantise};
 use pcmc_core::rng::{Purpose, StreamKey};
 use rand::{Rng, RngExt};
 
@@ -120,6 +120,41 @@ fn split_independence() {
                 before += q[a..b].iter().map(|x| u128::from(*x)).sum::<u128>();
             }
             assert_eq!(parts, whole, "{scheme:?} seed {seed}");
+        }
+    }
+}
+
+/// `offspring_before` at every particle boundary is the running sum of the
+/// counts: the global index of each particle's first offspring, which the
+/// dataflow executor computes from the weight prefix alone. Includes
+/// boundaries at zero weights, at the end (all N offspring), and particle
+/// counts different from the number of offspring.
+#[test]
+fn offspring_before_is_the_prefix_of_counts() {
+    for scheme in [Resampling::Systematic, Resampling::Stratified] {
+        for seed in 0..60u64 {
+            let n = 1 + seed as usize * 7;
+            let q = weights(n, seed + 1000);
+            let total: u128 = q.iter().map(|x| u128::from(*x)).sum();
+            if total == 0 {
+                continue;
+            }
+            let kids = [n as u64, (n as u64).div_ceil(3), 2 * n as u64 + 1][seed as usize % 3];
+            let mut counts = vec![0u64; n];
+            offspring_slice(scheme, &q, 0, total, kids, key(seed), &mut counts);
+            assert_eq!(counts.iter().sum::<u64>(), kids);
+            let (mut before, mut acc) = (0u128, 0u64);
+            for i in 0..=n {
+                assert_eq!(
+                    offspring_before(scheme, before, total, kids, key(seed)),
+                    acc,
+                    "{scheme:?} seed {seed} boundary {i}"
+                );
+                if i < n {
+                    before += u128::from(q[i]);
+                    acc += counts[i];
+                }
+            }
         }
     }
 }

@@ -13,6 +13,13 @@
 //!
 //! The filter itself is `pcmc_core::filter::run_filter_on`; results are bit
 //! for bit those of the serial executor for any number of ranks.
+//!
+//! # Several chains
+//! [`MpiExecutor::from_world_grouped`] splits the world into `G` groups of
+//! consecutive ranks (`MPI_Comm_split`); chain `i` runs on group `i % G`, whose
+//! ranks share its particles. After each iteration the groups exchange their
+//! chains' states (a few hundred bytes, `MPI_Allgatherv` over the world), so
+//! every rank holds every chain and rank 0 of the world writes all outputs.
 #![deny(missing_docs)]
 
 use mpi::Count;
@@ -24,7 +31,7 @@ use mpi::traits::*;
 use pcmc_core::filter::{
     BlockRunner, Collective, FilterKey, FilterOutput, FilterProblem, Workspace, run_filter_on,
 };
-use pcmc_core::{Error, LikelihoodExecutor, Result};
+use pcmc_core::{ChainGroup, Error, LikelihoodExecutor, Result};
 
 /// A [`Collective`] over an MPI communicator.
 pub struct MpiComm {
@@ -104,7 +111,11 @@ impl Collective for MpiComm {
 /// The MPI executor: [`run_filter_on`] over an [`MpiComm`], each rank mapping
 /// its blocks over `R` (serial, or a thread pool for hybrid MPI + threads).
 pub struct MpiExecutor<R> {
+    /// The group's communicator: the ranks sharing one chain's particles.
     comm: MpiComm,
+    /// Every rank of the run.
+    world: SimpleCommunicator,
+    group: ChainGroup,
     runner: R,
     workspace: Workspace,
     _universe: Option<Universe>,
@@ -119,6 +130,19 @@ impl<R: BlockRunner> MpiExecutor<R> {
     /// `SLURM_NTASKS` is set and differs from the world size (an MPI launched
     /// under the wrong Slurm plugin starts separate one-rank worlds).
     pub fn from_world(runner: R) -> Result<Self> {
+        Self::from_world_grouped(runner, 1)
+    }
+
+    /// As [`MpiExecutor::from_world`], with the world split into
+    /// `min(groups, world size)` groups of consecutive ranks, one per chain
+    /// (chain `i` on group `i % G`).
+    ///
+    /// # Errors
+    /// As [`MpiExecutor::from_world`]; `groups == 0` is an error too.
+    pub fn from_world_grouped(runner: R, groups: usize) -> Result<Self> {
+        if groups == 0 {
+            return Err(Error::Executor("at least one chain group is needed".into()));
+        }
         let universe = mpi::initialize()
             .ok_or_else(|| Error::Executor("MPI was already initialised in this process".into()))?;
         let world = universe.world();
@@ -133,25 +157,58 @@ impl<R: BlockRunner> MpiExecutor<R> {
                 world.size()
             )));
         }
+        let mut exec = Self::grouped(world, groups, runner)?;
+        exec._universe = Some(universe);
+        Ok(exec)
+    }
+
+    /// An executor over `world` (MPI already initialised) split into
+    /// `min(groups, size)` chain groups.
+    ///
+    /// # Errors
+    /// [`Error::Executor`] if the split fails.
+    pub fn grouped(world: SimpleCommunicator, groups: usize, runner: R) -> Result<Self> {
+        let size = world.size() as usize;
+        let rank = world.rank() as usize;
+        let g = groups.clamp(1, size);
+        // Balanced groups of consecutive ranks: rank r is in group ⌊r·G/W⌋.
+        let index = rank * g / size;
+        let comm = if g == 1 {
+            world.duplicate()
+        } else {
+            world
+                .split_by_color(mpi::topology::Color::with_value(index as i32))
+                .ok_or_else(|| Error::Executor("MPI_Comm_split returned no communicator".into()))?
+        };
+        let leader = comm.rank() == 0;
         Ok(MpiExecutor {
-            comm: MpiComm::new(world),
+            comm: MpiComm::new(comm),
+            world,
+            group: ChainGroup {
+                index,
+                count: g,
+                leader,
+            },
             runner,
             workspace: Workspace::default(),
-            _universe: Some(universe),
+            _universe: None,
         })
     }
 
-    /// An executor over an existing communicator (MPI already initialised).
+    /// An executor over an existing communicator (MPI already initialised),
+    /// all its ranks in one group.
     pub fn new(comm: SimpleCommunicator, runner: R) -> Self {
         MpiExecutor {
+            world: comm.duplicate(),
             comm: MpiComm::new(comm),
+            group: ChainGroup::SINGLE,
             runner,
             workspace: Workspace::default(),
             _universe: None,
         }
     }
 
-    /// The communicator wrapper.
+    /// The communicator wrapper of this rank's chain group.
     pub fn comm(&self) -> &MpiComm {
         &self.comm
     }
@@ -163,7 +220,7 @@ impl<R: BlockRunner> LikelihoodExecutor for MpiExecutor<R> {
     }
 
     fn workers(&self) -> usize {
-        self.comm.size()
+        self.world.size() as usize
     }
 
     fn threads_per_worker(&self) -> usize {
@@ -171,7 +228,7 @@ impl<R: BlockRunner> LikelihoodExecutor for MpiExecutor<R> {
     }
 
     fn is_root(&self) -> bool {
-        self.comm.rank() == 0
+        self.world.rank() == 0
     }
 
     fn log_likelihood(
@@ -192,8 +249,7 @@ impl<R: BlockRunner> LikelihoodExecutor for MpiExecutor<R> {
 
     fn any_worker(&mut self, flag: bool) -> Result<bool> {
         let mut out = 0u8;
-        self.comm
-            .comm
+        self.world
             .all_reduce_into(&u8::from(flag), &mut out, SystemOperation::max());
         Ok(out != 0)
     }
@@ -217,14 +273,46 @@ impl<R: BlockRunner> LikelihoodExecutor for MpiExecutor<R> {
     }
 
     fn max_over_workers(&mut self, x: f64) -> Result<f64> {
-        self.comm.max_f64(x)
+        let mut out = f64::NEG_INFINITY;
+        self.world
+            .all_reduce_into(&x, &mut out, SystemOperation::max());
+        Ok(out)
     }
 
     fn sum_over_workers(&mut self, x: f64) -> Result<f64> {
         let mut out = 0.0;
-        self.comm
-            .comm
+        self.world
             .all_reduce_into(&x, &mut out, SystemOperation::sum());
         Ok(out)
+    }
+
+    fn chain_group(&self) -> ChainGroup {
+        self.group
+    }
+
+    fn all_gather_bytes(&mut self, bytes: &[u8]) -> Result<Vec<Vec<u8>>> {
+        let size = self.world.size() as usize;
+        let len = Count::try_from(bytes.len())
+            .map_err(|_| Error::Executor("a chain state of over 2^31 bytes".into()))?;
+        let mut lens = vec![0 as Count; size];
+        self.world.all_gather_into(&len, &mut lens[..]);
+        let mut displs = Vec::with_capacity(size);
+        let mut acc: Count = 0;
+        for l in &lens {
+            displs.push(acc);
+            acc = acc
+                .checked_add(*l)
+                .ok_or_else(|| Error::Executor("chain states of over 2^31 bytes".into()))?;
+        }
+        let mut buf = vec![0u8; acc as usize];
+        {
+            let mut part = PartitionMut::new(&mut buf[..], &lens[..], &displs[..]);
+            self.world.all_gather_varcount_into(bytes, &mut part);
+        }
+        Ok(lens
+            .iter()
+            .zip(&displs)
+            .map(|(l, d)| buf[*d as usize..(*d + *l) as usize].to_vec())
+            .collect())
     }
 }
