@@ -4,6 +4,7 @@
 //! outputs, summaries and plots. The binary is a thin clap front end.
 #![deny(missing_docs)]
 
+pub mod bench;
 pub mod checkpoint;
 pub mod data;
 pub mod error;

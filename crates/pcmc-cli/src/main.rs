@@ -151,6 +151,27 @@ enum BenchCommand {
         #[arg(long, default_value = "scalar")]
         kernel: String,
     },
+    /// Complete runs of a job per executor and worker count, side by side:
+    /// bench.csv, bench.md and bench.svg.
+    Compare {
+        /// The job file (TOML).
+        job: PathBuf,
+        /// Executors to compare (comma-separated: rayon, mpi, dataflow, serial).
+        #[arg(long, value_delimiter = ',', default_value = "rayon")]
+        executors: Vec<String>,
+        /// Worker counts (threads, MPI ranks or partitions; comma-separated).
+        #[arg(long, value_delimiter = ',', default_value = "1,2")]
+        workers: Vec<usize>,
+        /// Runs per executor and worker count (medians are reported).
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
+        /// Output directory (default `runs/<name>-bench`).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Extra `pcmc run` flags for every run, after `--` (e.g. `-- --particles 200`).
+        #[arg(last = true)]
+        extra: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -248,6 +269,24 @@ fn dispatch(cmd: Command) -> Result<()> {
                     kernel,
                 },
         } => pcmc_cli::tools::bench_ssa(&model, trajectories, &kernel),
+        Command::Bench {
+            what:
+                BenchCommand::Compare {
+                    job,
+                    executors,
+                    workers,
+                    repeat,
+                    out,
+                    extra,
+                },
+        } => pcmc_cli::bench::compare(&pcmc_cli::bench::CompareArgs {
+            job,
+            executors,
+            workers,
+            repeat,
+            out,
+            extra,
+        }),
         Command::Tune {
             job,
             particles,

@@ -681,6 +681,9 @@ pub fn run(job_path: &Path, ov: &Overrides, opts: RunOptions) -> Result<RunOutco
     };
     stats.bytes_sent_all = exec.sum_over_workers(stats.bytes_sent as f64)? as u64;
     stats.rows_moved = exec.sum_over_workers(stats.rows_moved as f64)? as u64;
+    let rss = crate::summary::peak_rss_bytes().unwrap_or(0) as f64;
+    stats.peak_rss_bytes = exec.max_over_workers(rss)? as u64;
+    stats.peak_rss_bytes_all = exec.sum_over_workers(rss)? as u64;
     stats.ssa_events = 0;
     stats.cap_hits = 0;
     stats.cap_events = 0;

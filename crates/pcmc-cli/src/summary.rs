@@ -61,6 +61,21 @@ pub struct RunStats {
     /// communicator per group).
     #[serde(default)]
     pub chain_groups: usize,
+    /// Peak resident memory of the largest process (bytes, from the OS;
+    /// 0 where unknown).
+    #[serde(default)]
+    pub peak_rss_bytes: u64,
+    /// Peak resident memory summed over all processes (MPI ranks).
+    #[serde(default)]
+    pub peak_rss_bytes_all: u64,
+}
+
+/// This process's peak resident set size in bytes (Linux `VmHWM`), if known.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
 }
 
 /// Per-parameter summaries from rows, in parameter order.
@@ -197,6 +212,8 @@ pub fn summary_json(s: &SummaryInput<'_>) -> Value {
             o.insert("task_retries".into(), json!(st.task_retries));
             o.insert("chain_groups".into(), json!(st.chain_groups.max(1)));
             o.insert("load_imbalance".into(), num(st.load_imbalance));
+            o.insert("peak_rss_bytes".into(), json!(st.peak_rss_bytes));
+            o.insert("peak_rss_bytes_all".into(), json!(st.peak_rss_bytes_all));
         }
         None => {
             o.insert(

@@ -257,3 +257,63 @@ fn tune_reports_sd_and_cost_per_particle_count() {
     );
     assert!(tmp.path().join("tune.svg").is_file() && tmp.path().join("tune.csv").is_file());
 }
+
+#[test]
+fn bench_compare_runs_every_compiled_executor_and_checks_the_chains() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out_dir = tmp.path().join("bench");
+    let mut executors = vec!["rayon"];
+    if cfg!(feature = "mpi") {
+        executors.push("mpi");
+    }
+    if cfg!(feature = "dataflow") {
+        executors.push("dataflow");
+    }
+    let list = executors.join(",");
+    let out = pcmc()
+        .args(["bench", "compare"])
+        .arg(job("lv11-quick.toml"))
+        .args([
+            "--executors",
+            &list,
+            "--workers",
+            "1,2",
+            "--repeat",
+            "1",
+            "--out",
+        ])
+        .arg(&out_dir)
+        .args(["--", "--iterations", "6", "--chains", "1"])
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .env_remove("SLURM_JOB_ID")
+        .output()
+        .unwrap();
+    ok(&out);
+    let md = std::fs::read_to_string(out_dir.join("bench.md")).unwrap();
+    assert!(md.contains("Chains of all runs identical: yes"), "{md}");
+    for e in &executors {
+        for w in [1, 2] {
+            assert!(md.contains(&format!("| {e} | {w} |")), "{e} × {w}:\n{md}");
+        }
+    }
+    let csv = std::fs::read_to_string(out_dir.join("bench.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 2 * executors.len(), "{csv}");
+    assert!(csv.starts_with("executor,workers,repeat,wall_seconds"));
+    // Peak RSS comes from the OS: a run of pcmc needs at least a megabyte.
+    for line in csv.lines().skip(1) {
+        let rss: f64 = line.split(',').nth(7).unwrap().parse().unwrap();
+        assert!(rss > 1e6, "{line}");
+    }
+    let svg = std::fs::read_to_string(out_dir.join("bench.svg")).unwrap();
+    assert!(svg.starts_with("<svg"));
+    // An executor that does not exist is bad input.
+    let bad = pcmc()
+        .args(["bench", "compare"])
+        .arg(job("lv11-quick.toml"))
+        .args(["--executors", "spark"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("\"spark\" is not one of"));
+}

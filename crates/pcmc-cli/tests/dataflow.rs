@@ -151,3 +151,58 @@ fn failures_beyond_the_retry_bound_exit_1_with_a_message() {
     assert!(err.contains("failed 2 time(s)"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+#[test]
+fn dataflow_run_interrupted_by_sigterm_resumes_bit_identically() {
+    // Checkpoint on SIGTERM (exit 75), resume on another partition count: the
+    // chain equals an uninterrupted rayon run.
+    let tmp = tempfile::tempdir().unwrap();
+    let rdir = tmp.path().join("rayon");
+    ok(&run(&rdir, "lv11-quick.toml", &["--iterations", "80"], &[]));
+    let dir = tmp.path().join("df");
+    let mut interrupted = 0;
+    for (attempt, parts) in ["3", "5", "2", "7", "4", "3", "6", "2"].iter().enumerate() {
+        let mut child = pcmc()
+            .arg("run")
+            .arg(job("lv11-quick.toml"))
+            .args(["--executor", "dataflow", "--partitions", parts])
+            .args(["--iterations", "80", "--quiet", "--resume", "--out"])
+            .arg(&dir)
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(400 + 150 * attempt as u64));
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        let pid = child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let status = child.wait().unwrap();
+        if status.code() == Some(75) {
+            interrupted += 1;
+        } else {
+            assert_eq!(status.code(), Some(0), "{status:?}");
+        }
+    }
+    ok(&run(
+        &dir,
+        "lv11-quick.toml",
+        &[
+            "--executor",
+            "dataflow",
+            "--partitions",
+            "4",
+            "--iterations",
+            "80",
+            "--resume",
+        ],
+        &[],
+    ));
+    assert!(interrupted >= 1, "no SIGTERM landed");
+    assert_eq!(chain(&dir), chain(&rdir));
+}
