@@ -529,7 +529,7 @@ pub fn run(job_path: &Path, ov: &Overrides, opts: RunOptions) -> Result<RunOutco
             for (i, c) in (first_chain..first_chain + job.mcmc.chains as u64).enumerate() {
                 if group.runs(i) {
                     let (st, rec) = pmmh.init_chain(exec.as_mut(), c)?;
-                    account(&rec, &mut stats, group.leader);
+                    account(&rec, &mut stats);
                     mine.push(Shared {
                         index: i,
                         state: st.clone(),
@@ -591,7 +591,7 @@ pub fn run(job_path: &Path, ov: &Overrides, opts: RunOptions) -> Result<RunOutco
                 continue;
             }
             let rec = pmmh.step(exec.as_mut(), st)?;
-            account(&rec, &mut stats, group.leader);
+            account(&rec, &mut stats);
             if exec.workers() > 1 {
                 let mut v = rec.theta.clone();
                 v.push(rec.loglik);
@@ -659,7 +659,9 @@ pub fn run(job_path: &Path, ov: &Overrides, opts: RunOptions) -> Result<RunOutco
     // the mean, and the particle bytes moved by all workers.
     let busy = stats.stages.propagate + stats.stages.weight + stats.stages.resample;
     if group.count > 1 {
-        // Each group leader accounted its own chains' passes: add them up.
+        // Every rank of a group saw the group's passes: count each group's
+        // once, from its leader, and add the groups up.
+        let mine = |x: f64| if group.leader { x } else { 0.0 };
         let s = &mut stats.stages;
         for v in [
             &mut s.propagate,
@@ -667,10 +669,11 @@ pub fn run(job_path: &Path, ov: &Overrides, opts: RunOptions) -> Result<RunOutco
             &mut s.resample,
             &mut s.communicate,
         ] {
-            *v = exec.sum_over_workers(*v)?;
+            *v = exec.sum_over_workers(mine(*v))?;
         }
-        stats.filter_passes = exec.sum_over_workers(stats.filter_passes as f64)? as u64;
-        stats.filter_steps = exec.sum_over_workers(stats.filter_steps as f64)? as u64;
+        stats.filter_passes = exec.sum_over_workers(mine(stats.filter_passes as f64))? as u64;
+        stats.filter_steps = exec.sum_over_workers(mine(stats.filter_steps as f64))? as u64;
+        stats.task_retries = exec.sum_over_workers(mine(stats.task_retries as f64))? as u64;
     }
     let max_busy = exec.max_over_workers(busy)?;
     let mean_busy = exec.sum_over_workers(busy)? / exec.workers() as f64;
@@ -723,17 +726,14 @@ pub fn run(job_path: &Path, ov: &Overrides, opts: RunOptions) -> Result<RunOutco
     Ok(RunOutcome::Finished)
 }
 
-/// Adds a record's filter pass to the run statistics. Only a chain group's
-/// leader counts passes and stage times (they are summed over groups at the
-/// end); bytes are every rank's own.
-fn account(rec: &IterationRecord, stats: &mut RunStats, leader: bool) {
+/// Adds a record's filter pass to the run statistics (this worker's own
+/// share: with several chain groups, the totals are formed at the end).
+fn account(rec: &IterationRecord, stats: &mut RunStats) {
     if let Some(f) = &rec.filter {
-        if leader {
-            stats.filter_passes += 1;
-            stats.filter_steps += f.ess.len() as u64;
-            stats.stages.add(&f.times);
-            stats.task_retries += f.task_retries;
-        }
+        stats.filter_passes += 1;
+        stats.filter_steps += f.ess.len() as u64;
+        stats.stages.add(&f.times);
+        stats.task_retries += f.task_retries;
         stats.bytes_sent += f.bytes_sent;
         stats.rows_moved += f.rows_moved;
     }

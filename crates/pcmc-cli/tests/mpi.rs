@@ -95,8 +95,13 @@ fn mpi_chains_equal_rayon_at_1_2_3_ranks() {
     // Two predators, 7 particles: neither 2 nor 3 divides it.
     let reference = rayon_chain(tmp.path(), "lv12-quick.toml", &["--particles", "7"]);
     for ranks in [2, 3] {
-        let (chain, _) = mpi_chain(tmp.path(), "lv12-quick.toml", ranks, &["--particles", "7"]);
+        let (chain, summary) =
+            mpi_chain(tmp.path(), "lv12-quick.toml", ranks, &["--particles", "7"]);
         assert_eq!(chain, reference, "lv12-quick on {ranks} ranks");
+        // Every rank works on its slice: busy times are of one order (a
+        // rank that reported no work would give max/mean = ranks).
+        let imbalance = summary["load_imbalance"].as_f64().unwrap();
+        assert!((1.0..1.8).contains(&imbalance), "{summary}");
     }
 }
 

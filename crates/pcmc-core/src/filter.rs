@@ -315,6 +315,28 @@ pub struct FilterOutput {
     pub task_retries: u64,
 }
 
+impl FilterOutput {
+    /// An empty output (log-likelihood 0) with room for `steps` ESS values.
+    pub fn new(steps: usize) -> Self {
+        FilterOutput {
+            loglik: 0.0,
+            collapsed_at: None,
+            ess: Vec::with_capacity(steps),
+            counters: SsaCounters::default(),
+            times: StageTimes::default(),
+            bytes_sent: 0,
+            rows_moved: 0,
+            task_retries: 0,
+        }
+    }
+}
+
+/// Whether `theta` can be filtered for `net`: one finite, non-negative value
+/// per parameter. Any other θ has likelihood 0 (an estimate of −∞).
+pub fn theta_is_valid(net: &Network, theta: &[f64]) -> bool {
+    theta.len() == net.parameters().len() && theta.iter().all(|t| t.is_finite() && *t >= 0.0)
+}
+
 /// Maps a function over blocks, serially or in parallel.
 ///
 /// Implementations must call `f` exactly once per item and return the results
@@ -533,18 +555,8 @@ pub fn run_filter_on<R: BlockRunner, C: Collective + ?Sized>(
     }
     let (first, end) = rank_slice(n, size, rank);
     let local = end - first;
-    let mut out = FilterOutput {
-        loglik: 0.0,
-        collapsed_at: None,
-        ess: Vec::with_capacity(data.len()),
-        counters: SsaCounters::default(),
-        times: StageTimes::default(),
-        bytes_sent: 0,
-        rows_moved: 0,
-        task_retries: 0,
-    };
-    if theta.len() != net.parameters().len() || theta.iter().any(|t| !(t.is_finite() && *t >= 0.0))
-    {
+    let mut out = FilterOutput::new(data.len());
+    if !theta_is_valid(net, theta) {
         out.loglik = f64::NEG_INFINITY;
         return Ok(out);
     }

@@ -56,7 +56,7 @@ use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::physical_plan::{ExecutionPlan, Partitioning, displayable};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use futures::TryStreamExt;
-use pcmc_core::filter::{FilterKey, FilterOutput, FilterProblem, StageTimes, rank_slice};
+use pcmc_core::filter::{FilterKey, FilterOutput, FilterProblem, rank_slice, theta_is_valid};
 use pcmc_core::resample::ln_total;
 use pcmc_core::ssa::{Ssa, SsaCounters};
 use pcmc_core::{Error, LikelihoodExecutor, Result};
@@ -510,20 +510,9 @@ impl LikelihoodExecutor for DataflowExecutor {
     ) -> Result<FilterOutput> {
         let data = problem.data();
         let n = problem.particles();
-        let mut out = FilterOutput {
-            loglik: 0.0,
-            collapsed_at: None,
-            ess: Vec::with_capacity(data.len()),
-            counters: SsaCounters::default(),
-            times: StageTimes::default(),
-            bytes_sent: 0,
-            rows_moved: 0,
-            task_retries: 0,
-        };
+        let mut out = FilterOutput::new(data.len());
         let net = problem.network();
-        if theta.len() != net.parameters().len()
-            || theta.iter().any(|t| !(t.is_finite() && *t >= 0.0))
-        {
+        if !theta_is_valid(net, theta) {
             out.loglik = f64::NEG_INFINITY;
             return Ok(out);
         }
