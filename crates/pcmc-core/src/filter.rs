@@ -30,7 +30,9 @@ use crate::ssa::{BlockScratch, Outcome, Ssa, SsaCounters};
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
-/// Particles per block: the unit of parallel work and of the batch kernel.
+/// Particles per block (at most; fewer when a small population on several
+/// threads needs more blocks to balance): the unit of parallel work and of
+/// the batch kernel.
 pub const BLOCK: usize = 16;
 
 /// Which SSA kernel propagates particles. Both give identical results.
@@ -453,6 +455,22 @@ pub struct Workspace {
     offspring: Vec<u64>,
     send: Vec<Vec<u64>>,
     work: Vec<BlockWork>,
+    /// Particles per block (at most [`BLOCK`]): the block stride of the
+    /// structure-of-arrays buffers.
+    lanes: usize,
+}
+
+/// Particles per block for `local` particles on `workers` threads: [`BLOCK`],
+/// or fewer when that leaves too few blocks to balance the threads (20
+/// particles in blocks of 16 would give one thread 16 and the other 4).
+/// Results do not depend on it: every draw is keyed by the particle and every
+/// sum is exact.
+fn lanes_for(local: usize, workers: usize) -> usize {
+    if workers <= 1 {
+        BLOCK
+    } else {
+        local.div_ceil(8 * workers).clamp(1, BLOCK)
+    }
 }
 
 struct Item<'a> {
@@ -460,6 +478,8 @@ struct Item<'a> {
     first: usize,
     block: usize,
     len: usize,
+    /// The block's stride (particles per block) in `counts`.
+    stride: usize,
     counts: &'a mut [u64],
     lw: &'a mut [f64],
     q: &'a mut [u64],
@@ -467,12 +487,13 @@ struct Item<'a> {
 }
 
 impl Workspace {
-    fn prepare(&mut self, n: usize, species: usize) {
-        let blocks = n.div_ceil(BLOCK);
-        let cells = blocks * BLOCK * species;
+    fn prepare(&mut self, n: usize, species: usize, lanes: usize) {
+        self.lanes = lanes;
+        let blocks = n.div_ceil(lanes);
+        let cells = blocks * lanes * species;
         self.counts.resize(cells, 0);
-        self.lw.resize(blocks * BLOCK, 0.0);
-        self.q.resize(blocks * BLOCK, 0);
+        self.lw.resize(blocks * lanes, 0.0);
+        self.q.resize(blocks * lanes, 0);
         self.offspring.resize(n, 0);
         self.work.resize_with(blocks, BlockWork::default);
     }
@@ -480,18 +501,20 @@ impl Workspace {
     /// The blocks of the local slice of `n` particles starting at global
     /// index `first`.
     fn items(&mut self, first: usize, n: usize, species: usize) -> Vec<Item<'_>> {
-        let blocks = n.div_ceil(BLOCK);
+        let lanes = self.lanes;
+        let blocks = n.div_ceil(lanes);
         self.counts
-            .chunks_mut(BLOCK * species)
-            .zip(self.lw.chunks_mut(BLOCK))
-            .zip(self.q.chunks_mut(BLOCK))
+            .chunks_mut(lanes * species)
+            .zip(self.lw.chunks_mut(lanes))
+            .zip(self.q.chunks_mut(lanes))
             .zip(self.work.iter_mut())
             .take(blocks)
             .enumerate()
             .map(|(b, (((counts, lw), q), work))| Item {
-                first: first + b * BLOCK,
+                first: first + b * lanes,
                 block: b,
-                len: BLOCK.min(n - b * BLOCK),
+                len: lanes.min(n - b * lanes),
+                stride: lanes,
                 counts,
                 lw,
                 q,
@@ -561,8 +584,8 @@ pub fn run_filter_on<R: BlockRunner, C: Collective + ?Sized>(
         return Ok(out);
     }
     let ssa = Ssa::new(net, theta, &cfg.caps, cfg.max_events);
-    ws.prepare(local, species);
-    let stride = BLOCK;
+    ws.prepare(local, species, lanes_for(local, runner.workers()));
+    let stride = ws.lanes;
 
     // Initial states.
     let t = Instant::now();
@@ -753,12 +776,12 @@ fn propagate_block(
                     continue;
                 }
                 for s in 0..species {
-                    w.x[s] = it.counts[s * BLOCK + j];
+                    w.x[s] = it.counts[s * it.stride + j];
                 }
                 let mut rng = key.stream(Purpose::Propagate, step, first + j as u64).rng();
                 let o = ssa.advance_counted(&mut w.x, t0, t1, &mut rng, &mut w.cum, &mut counters);
                 for s in 0..species {
-                    it.counts[s * BLOCK + j] = w.x[s];
+                    it.counts[s * it.stride + j] = w.x[s];
                 }
                 if o != Outcome::Reached {
                     it.lw[j] = f64::NEG_INFINITY;
@@ -777,7 +800,7 @@ fn propagate_block(
             w.outcomes.resize(it.len, Outcome::Reached);
             let c = ssa.advance_block(
                 it.counts,
-                BLOCK,
+                it.stride,
                 t0,
                 t1,
                 &mut w.rngs,
@@ -829,9 +852,10 @@ fn offspring_counts<R: BlockRunner>(
             );
         });
         drop(items);
-        for (b, w) in ws.work.iter().enumerate().take(local.div_ceil(BLOCK)) {
-            let len = BLOCK.min(local - b * BLOCK);
-            ws.offspring[b * BLOCK..b * BLOCK + len].copy_from_slice(&w.offspring[..len]);
+        let lanes = ws.lanes;
+        for (b, w) in ws.work.iter().enumerate().take(local.div_ceil(lanes)) {
+            let len = lanes.min(local - b * lanes);
+            ws.offspring[b * lanes..b * lanes + len].copy_from_slice(&w.offspring[..len]);
         }
     } else {
         // One rank holds every particle: the local slice is the whole vector.
@@ -871,8 +895,9 @@ fn pack_offspring(
     let mut dest_end = rank_slice(n, size, 0).1;
     for i in 0..local {
         let mut o = ws.offspring[i] as usize;
-        let (b, j) = (i / BLOCK, i % BLOCK);
-        let base = b * BLOCK * species;
+        let lanes = ws.lanes;
+        let (b, j) = (i / lanes, i % lanes);
+        let base = b * lanes * species;
         while o > 0 {
             while pos >= dest_end {
                 dest += 1;
@@ -885,7 +910,7 @@ fn pack_offspring(
             let buf = &mut send[dest];
             buf.push(piece as u64);
             for s in 0..species {
-                buf.push(ws.counts[base + s * BLOCK + j]);
+                buf.push(ws.counts[base + s * lanes + j]);
             }
             pos += piece;
             o -= piece;
@@ -904,13 +929,14 @@ fn pack_offspring(
 /// marking every particle alive.
 fn unpack_population(ws: &mut Workspace, received: Vec<Vec<u64>>, local: usize, species: usize) {
     let mut idx = 0usize;
+    let lanes = ws.lanes;
     for buf in &received {
         for run in buf.chunks_exact(1 + species) {
             for _ in 0..run[0] {
-                let (b, j) = (idx / BLOCK, idx % BLOCK);
-                let base = b * BLOCK * species;
+                let (b, j) = (idx / lanes, idx % lanes);
+                let base = b * lanes * species;
                 for s in 0..species {
-                    ws.counts[base + s * BLOCK + j] = run[1 + s];
+                    ws.counts[base + s * lanes + j] = run[1 + s];
                 }
                 idx += 1;
             }
