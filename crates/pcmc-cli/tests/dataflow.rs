@@ -152,41 +152,47 @@ fn failures_beyond_the_retry_bound_exit_1_with_a_message() {
     assert!(!err.contains("panicked"), "{err}");
 }
 
-#[test]
-fn dataflow_run_interrupted_by_sigterm_resumes_bit_identically() {
-    // Checkpoint on SIGTERM (exit 75), resume on another partition count: the
-    // chain equals an uninterrupted rayon run.
-    let tmp = tempfile::tempdir().unwrap();
-    let rdir = tmp.path().join("rayon");
-    ok(&run(&rdir, "lv11-quick.toml", &["--iterations", "80"], &[]));
-    let dir = tmp.path().join("df");
+/// Interrupts a dataflow run with `signal` until five signals have landed
+/// (resuming each time, on changing partition counts), then lets it finish;
+/// returns the number of interruptions and the chain.
+fn interrupt_and_resume(tmp: &Path, signal: &str) -> (usize, Vec<u8>) {
+    let dir = tmp.join(format!("df-{signal}"));
     let mut interrupted = 0;
-    for (attempt, parts) in ["3", "5", "2", "7", "4", "3", "6", "2"].iter().enumerate() {
+    let parts = ["3", "5", "2", "7", "4", "6"];
+    for attempt in 0..24u64 {
+        if interrupted >= 5 {
+            break;
+        }
+        let p = parts[attempt as usize % parts.len()];
         let mut child = pcmc()
             .arg("run")
             .arg(job("lv11-quick.toml"))
-            .args(["--executor", "dataflow", "--partitions", parts])
-            .args(["--iterations", "80", "--quiet", "--resume", "--out"])
+            .args(["--executor", "dataflow", "--partitions", p])
+            .args(["--iterations", "200", "--checkpoint-every", "5"])
+            .args(["--quiet", "--resume", "--out"])
             .arg(&dir)
             .spawn()
             .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(400 + 150 * attempt as u64));
+        // Pseudo-random moments between 0.15 and 0.65 s (the whole run takes
+        // several seconds, so interruptions keep landing).
+        let ms = 150 + (attempt * 7919 + 13) % 500;
+        std::thread::sleep(std::time::Duration::from_millis(ms));
         if child.try_wait().unwrap().is_some() {
-            break;
+            continue;
         }
         let pid = child.id().to_string();
         assert!(
             Command::new("kill")
-                .args(["-TERM", &pid])
+                .args([format!("-{signal}"), pid])
                 .status()
                 .unwrap()
                 .success()
         );
         let status = child.wait().unwrap();
-        if status.code() == Some(75) {
-            interrupted += 1;
-        } else {
-            assert_eq!(status.code(), Some(0), "{status:?}");
+        match (signal, status.code()) {
+            ("TERM", Some(75)) | ("KILL", None) => interrupted += 1,
+            ("TERM", Some(0)) => {}
+            _ => panic!("{signal}: unexpected {status:?}"),
         }
     }
     ok(&run(
@@ -198,11 +204,30 @@ fn dataflow_run_interrupted_by_sigterm_resumes_bit_identically() {
             "--partitions",
             "4",
             "--iterations",
-            "80",
+            "200",
             "--resume",
         ],
         &[],
     ));
-    assert!(interrupted >= 1, "no SIGTERM landed");
-    assert_eq!(chain(&dir), chain(&rdir));
+    (interrupted, chain(&dir))
+}
+
+#[test]
+fn dataflow_runs_killed_or_terminated_resume_bit_identically() {
+    // SIGKILL (no checkpoint on the way out: resume from the last periodic
+    // one) and SIGTERM (checkpoint, exit 75), five times each, resuming on
+    // other partition counts: the chain equals an uninterrupted rayon run.
+    let tmp = tempfile::tempdir().unwrap();
+    let rdir = tmp.path().join("rayon");
+    ok(&run(
+        &rdir,
+        "lv11-quick.toml",
+        &["--iterations", "200"],
+        &[],
+    ));
+    for signal in ["KILL", "TERM"] {
+        let (n, got) = interrupt_and_resume(tmp.path(), signal);
+        assert!(n >= 5, "only {n} SIG{signal}s landed");
+        assert_eq!(got, chain(&rdir), "after {n} SIG{signal}s");
+    }
 }
