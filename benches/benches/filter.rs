@@ -1,4 +1,6 @@
-//! One bootstrap filter pass of lv11 with 1000 particles, serial and rayon.
+//! One bootstrap filter pass of lv11 with 1000 particles per executor:
+//! serial, rayon on 1 and 2 threads, and (with `--features dataflow`) the
+//! dataflow executor with 1 and 2 partitions on as many threads.
 use criterion::{Criterion, criterion_group, criterion_main};
 use pcmc_core::prelude::*;
 use pcmc_core::serial;
@@ -27,6 +29,22 @@ fn filter(cr: &mut Criterion) {
     for threads in [1, 2] {
         let mut exec = rayon_executor(threads).unwrap();
         g.bench_function(format!("rayon-{threads}"), |b| {
+            b.iter(|| {
+                it += 1;
+                let key = FilterKey {
+                    seed: 1,
+                    chain: 0,
+                    iteration: it % 8,
+                };
+                black_box(exec.log_likelihood(&problem, &theta, key).unwrap().loglik)
+            })
+        });
+    }
+    #[cfg(feature = "dataflow")]
+    for workers in [1, 2] {
+        use pcmc_dataflow::{DataflowConfig, DataflowExecutor};
+        let mut exec = DataflowExecutor::new(DataflowConfig::new(workers, workers)).unwrap();
+        g.bench_function(format!("dataflow-{workers}"), |b| {
             b.iter(|| {
                 it += 1;
                 let key = FilterKey {
