@@ -425,6 +425,11 @@ pub fn run(job_path: &Path, ov: &Overrides, opts: RunOptions) -> Result<RunOutco
     // writes files and prints.
     let root = exec.is_root();
     let quiet = quiet || !root;
+    if ov.partitions.is_some() && kind != "dataflow" && !quiet {
+        tracing::warn!(
+            "--partitions applies to the dataflow executor only; the {kind} executor ignores it"
+        );
+    }
     let dir = run_dir(job, ov);
     let pmmh = &prep.pmmh;
     let fingerprint = job.fingerprint(&prep.data);
