@@ -410,6 +410,11 @@ pub fn run(job_path: &Path, ov: &Overrides, opts: RunOptions) -> Result<RunOutco
         return Err(InputError::flag("--checkpoint-every", "must be at least 1").into());
     }
     let mut exec = make_executor(&kind, threads, partitions, job.mcmc.chains)?;
+    #[cfg(feature = "dataflow")]
+    if kind == "dataflow" {
+        pcmc_dataflow::check_species(job.network.species())
+            .map_err(|e| input(&job.path, e.to_string()))?;
+    }
     let group = exec.chain_group();
     if exec.workers() > 1 && kind != "rayon" && !job.filter.resampling.is_distributable() {
         return Err(input(

@@ -231,3 +231,42 @@ fn dataflow_runs_killed_or_terminated_resume_bit_identically() {
         assert_eq!(got, chain(&rdir), "after {n} SIG{signal}s");
     }
 }
+
+#[test]
+fn a_species_named_like_a_reserved_column_is_bad_input() {
+    // hare–lynx with the hare renamed `particle`: a valid job, but the
+    // dataflow executor's table already has a `particle` column.
+    let tmp = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let data = std::fs::read_to_string(root.join("data/hare-lynx.csv"))
+        .unwrap()
+        .replace("hare", "particle");
+    let data_path = tmp.path().join("data.csv");
+    std::fs::write(&data_path, data).unwrap();
+    let text = std::fs::read_to_string(job("hare-lynx-quick.toml"))
+        .unwrap()
+        .replace("hare", "particle")
+        .replace(
+            "../data/particle-lynx.csv",
+            &data_path.display().to_string(),
+        );
+    let job_path = tmp.path().join("job.toml");
+    std::fs::write(&job_path, text).unwrap();
+    let out = pcmc()
+        .arg("run")
+        .arg(&job_path)
+        .args(["--executor", "dataflow", "--quiet", "--out"])
+        .arg(tmp.path().join("o"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("model.species") && err.contains("\"particle\""),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    // The same job runs on rayon.
+    let ok_out = pcmc().arg("check").arg(&job_path).output().unwrap();
+    ok(&ok_out);
+}

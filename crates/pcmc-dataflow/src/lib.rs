@@ -132,6 +132,26 @@ impl DataflowConfig {
     }
 }
 
+/// Checks that every species can name a column of the particle table:
+/// `particle` and `log_weight` are taken, and names starting with `_` are
+/// reserved for the plans' own columns.
+///
+/// # Errors
+/// [`Error::Setting`] naming `model.species` and the offending name.
+pub fn check_species(species: &[String]) -> Result<()> {
+    for s in species {
+        if s == "particle" || s == "log_weight" || s.starts_with('_') {
+            return Err(Error::setting(
+                "model.species",
+                format!(
+                    "the dataflow executor cannot name a column {s:?} (particle, log_weight and names starting with _ are its own): rename the species"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// What the plans are built for: they are rebuilt when it changes.
 #[derive(Debug, Clone, PartialEq)]
 struct Shape {
@@ -240,14 +260,7 @@ impl DataflowExecutor {
         if self.plans.as_ref().is_some_and(|p| p.shape == shape) {
             return Ok(0.0);
         }
-        for s in &shape.species {
-            if s == "particle" || s == "log_weight" || s.starts_with('_') {
-                return Err(Error::setting(
-                    "model.species",
-                    format!("the dataflow executor cannot name a column {s:?}: rename the species"),
-                ));
-            }
-        }
+        check_species(&shape.species)?;
         let t = Instant::now();
         let parts = self.config.partitions.min(shape.n);
         let shared = self.shared.clone();
