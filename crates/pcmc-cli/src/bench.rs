@@ -17,20 +17,25 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-/// Settings of `pcmc bench compare`.
-#[derive(Debug, Clone)]
+/// Settings of `pcmc bench compare` (its command-line arguments).
+#[derive(Debug, Clone, clap::Args)]
 pub struct CompareArgs {
-    /// The job file.
+    /// The job file (TOML).
     pub job: PathBuf,
-    /// Executors to compare.
+    /// Executors to compare (comma-separated: rayon, mpi, dataflow, serial).
+    #[arg(long, value_delimiter = ',', default_value = "rayon")]
     pub executors: Vec<String>,
-    /// Worker counts (threads, ranks or partitions).
+    /// Worker counts (threads, MPI ranks or partitions; comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
     pub workers: Vec<usize>,
-    /// Runs per executor and worker count.
+    /// Runs per executor and worker count (medians are reported).
+    #[arg(long, default_value_t = 3)]
     pub repeat: usize,
     /// Output directory (default `runs/<name>-bench`).
+    #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Extra `pcmc run` flags for every run (e.g. `--particles 200`).
+    /// Extra `pcmc run` flags for every run, after `--` (e.g. `-- --particles 200`).
+    #[arg(last = true)]
     pub extra: Vec<String>,
 }
 

@@ -153,25 +153,7 @@ enum BenchCommand {
     },
     /// Complete runs of a job per executor and worker count, side by side:
     /// bench.csv, bench.md and bench.svg.
-    Compare {
-        /// The job file (TOML).
-        job: PathBuf,
-        /// Executors to compare (comma-separated: rayon, mpi, dataflow, serial).
-        #[arg(long, value_delimiter = ',', default_value = "rayon")]
-        executors: Vec<String>,
-        /// Worker counts (threads, MPI ranks or partitions; comma-separated).
-        #[arg(long, value_delimiter = ',', default_value = "1,2")]
-        workers: Vec<usize>,
-        /// Runs per executor and worker count (medians are reported).
-        #[arg(long, default_value_t = 3)]
-        repeat: usize,
-        /// Output directory (default `runs/<name>-bench`).
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// Extra `pcmc run` flags for every run, after `--` (e.g. `-- --particles 200`).
-        #[arg(last = true)]
-        extra: Vec<String>,
-    },
+    Compare(pcmc_cli::bench::CompareArgs),
 }
 
 fn main() -> ExitCode {
@@ -270,23 +252,8 @@ fn dispatch(cmd: Command) -> Result<()> {
                 },
         } => pcmc_cli::tools::bench_ssa(&model, trajectories, &kernel),
         Command::Bench {
-            what:
-                BenchCommand::Compare {
-                    job,
-                    executors,
-                    workers,
-                    repeat,
-                    out,
-                    extra,
-                },
-        } => pcmc_cli::bench::compare(&pcmc_cli::bench::CompareArgs {
-            job,
-            executors,
-            workers,
-            repeat,
-            out,
-            extra,
-        }),
+            what: BenchCommand::Compare(args),
+        } => pcmc_cli::bench::compare(&args),
         Command::Tune {
             job,
             particles,
