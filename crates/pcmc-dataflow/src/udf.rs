@@ -31,6 +31,12 @@ fn exec_err(msg: impl Into<String>) -> DataFusionError {
     DataFusionError::Execution(msg.into())
 }
 
+/// `a` as a UInt64 column, or an error naming the function and argument.
+fn u64_column<'a>(a: &'a ArrayRef, what: &str) -> DfResult<&'a UInt64Array> {
+    a.as_primitive_opt::<UInt64Type>()
+        .ok_or_else(|| exec_err(format!("{what} is not UInt64")))
+}
+
 /// The partition (particle slice) of global index `i` when `n` particles are
 /// split into `parts` balanced contiguous slices ([`rank_slice`]).
 pub fn slice_of(i: u64, n: usize, parts: usize) -> usize {
@@ -116,15 +122,10 @@ impl ScalarUDFImpl for Propagate {
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
-        let idx = arrays[0]
-            .as_primitive_opt::<UInt64Type>()
-            .ok_or_else(|| exec_err("pcmc_propagate: particle column is not UInt64"))?;
+        let idx = u64_column(&arrays[0], "pcmc_propagate: the particle column")?;
         let input: Vec<&UInt64Array> = arrays[1..]
             .iter()
-            .map(|a| {
-                a.as_primitive_opt::<UInt64Type>()
-                    .ok_or_else(|| exec_err("pcmc_propagate: species column is not UInt64"))
-            })
+            .map(|a| u64_column(a, "pcmc_propagate: a species column"))
             .collect::<DfResult<_>>()?;
         let rows = idx.len();
         let s_n = self.species;
@@ -297,10 +298,7 @@ impl ScalarUDFImpl for LogWeight {
             .ok_or_else(|| exec_err("pcmc_log_weight: alive is not Boolean"))?;
         let obs: Vec<&UInt64Array> = arrays[1..]
             .iter()
-            .map(|a| {
-                a.as_primitive_opt::<UInt64Type>()
-                    .ok_or_else(|| exec_err("pcmc_log_weight: species column is not UInt64"))
-            })
+            .map(|a| u64_column(a, "pcmc_log_weight: a species column"))
             .collect::<DfResult<_>>()?;
         let p = self.shared.read();
         let Some(problem) = &p.problem else {
@@ -357,9 +355,7 @@ impl ScalarUDFImpl for PartitionOf {
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
-        let idx = arrays[0]
-            .as_primitive_opt::<UInt64Type>()
-            .ok_or_else(|| exec_err("pcmc_partition: particle column is not UInt64"))?;
+        let idx = u64_column(&arrays[0], "pcmc_partition: the particle column")?;
         let out: UInt64Array = idx
             .values()
             .iter()
