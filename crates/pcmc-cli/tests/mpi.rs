@@ -179,19 +179,38 @@ fn a_killed_rank_ends_the_job_quickly() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_secs(2));
-    // Find the ranks (children of mpirun) and kill one of them.
+    // Find the ranks (processes running the pcmc binary with this run's
+    // output directory on their command line, other than mpirun) and kill
+    // one. Under a loaded machine (CI runs these tests in parallel) mpirun
+    // can take seconds to start its ranks, so poll instead of guessing.
     let marker = dir.display().to_string();
-    let pids = Command::new("pgrep")
-        .args(["-f", &marker])
-        .output()
-        .unwrap();
-    let pids: Vec<String> = String::from_utf8_lossy(&pids.stdout)
-        .split_whitespace()
-        .map(str::to_string)
-        .filter(|p| *p != child.id().to_string())
-        .collect();
-    assert!(!pids.is_empty(), "no rank process found");
+    let exe = std::fs::canonicalize(env!("CARGO_BIN_EXE_pcmc")).unwrap();
+    let wait = Instant::now();
+    let pids = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the job ended ({status:?}) before a rank could be killed");
+        }
+        let found = Command::new("pgrep")
+            .args(["-f", &marker])
+            .output()
+            .unwrap();
+        let pids: Vec<String> = String::from_utf8_lossy(&found.stdout)
+            .split_whitespace()
+            .filter(|p| *p != child.id().to_string())
+            .filter(|p| std::fs::read_link(format!("/proc/{p}/exe")).is_ok_and(|e| e == exe))
+            .map(str::to_string)
+            .collect();
+        if pids.len() == 2 {
+            break pids;
+        }
+        assert!(
+            wait.elapsed() < Duration::from_secs(120),
+            "the 2 rank processes did not appear within 120 s (found {pids:?})"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    // Let the ranks get into the run (past MPI_Init) before killing one.
+    std::thread::sleep(Duration::from_secs(1));
     let victim = pids.last().unwrap();
     assert!(
         Command::new("kill")
