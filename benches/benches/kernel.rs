@@ -1,4 +1,6 @@
-//! The exact SSA kernel on lv11 and lv12 trajectories; throughput in events.
+//! The exact SSA kernels (scalar, block, AVX2) on lv11 and lv12
+//! trajectories; throughput in events. `simd` falls back to the block kernel
+//! on CPUs without AVX2.
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use pcmc_core::rng::{Purpose, StreamKey};
 use pcmc_core::ssa::{BlockScratch, Outcome, Ssa};
@@ -66,6 +68,32 @@ fn kernel(cr: &mut Criterion) {
                     0.0,
                     c.span,
                     &mut rngs,
+                    &mut outcomes,
+                    &mut scratch,
+                ))
+            })
+        });
+        g.bench_function("simd", |b| {
+            let s = c.x0.len();
+            let lanes = n as usize;
+            let mut scratch = BlockScratch::default();
+            let mut outcomes = vec![Outcome::Reached; lanes];
+            let states: Vec<_> = (0..n)
+                .map(|i| StreamKey::new(1, 0, 0, 0, i, Purpose::Test).state())
+                .collect();
+            b.iter(|| {
+                let mut block = vec![0u64; s * lanes];
+                for j in 0..lanes {
+                    for (sp, v) in c.x0.iter().enumerate() {
+                        block[sp * lanes + j] = *v;
+                    }
+                }
+                black_box(ssa.advance_block_simd(
+                    &mut block,
+                    lanes,
+                    0.0,
+                    c.span,
+                    &states,
                     &mut outcomes,
                     &mut scratch,
                 ))

@@ -143,7 +143,8 @@ pub struct FilterSection {
     /// `systematic`, `stratified`, `multinomial` or `residual`.
     #[serde(default = "default_resampling")]
     pub resampling: String,
-    /// `scalar` or `batch`.
+    /// `scalar`, `batch` or `simd` (identical results; simd is the AVX2
+    /// kernel where the CPU has it).
     #[serde(default = "default_kernel")]
     pub kernel: String,
     /// Population cap: a number for every species or a table per species.
@@ -159,7 +160,7 @@ fn default_resampling() -> String {
     "systematic".into()
 }
 fn default_kernel() -> String {
-    "scalar".into()
+    "simd".into()
 }
 
 impl Default for FilterSection {
@@ -508,16 +509,15 @@ impl Job {
         let f = &file.filter;
         let mut filter = FilterConfig::new(f.particles, species.len());
         filter.resampling = Resampling::parse(&f.resampling).map_err(|e| core_err(path, e))?;
-        filter.kernel = match f.kernel.as_str() {
-            "scalar" => KernelChoice::Scalar,
-            "batch" => KernelChoice::Batch,
-            k => {
-                return Err(input(
-                    path,
-                    format!("filter.kernel: {k:?} is not one of scalar, batch"),
-                ));
-            }
-        };
+        filter.kernel = KernelChoice::parse(&f.kernel).ok_or_else(|| {
+            input(
+                path,
+                format!(
+                    "filter.kernel: {:?} is not one of scalar, batch, simd",
+                    f.kernel
+                ),
+            )
+        })?;
         if let Some(cap) = &f.cap {
             filter.caps = per_species(path, "filter.cap", cap, &species, Some(DEFAULT_CAP))?;
         }

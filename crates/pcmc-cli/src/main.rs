@@ -147,7 +147,7 @@ enum BenchCommand {
         /// Number of trajectories.
         #[arg(long, default_value_t = 64)]
         trajectories: u64,
-        /// scalar or batch.
+        /// scalar, batch or simd.
         #[arg(long, default_value = "scalar")]
         kernel: String,
     },

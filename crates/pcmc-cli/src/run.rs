@@ -562,6 +562,7 @@ pub fn run(job_path: &Path, ov: &Overrides, opts: RunOptions) -> Result<RunOutco
         )?;
     }
     stats.executor = exec.name().to_string();
+    stats.kernel = pmmh.problem().kernel_in_use().to_string();
     stats.workers = exec.workers();
     stats.threads_per_worker = exec.threads_per_worker();
     stats.chain_groups = group.count;
@@ -1040,6 +1041,7 @@ pub fn merge(out: &Path, dirs: &[PathBuf], quiet: bool) -> Result<()> {
     for rec in &records {
         let st = rec.stats.as_ref().expect("checked");
         stats.executor.clone_from(&st.executor);
+        stats.kernel.clone_from(&st.kernel);
         stats.workers = stats.workers.max(st.workers);
         stats.wall_seconds = stats.wall_seconds.max(st.wall_seconds);
         stats.ssa_events += st.ssa_events;

@@ -13,6 +13,9 @@ pub struct RunStats {
     pub executor: String,
     /// Workers (threads, ranks or partitions).
     pub workers: usize,
+    /// The SSA kernel that ran (`FilterProblem::kernel_in_use`).
+    #[serde(default)]
+    pub kernel: String,
     /// Wall time of the sampling loop, seconds.
     pub wall_seconds: f64,
     /// SSA events over all filter passes.
@@ -171,6 +174,7 @@ pub fn summary_json(s: &SummaryInput<'_>) -> Value {
         Some(st) => {
             o.insert("executor".into(), json!(st.executor));
             o.insert("workers".into(), json!(st.workers));
+            o.insert("kernel".into(), json!(st.kernel));
             o.insert(
                 "acceptance_per_chain".into(),
                 json!(st.acceptance_per_chain),
@@ -271,9 +275,10 @@ pub fn summary_table(v: &Value) -> String {
     ));
     if let Some(w) = v["wall_seconds"].as_f64() {
         out.push_str(&format!(
-            " | wall {w:.1} s | {} SSA events ({} /s) | cap hits {} | {} × {}",
+            " | wall {w:.1} s | {} SSA events ({} /s, {} kernel) | cap hits {} | {} × {}",
             fmt(v["ssa_events"].as_f64(), 0),
             fmt(v["events_per_second"].as_f64(), 0),
+            v["kernel"].as_str().unwrap_or("?"),
             v["cap_hits"],
             v["executor"].as_str().unwrap_or("?"),
             v["workers"]

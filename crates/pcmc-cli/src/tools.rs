@@ -7,7 +7,7 @@ use anyhow::Result;
 use pcmc_core::LikelihoodExecutor;
 use pcmc_core::filter::{BLOCK, FilterKey};
 use pcmc_core::rng::{Purpose, StreamKey};
-use pcmc_core::ssa::{BlockScratch, Outcome, Ssa};
+use pcmc_core::ssa::{BlockScratch, KernelChoice, Outcome, Ssa};
 use pcmc_core::workloads::kernel_case;
 use plotters::prelude::*;
 use serde_json::json;
@@ -29,53 +29,43 @@ pub fn bench_ssa(model: &str, trajectories: u64, kernel: &str) -> Result<()> {
     if trajectories == 0 {
         return Err(InputError::flag("--trajectories", "must be at least 1").into());
     }
+    let kernel_choice = KernelChoice::parse(kernel).ok_or_else(|| {
+        InputError::flag(
+            "--kernel",
+            format!("{kernel:?} is not one of scalar, batch, simd"),
+        )
+    })?;
     let caps = vec![pcmc_core::filter::DEFAULT_CAP; case.x0.len()];
     let ssa = Ssa::new(&case.network, &case.theta, &caps, u64::MAX);
-    let key = |i: u64| StreamKey::new(1, 0, 0, 0, i, Purpose::Test).rng();
+    let s = case.x0.len();
+    let mut scratch = BlockScratch::default();
+    let mut block = vec![0u64; s * BLOCK];
+    let mut outcomes = [Outcome::Reached; BLOCK];
     let start = Instant::now();
     let mut events = 0u64;
-    match kernel {
-        "scalar" => {
-            let mut cum = vec![0.0; ssa.n_reactions()];
-            for i in 0..trajectories {
-                let mut x = case.x0.clone();
-                events += ssa.advance(&mut x, 0.0, case.span, &mut key(i), &mut cum).1;
+    let mut first = 0;
+    // Blocks of the filter's width, each particle from its own stream, as
+    // in a filter pass.
+    while first < trajectories {
+        let lanes = (trajectories - first).min(BLOCK as u64) as usize;
+        for j in 0..lanes {
+            for (sp, v) in case.x0.iter().enumerate() {
+                block[sp * BLOCK + j] = *v;
             }
         }
-        "batch" | "simd" => {
-            let s = case.x0.len();
-            let mut scratch = BlockScratch::default();
-            let mut block = vec![0u64; s * BLOCK];
-            let mut outcomes = [Outcome::Reached; BLOCK];
-            let mut first = 0;
-            while first < trajectories {
-                let lanes = (trajectories - first).min(BLOCK as u64) as usize;
-                for j in 0..lanes {
-                    for (sp, v) in case.x0.iter().enumerate() {
-                        block[sp * BLOCK + j] = *v;
-                    }
-                }
-                let mut rngs: Vec<_> = (0..lanes as u64).map(|j| key(first + j)).collect();
-                let c = ssa.advance_block(
-                    &mut block,
-                    BLOCK,
-                    0.0,
-                    case.span,
-                    &mut rngs,
-                    &mut outcomes[..lanes],
-                    &mut scratch,
-                );
-                events += c.events;
-                first += lanes as u64;
-            }
-        }
-        other => {
-            return Err(InputError::flag(
-                "--kernel",
-                format!("{other:?} is not one of scalar, batch"),
-            )
-            .into());
-        }
+        let c = ssa.propagate(
+            kernel_choice,
+            &mut block,
+            BLOCK,
+            lanes,
+            0.0,
+            case.span,
+            |j| StreamKey::new(1, 0, 0, 0, first + j as u64, Purpose::Test),
+            &mut outcomes,
+            &mut scratch,
+        );
+        events += c.events;
+        first += lanes as u64;
     }
     let seconds = start.elapsed().as_secs_f64();
     println!(
@@ -83,6 +73,7 @@ pub fn bench_ssa(model: &str, trajectories: u64, kernel: &str) -> Result<()> {
         json!({
             "model": case.name,
             "kernel": kernel,
+            "simd_active": kernel_choice == KernelChoice::Simd && ssa.simd_active(),
             "trajectories": trajectories,
             "events": events,
             "seconds": seconds,

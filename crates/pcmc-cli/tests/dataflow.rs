@@ -168,7 +168,7 @@ fn interrupt_and_resume(tmp: &Path, signal: &str) -> (usize, Vec<u8>) {
             .arg("run")
             .arg(job("lv11-quick.toml"))
             .args(["--executor", "dataflow", "--partitions", p])
-            .args(["--iterations", "200", "--checkpoint-every", "5"])
+            .args(["--iterations", "300", "--checkpoint-every", "5"])
             .args(["--quiet", "--resume", "--out"])
             .arg(&dir)
             .spawn()
@@ -204,7 +204,7 @@ fn interrupt_and_resume(tmp: &Path, signal: &str) -> (usize, Vec<u8>) {
             "--partitions",
             "4",
             "--iterations",
-            "200",
+            "300",
             "--resume",
         ],
         &[],
@@ -222,7 +222,7 @@ fn dataflow_runs_killed_or_terminated_resume_bit_identically() {
     ok(&run(
         &rdir,
         "lv11-quick.toml",
-        &["--iterations", "200"],
+        &["--iterations", "300"],
         &[],
     ));
     for signal in ["KILL", "TERM"] {

@@ -239,7 +239,7 @@ fn a_killed_rank_ends_the_job_quickly() {
 /// final chain equals the uninterrupted rayon chain.
 fn interrupt_mpi(signal: &str) {
     let tmp = tempfile::tempdir().unwrap();
-    let args = ["--iterations", "150", "--checkpoint-every", "1"];
+    let args = ["--iterations", "400", "--checkpoint-every", "1"];
     let reference = rayon_chain(tmp.path(), "lv11-quick.toml", &args);
     let dir = tmp.path().join(format!("mpi-{signal}"));
     let mut x: u64 = 12345;

@@ -109,8 +109,8 @@ fn interrupt_and_resume(signal: &str, seed: u64, extra: &[&str]) -> (usize, Vec<
 #[test]
 fn sigkill_at_random_moments_then_resume_is_bit_identical() {
     let tmp = tempfile::tempdir().unwrap();
-    let expected = reference(tmp.path(), &["--iterations", "100"]);
-    let (kills, got) = interrupt_and_resume("KILL", 42, &["--iterations", "100"]);
+    let expected = reference(tmp.path(), &["--iterations", "400"]);
+    let (kills, got) = interrupt_and_resume("KILL", 42, &["--iterations", "400"]);
     assert!(kills >= 5, "only {kills} kills landed");
     assert_eq!(
         String::from_utf8(got).unwrap(),
@@ -121,9 +121,9 @@ fn sigkill_at_random_moments_then_resume_is_bit_identical() {
 #[test]
 fn sigterm_checkpoints_and_resume_is_bit_identical_across_thread_counts() {
     let tmp = tempfile::tempdir().unwrap();
-    let expected = reference(tmp.path(), &["--iterations", "120"]);
+    let expected = reference(tmp.path(), &["--iterations", "400"]);
     // Resuming with another worker count gives the same bytes.
-    let (terms, got) = interrupt_and_resume("TERM", 7, &["--iterations", "120", "--threads", "1"]);
+    let (terms, got) = interrupt_and_resume("TERM", 7, &["--iterations", "400", "--threads", "1"]);
     assert!(terms >= 5, "only {terms} SIGTERMs landed");
     assert_eq!(
         String::from_utf8(got).unwrap(),

@@ -25,7 +25,7 @@ use crate::error::{Error, Result};
 use crate::model::Network;
 use crate::observation::{Data, InitialPrior, ObservationModel};
 use crate::resample::{self, MAX_PARTICLES, Resampling};
-use crate::rng::{Purpose, StreamKey, Xoshiro256PlusPlus};
+use crate::rng::{Purpose, StreamKey};
 use crate::ssa::{BlockScratch, Outcome, Ssa, SsaCounters};
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
@@ -35,16 +35,7 @@ use std::time::Instant;
 /// the batch kernel.
 pub const BLOCK: usize = 16;
 
-/// Which SSA kernel propagates particles. Both give identical results.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum KernelChoice {
-    /// One particle at a time ([`Ssa::advance`]).
-    #[default]
-    Scalar,
-    /// A block in lock-step ([`Ssa::advance_block`]).
-    Batch,
-}
+pub use crate::ssa::KernelChoice;
 
 /// Settings of the particle filter.
 #[derive(Debug, Clone, PartialEq)]
@@ -89,14 +80,14 @@ pub fn data_caps(net: &Network, data: &Data) -> Vec<u64> {
 }
 
 impl FilterConfig {
-    /// Defaults for `n_species` species: systematic resampling, scalar
+    /// Defaults for `n_species` species: systematic resampling, the SIMD
     /// kernel, every species capped at [`DEFAULT_CAP`], event limit
     /// [`DEFAULT_MAX_EVENTS`].
     pub fn new(particles: usize, n_species: usize) -> Self {
         FilterConfig {
             particles,
             resampling: Resampling::Systematic,
-            kernel: KernelChoice::Scalar,
+            kernel: KernelChoice::Simd,
             caps: vec![DEFAULT_CAP; n_species],
             max_events: DEFAULT_MAX_EVENTS,
         }
@@ -210,6 +201,28 @@ impl FilterProblem {
     /// Number of particles.
     pub fn particles(&self) -> usize {
         self.config.particles
+    }
+    /// The kernel that propagates particles on this machine, for reports:
+    /// `scalar`, `batch`, `simd` (AVX2 lanes) or `simd→batch` (the SIMD
+    /// kernel's fallback: no AVX2, or a network or cap outside its range).
+    pub fn kernel_in_use(&self) -> &'static str {
+        match self.config.kernel {
+            KernelChoice::Simd => {
+                let theta = vec![1.0; self.network.parameters().len()];
+                let ssa = Ssa::new(
+                    &self.network,
+                    &theta,
+                    &self.config.caps,
+                    self.config.max_events,
+                );
+                if ssa.simd_active() {
+                    "simd"
+                } else {
+                    "simd→batch"
+                }
+            }
+            k => k.name(),
+        }
     }
     /// Returns a copy with another particle count.
     ///
@@ -438,10 +451,7 @@ pub fn rank_slice(n: usize, size: usize, rank: usize) -> (usize, usize) {
 #[derive(Debug, Default, Clone)]
 struct BlockWork {
     scratch: BlockScratch,
-    rngs: Vec<Xoshiro256PlusPlus>,
     outcomes: Vec<Outcome>,
-    cum: Vec<f64>,
-    x: Vec<u64>,
     offspring: Vec<u64>,
 }
 
@@ -614,7 +624,7 @@ pub fn run_filter_on<R: BlockRunner, C: Collective + ?Sized>(
             let t = Instant::now();
             let mut items = ws.items(first, local, species);
             let counters = runner.map(&mut items, |it| {
-                propagate_block(&ssa, cfg.kernel, it, key, k as u64, t_prev, t_k, species)
+                propagate_block(&ssa, cfg.kernel, it, key, k as u64, t_prev, t_k)
             });
             for c in &counters {
                 out.counters.add(c);
@@ -762,59 +772,30 @@ fn propagate_block(
     step: u64,
     t0: f64,
     t1: f64,
-    species: usize,
 ) -> SsaCounters {
+    // All particles are alive here: propagation follows initialisation or
+    // resampling, both of which leave every particle alive.
     let w = &mut *it.work;
     let first = it.first as u64;
-    match kernel {
-        KernelChoice::Scalar => {
-            let mut counters = SsaCounters::default();
-            w.cum.resize(ssa.n_reactions(), 0.0);
-            w.x.resize(species, 0);
-            for j in 0..it.len {
-                if it.lw[j] == f64::NEG_INFINITY {
-                    continue;
-                }
-                for s in 0..species {
-                    w.x[s] = it.counts[s * it.stride + j];
-                }
-                let mut rng = key.stream(Purpose::Propagate, step, first + j as u64).rng();
-                let o = ssa.advance_counted(&mut w.x, t0, t1, &mut rng, &mut w.cum, &mut counters);
-                for s in 0..species {
-                    it.counts[s * it.stride + j] = w.x[s];
-                }
-                if o != Outcome::Reached {
-                    it.lw[j] = f64::NEG_INFINITY;
-                }
-            }
-            counters
-        }
-        KernelChoice::Batch => {
-            // All lanes are alive here: propagation follows initialisation or
-            // resampling, both of which leave every particle alive.
-            w.rngs.clear();
-            w.rngs.extend(
-                (0..it.len).map(|j| key.stream(Purpose::Propagate, step, first + j as u64).rng()),
-            );
-            w.outcomes.clear();
-            w.outcomes.resize(it.len, Outcome::Reached);
-            let c = ssa.advance_block(
-                it.counts,
-                it.stride,
-                t0,
-                t1,
-                &mut w.rngs,
-                &mut w.outcomes,
-                &mut w.scratch,
-            );
-            for j in 0..it.len {
-                if w.outcomes[j] != Outcome::Reached {
-                    it.lw[j] = f64::NEG_INFINITY;
-                }
-            }
-            c
+    w.outcomes.clear();
+    w.outcomes.resize(it.len, Outcome::Reached);
+    let c = ssa.propagate(
+        kernel,
+        it.counts,
+        it.stride,
+        it.len,
+        t0,
+        t1,
+        |j| key.stream(Purpose::Propagate, step, first + j as u64),
+        &mut w.outcomes,
+        &mut w.scratch,
+    );
+    for (lw, o) in it.lw.iter_mut().zip(&w.outcomes) {
+        if *o != Outcome::Reached {
+            *lw = f64::NEG_INFINITY;
         }
     }
+    c
 }
 
 /// Offspring counts of the local particles into `ws.offspring[..local]`.

@@ -47,6 +47,8 @@ pub mod pmmh;
 pub mod prior;
 pub mod resample;
 pub mod rng;
+#[cfg(target_arch = "x86_64")]
+pub mod simd;
 pub mod simulate;
 pub mod ssa;
 pub mod workloads;

@@ -139,12 +139,20 @@ impl StreamKey {
     /// A fresh generator positioned at the start of this key's stream.
     #[inline]
     pub fn rng(&self) -> Xoshiro256PlusPlus {
-        let mut seed = [0u8; 32];
-        for (chunk, word) in seed.chunks_exact_mut(8).zip(self.state()) {
-            chunk.copy_from_slice(&word.to_le_bytes());
-        }
-        Xoshiro256PlusPlus::from_seed(seed)
+        rng_from_state(self.state())
     }
+}
+
+/// The xoshiro256++ generator whose state is `state` (the words in order,
+/// as [`StreamKey::state`] returns them; the AVX2 kernel runs the same
+/// generator from the same words).
+#[inline]
+pub fn rng_from_state(state: [u64; 4]) -> Xoshiro256PlusPlus {
+    let mut seed = [0u8; 32];
+    for (chunk, word) in seed.chunks_exact_mut(8).zip(state) {
+        chunk.copy_from_slice(&word.to_le_bytes());
+    }
+    Xoshiro256PlusPlus::from_seed(seed)
 }
 
 /// A uniform draw in the half-open interval (0, 1], from 53 random bits.

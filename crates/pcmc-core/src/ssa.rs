@@ -16,9 +16,23 @@
 //! they give bit-identical states, times and event counts (a property test
 //! checks this on random networks).
 //!
+//! A third kernel, [`Ssa::advance_block_simd`], runs the same steps four
+//! particles at a time in AVX2 registers (module `simd`, x86-64 only,
+//! chosen at run time when the CPU has AVX2), refilling a register lane
+//! with the next particle as soon as its particle is done.
+//!
 //! Per event the kernel draws two uniforms from the particle's stream:
 //! `u₁ ∈ (0, 1]` for the waiting time `−ln(u₁)/h₀` and `u₂ ∈ [0, 1)` for the
 //! reaction, chosen as the first `j` with `u₂·h₀ < Σ_{i≤j} h_i`.
+//!
+//! # Bit identity between kernels
+//! Every kernel performs, for every particle, the same IEEE-754 operations
+//! in the same order: only `+ − × ÷` and exact conversions, never a fused
+//! multiply-add, so the results do not depend on the instruction set. The
+//! logarithm is therefore not the C library's `log` (whose last bit differs
+//! between libraries and cannot be vectorised identically) but [`ln_unit`],
+//! fdlibm's algorithm written with those operations only, used by all
+//! kernels.
 //!
 //! # Stopping rules
 //! - zero total hazard: the state is absorbing and the particle jumps to the
@@ -33,8 +47,48 @@
 //!   reversible pairs at extreme rates) that the cap cannot stop.
 
 use crate::model::Network;
-use crate::rng::uniform_open0;
+use crate::rng::{StreamKey, Xoshiro256PlusPlus, rng_from_state, uniform_open0};
 use rand::{Rng, RngExt};
+use serde::{Deserialize, Serialize};
+
+/// Which SSA kernel propagates particles. All three give bit-identical
+/// results; they differ only in speed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KernelChoice {
+    /// One particle at a time ([`Ssa::advance`]).
+    Scalar,
+    /// A block in lock-step, one particle after another per round
+    /// ([`Ssa::advance_block`]).
+    Batch,
+    /// Four particles per AVX2 register ([`Ssa::advance_block_simd`]); the
+    /// block kernel on CPUs without AVX2 or for networks it does not cover.
+    /// The default: the fastest, with the same results.
+    #[default]
+    Simd,
+}
+
+impl KernelChoice {
+    /// The kernel's name as written in job files and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            KernelChoice::Scalar => "scalar",
+            KernelChoice::Batch => "batch",
+            KernelChoice::Simd => "simd",
+        }
+    }
+
+    /// Parses a kernel name (`scalar`, `batch` or `simd`).
+    pub fn parse(name: &str) -> Option<KernelChoice> {
+        [
+            KernelChoice::Scalar,
+            KernelChoice::Batch,
+            KernelChoice::Simd,
+        ]
+        .into_iter()
+        .find(|k| k.name() == name)
+    }
+}
 
 /// A view of one particle's state, however it is laid out in memory.
 pub trait StateView {
@@ -141,7 +195,7 @@ impl SsaCounters {
         self.limit_hits += o.limit_hits;
     }
 
-    fn record(&mut self, outcome: Outcome, events: u64) {
+    pub(crate) fn record(&mut self, outcome: Outcome, events: u64) {
         self.events += events;
         match outcome {
             Outcome::Reached => {}
@@ -169,6 +223,9 @@ pub struct Ssa {
     width: usize,
     caps: Vec<u64>,
     max_events: u64,
+    /// The AVX2 kernel's layout, when it covers this network and caps.
+    #[cfg(target_arch = "x86_64")]
+    simd: Option<crate::simd::Plan>,
 }
 
 /// The shape of a reaction's hazard, so that the common mass-action forms
@@ -220,6 +277,53 @@ fn falling(x: u64, k: u32) -> f64 {
     }
 }
 
+/// fdlibm's polynomial coefficients for `ln((1+s)/(1−s)) = 2s + s·R(s²)`
+/// (Sun Microsystems' `e_log.c`, freely distributable).
+pub(crate) const LG: [f64; 7] = [
+    f64::from_bits(0x3FE5_5555_5555_5593),
+    f64::from_bits(0x3FD9_9999_9997_FA04),
+    f64::from_bits(0x3FD2_4924_9422_9359),
+    f64::from_bits(0x3FCC_71C5_1D8E_78AF),
+    f64::from_bits(0x3FC7_4664_96CB_03DE),
+    f64::from_bits(0x3FC3_9A09_D078_C69F),
+    f64::from_bits(0x3FC2_F112_DF3E_5244),
+];
+/// `ln 2` split so that `k·LN2_HI` is exact for |k| < 2^11.
+pub(crate) const LN2_HI: f64 = f64::from_bits(0x3FE6_2E42_FEE0_0000);
+/// The rest of `ln 2`.
+pub(crate) const LN2_LO: f64 = f64::from_bits(0x3DEA_39EF_3579_3C76);
+/// Mantissa bits of an f64.
+pub(crate) const MANTISSA: u64 = (1 << 52) - 1;
+
+/// Natural logarithm of a positive normal `x` (used for `x ∈ (0, 1]`),
+/// within 1 ulp, by fdlibm's method (Sun Microsystems, `e_log.c`): write
+/// `x = 2^k·m` with `m ∈ [√½, √2)`, `f = m − 1`, `s = f/(2+f)`, and
+/// `ln m = f − (f²/2 − s·(f²/2 + R(s²)))` with a degree-14 polynomial `R`.
+///
+/// It uses only `+ − × ÷` in a fixed order (no fused multiply-add), so the
+/// AVX2 kernel, which performs the same operations four lanes at a time,
+/// gets the same bits. Not for zero, subnormal, negative or non-finite `x`.
+#[inline(always)]
+pub fn ln_unit(x: f64) -> f64 {
+    let bits = x.to_bits();
+    let m = f64::from_bits((bits & MANTISSA) | 1.0f64.to_bits());
+    let e = (bits >> 52) as f64 - 1023.0;
+    let (m, k) = if m > std::f64::consts::SQRT_2 {
+        (m * 0.5, e + 1.0)
+    } else {
+        (m, e)
+    };
+    let f = m - 1.0;
+    let s = f / (2.0 + f);
+    let z = s * s;
+    let w = z * z;
+    let t1 = w * (LG[1] + w * (LG[3] + w * LG[5]));
+    let t2 = z * (LG[0] + w * (LG[2] + w * (LG[4] + w * LG[6])));
+    let r = t2 + t1;
+    let hfsq = 0.5 * f * f;
+    k * LN2_HI - ((hfsq - (s * (hfsq + r) + k * LN2_LO)) - f)
+}
+
 impl Ssa {
     /// Compiles `net` for simulation with parameters `theta`.
     ///
@@ -260,9 +364,40 @@ impl Ssa {
                 };
                 Propensity { rate, a, b, kind }
             })
-            .collect();
+            .collect::<Vec<_>>();
+        #[cfg(target_arch = "x86_64")]
+        let simd = {
+            use crate::simd::Hazard;
+            let hazards = props
+                .iter()
+                .map(|p: &Propensity| match p.kind {
+                    Kind::Source => Some(Hazard::Source(p.rate)),
+                    Kind::First => Some(Hazard::First(p.rate, p.a)),
+                    Kind::Second => Some(Hazard::Second(p.rate, p.a, p.b)),
+                    Kind::Dimer => Some(Hazard::Dimer(p.rate, p.a)),
+                    Kind::General => None,
+                })
+                .collect::<Option<Vec<_>>>();
+            let mut changes = vec![Vec::new(); net.species().len()];
+            for (j, r) in net.reactions().iter().enumerate() {
+                for &(s, d) in &r.change {
+                    changes[s].push((j, d));
+                }
+            }
+            hazards.and_then(|h| {
+                crate::simd::Plan::new(
+                    h,
+                    net.reactions().len(),
+                    changes,
+                    &caps[..net.species().len()],
+                    max_events,
+                )
+            })
+        };
         Ssa {
             n_species: net.species().len(),
+            #[cfg(target_arch = "x86_64")]
+            simd,
             props,
             rates,
             react_off,
@@ -332,7 +467,7 @@ impl Ssa {
             return Step::Done(Outcome::Capped);
         }
         let u1 = uniform_open0(rng);
-        let tn = *t - u1.ln() / h0;
+        let tn = *t - ln_unit(u1) / h0;
         if tn > t_end {
             *t = t_end;
             return Step::Done(Outcome::Reached);
@@ -356,7 +491,7 @@ impl Ssa {
         let mut capped = false;
         for &(s, d) in &self.change[j * self.width..(j + 1) * self.width] {
             x.add(s, d);
-            capped |= d > 0 && x.get(s) > self.caps[s];
+            capped |= (d > 0) & (x.get(s) > self.caps[s]);
         }
         if capped {
             Step::CappedEvent
@@ -405,13 +540,14 @@ impl Ssa {
         scratch: &mut BlockScratch,
     ) -> SsaCounters {
         let n = rngs.len();
-        scratch.prepare(n, self.rates.len(), t0);
-        let BlockScratch {
+        let lanes = &mut scratch.lanes;
+        lanes.prepare(n, self.rates.len(), t0);
+        let LaneScratch {
             times,
             events,
             active,
             cum,
-        } = scratch;
+        } = lanes;
         let mut counters = SsaCounters::default();
         while !active.is_empty() {
             let mut i = 0;
@@ -435,6 +571,137 @@ impl Ssa {
         counters
     }
 
+    /// Whether [`Ssa::advance_block_simd`] runs the AVX2 kernel here: the
+    /// CPU has AVX2 and the network is within the kernel's limits (reactions
+    /// of at most two reactant molecules, at most 16 species and 32
+    /// reactions, caps below 2^51).
+    pub fn simd_active(&self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            self.simd.is_some() && crate::simd::available()
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    }
+
+    /// Like [`Ssa::advance_block`], lane `j` drawing from the xoshiro256++
+    /// generator with state `states[j]` (see
+    /// [`StreamKey::state`](crate::rng::StreamKey::state)), four lanes per
+    /// AVX2 register when [`Ssa::simd_active`], else through the block
+    /// kernel. Bit-identical to [`Ssa::advance`] on each lane either way.
+    pub fn advance_block_simd(
+        &self,
+        block: &mut [u64],
+        stride: usize,
+        t0: f64,
+        t_end: f64,
+        states: &[[u64; 4]],
+        outcomes: &mut [Outcome],
+        scratch: &mut BlockScratch,
+    ) -> SsaCounters {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(plan) = &self.simd
+            && crate::simd::available()
+        {
+            // SAFETY: the CPU supports AVX2 (checked just above).
+            return unsafe {
+                crate::simd::advance(self, plan, block, stride, t0, t_end, states, outcomes)
+            };
+        }
+        let mut rngs = std::mem::take(&mut scratch.rngs);
+        rngs.clear();
+        rngs.extend(states.iter().map(|s| rng_from_state(*s)));
+        let c = self.advance_block(block, stride, t0, t_end, &mut rngs, outcomes, scratch);
+        scratch.rngs = rngs;
+        c
+    }
+
+    /// Advances particle `j` of a structure-of-arrays block with the scalar
+    /// kernel (copying its state through `x`, at least
+    /// [`Ssa::n_species`] long).
+    pub(crate) fn advance_in_block<R: Rng + ?Sized>(
+        &self,
+        block: &mut [u64],
+        stride: usize,
+        j: usize,
+        t0: f64,
+        t_end: f64,
+        rng: &mut R,
+        x: &mut [u64],
+        cum: &mut [f64],
+        counters: &mut SsaCounters,
+    ) -> Outcome {
+        let x = &mut x[..self.n_species];
+        for (s, v) in x.iter_mut().enumerate() {
+            *v = block[s * stride + j];
+        }
+        let o = self.advance_counted(x, t0, t_end, rng, cum, counters);
+        for (s, v) in x.iter().enumerate() {
+            block[s * stride + j] = *v;
+        }
+        o
+    }
+
+    /// Advances particles `0..len` of a structure-of-arrays block
+    /// (`block[s * stride + j]`) from `t0` to `t_end` with the chosen
+    /// kernel, particle `j` drawing from the stream `key(j)`. Writes
+    /// outcomes into `outcomes[..len]` and returns the summed counters; the
+    /// result does not depend on the kernel. This is the one entry point of
+    /// every executor's propagation.
+    pub fn propagate(
+        &self,
+        kernel: KernelChoice,
+        block: &mut [u64],
+        stride: usize,
+        len: usize,
+        t0: f64,
+        t_end: f64,
+        key: impl Fn(usize) -> StreamKey,
+        outcomes: &mut [Outcome],
+        scratch: &mut BlockScratch,
+    ) -> SsaCounters {
+        let outcomes = &mut outcomes[..len];
+        match kernel {
+            KernelChoice::Scalar => {
+                let mut counters = SsaCounters::default();
+                let BlockScratch { x, lanes, .. } = scratch;
+                x.resize(self.n_species, 0);
+                lanes.cum.resize(self.rates.len().max(lanes.cum.len()), 0.0);
+                for (j, o) in outcomes.iter_mut().enumerate() {
+                    for (s, v) in x.iter_mut().enumerate() {
+                        *v = block[s * stride + j];
+                    }
+                    let mut rng = key(j).rng();
+                    *o =
+                        self.advance_counted(x, t0, t_end, &mut rng, &mut lanes.cum, &mut counters);
+                    for (s, v) in x.iter().enumerate() {
+                        block[s * stride + j] = *v;
+                    }
+                }
+                counters
+            }
+            KernelChoice::Batch => {
+                let mut rngs = std::mem::take(&mut scratch.rngs);
+                rngs.clear();
+                rngs.extend((0..len).map(|j| key(j).rng()));
+                let c = self.advance_block(block, stride, t0, t_end, &mut rngs, outcomes, scratch);
+                scratch.rngs = rngs;
+                c
+            }
+            KernelChoice::Simd => {
+                let mut states = std::mem::take(&mut scratch.states);
+                states.clear();
+                states.extend((0..len).map(|j| key(j).state()));
+                let c =
+                    self.advance_block_simd(block, stride, t0, t_end, &states, outcomes, scratch);
+                scratch.states = states;
+                c
+            }
+        }
+    }
+
     /// Like [`Ssa::advance`], recording the outcome into `counters`.
     pub fn advance_counted<R: Rng + ?Sized>(
         &self,
@@ -451,16 +718,27 @@ impl Ssa {
     }
 }
 
-/// Reusable scratch space for [`Ssa::advance_block`].
+/// Reusable scratch space for the block kernels ([`Ssa::advance_block`],
+/// [`Ssa::advance_block_simd`], [`Ssa::propagate`]), so that propagation
+/// does not allocate once warm.
 #[derive(Debug, Default, Clone)]
 pub struct BlockScratch {
+    lanes: LaneScratch,
+    rngs: Vec<Xoshiro256PlusPlus>,
+    states: Vec<[u64; 4]>,
+    x: Vec<u64>,
+}
+
+/// The block kernel's per-lane bookkeeping.
+#[derive(Debug, Default, Clone)]
+struct LaneScratch {
     times: Vec<f64>,
     events: Vec<u64>,
     active: Vec<usize>,
     cum: Vec<f64>,
 }
 
-impl BlockScratch {
+impl LaneScratch {
     fn prepare(&mut self, lanes: usize, reactions: usize, t0: f64) {
         self.times.clear();
         self.times.resize(lanes, t0);
@@ -476,6 +754,31 @@ impl BlockScratch {
 mod tests {
     use super::*;
     use crate::rng::{Purpose, StreamKey};
+
+    #[test]
+    fn ln_unit_is_within_one_ulp_of_ln() {
+        let mut rng = StreamKey::new(3, 0, 0, 0, 0, Purpose::Test).rng();
+        let ulp = |x: f64| f64::from_bits(x.abs().to_bits() + 1) - x.abs();
+        let check = |x: f64| {
+            let (got, want) = (ln_unit(x), x.ln());
+            assert!(
+                (got - want).abs() <= ulp(want),
+                "ln({x:e}) = {got:e}, want {want:e}"
+            );
+        };
+        check(1.0);
+        assert_eq!(ln_unit(1.0), 0.0);
+        for k in 1..=53 {
+            check(0.5f64.powi(k));
+            check(1.0 - 0.5f64.powi(k));
+        }
+        check(std::f64::consts::FRAC_1_SQRT_2);
+        for _ in 0..1_000_000 {
+            let u = crate::rng::uniform_open0(&mut rng);
+            check(u);
+            check(u * u * u);
+        }
+    }
 
     #[test]
     fn falling_factors() {

@@ -1,7 +1,7 @@
 //! No hot-loop allocation: once a [`Workspace`] has been used, a filter pass
 //! allocates a number of times that does not depend on the particle count
 //! (a few small vectors per observation step, none per particle or event).
-use pcmc_core::filter::{FilterKey, SerialRunner, Workspace, run_filter};
+use pcmc_core::filter::{FilterKey, KernelChoice, SerialRunner, Workspace, run_filter};
 use pcmc_core::workloads::lv11;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,8 +32,11 @@ unsafe impl GlobalAlloc for Counting {
 static GLOBAL: Counting = Counting;
 
 /// Allocations of the second pass with a warmed-up workspace.
-fn allocations(n: usize) -> u64 {
-    let problem = lv11(n, 1);
+fn allocations(n: usize, kernel: KernelChoice) -> u64 {
+    let base = lv11(n, 1);
+    let mut cfg = base.config().clone();
+    cfg.kernel = kernel;
+    let problem = base.with_config(cfg).unwrap();
     let theta = [1.0, 0.005, 0.6];
     let mut ws = Workspace::default();
     let key = |i| FilterKey {
@@ -52,9 +55,21 @@ fn allocations(n: usize) -> u64 {
 
 #[test]
 fn allocations_per_pass_do_not_grow_with_particles() {
-    let small = allocations(256);
-    let large = allocations(4096);
-    eprintln!("allocations per pass: {small} (256 particles), {large} (4096 particles)");
+    for kernel in [
+        KernelChoice::Scalar,
+        KernelChoice::Batch,
+        KernelChoice::Simd,
+    ] {
+        per_kernel(kernel);
+    }
+}
+
+fn per_kernel(kernel: KernelChoice) {
+    let small = allocations(256, kernel);
+    let large = allocations(4096, kernel);
+    eprintln!(
+        "allocations per pass, {kernel:?}: {small} (256 particles), {large} (4096 particles)"
+    );
     // 16 observation steps; a handful of small vectors each.
     assert!(small <= 16 * 16, "{small} allocations for one pass");
     // Sixteen times the particles (and ~16× the SSA events): at most a few

@@ -1,8 +1,8 @@
-//! The block kernel against the scalar kernel on random networks, parameters
-//! and time spans (property test).
+//! The block and AVX2 kernels against the scalar kernel on random networks,
+//! parameters, time spans, caps and event limits (property tests).
 use pcmc_core::model::{Network, ReactionSpec, Term};
 use pcmc_core::rng::{Purpose, StreamKey};
-use pcmc_core::ssa::{BlockScratch, Outcome, Ssa};
+use pcmc_core::ssa::{BlockScratch, KernelChoice, Outcome, Ssa, SsaCounters};
 use proptest::prelude::*;
 
 /// Reactant or product terms as (species, coefficient).
@@ -40,19 +40,81 @@ fn side(species: usize) -> impl Strategy<Value = Vec<(usize, u32)>> {
     prop::collection::vec((0..species, 1u32..3), 0..3)
 }
 
+/// Runs `len` particles from `init(j)` with every kernel and checks that
+/// states, outcomes and all counters agree with the scalar kernel, particle
+/// by particle. The block has a stride wider than `len` as the filter's
+/// last block does.
+fn all_kernels_agree(
+    ssa: &Ssa,
+    species: usize,
+    len: usize,
+    seed: u64,
+    t0: f64,
+    t1: f64,
+    init: impl Fn(usize, usize) -> u64,
+) -> Result<(), TestCaseError> {
+    let stride = len + 3;
+    let key = |j: usize| StreamKey::new(seed, 0, 0, 0, j as u64, Purpose::Test);
+    let mut want = vec![0u64; species * stride];
+    let mut want_o = Vec::new();
+    let mut want_c = SsaCounters::default();
+    let mut cum = vec![0.0; ssa.n_reactions()];
+    for j in 0..len {
+        let mut x: Vec<u64> = (0..species).map(|s| init(j, s)).collect();
+        let o = ssa.advance_counted(&mut x, t0, t1, &mut key(j).rng(), &mut cum, &mut want_c);
+        for s in 0..species {
+            want[s * stride + j] = x[s];
+        }
+        want_o.push(o);
+    }
+    for kernel in [
+        KernelChoice::Scalar,
+        KernelChoice::Batch,
+        KernelChoice::Simd,
+    ] {
+        let mut block = vec![0u64; species * stride];
+        for j in 0..len {
+            for s in 0..species {
+                block[s * stride + j] = init(j, s);
+            }
+        }
+        let mut outcomes = vec![Outcome::Reached; len];
+        let c = ssa.propagate(
+            kernel,
+            &mut block,
+            stride,
+            len,
+            t0,
+            t1,
+            key,
+            &mut outcomes,
+            &mut BlockScratch::default(),
+        );
+        prop_assert_eq!(&block, &want, "states, kernel {:?}", kernel);
+        prop_assert_eq!(&outcomes, &want_o, "outcomes, kernel {:?}", kernel);
+        prop_assert_eq!(c, want_c, "counters, kernel {:?}", kernel);
+    }
+    Ok(())
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(200))]
+    #![proptest_config(ProptestConfig::with_cases(300))]
     #[test]
-    fn block_equals_scalar(
+    fn every_kernel_equals_scalar_on_random_networks(
         species in 1usize..4,
         seed in any::<u64>(),
         lanes in 1usize..70,
         span in 0.01f64..3.0,
         raw in prop::collection::vec((side(3), side(3), -3.0f64..1.0), 1..6),
         init in prop::collection::vec(0u64..60, 3),
-        cap in 50u64..5000,
+        cap in prop_oneof![50u64..5000, Just(u64::MAX)],
         max_events in 1u64..3000,
+        no_limit in any::<bool>(),
+        huge in any::<bool>(),
     ) {
+        // No cap, or counts of 2^51 that only decay, with no event limit
+        // could run for ever.
+        let max_events = if no_limit && cap != u64::MAX && !huge { u64::MAX } else { max_events };
         let reactions: Vec<_> = raw.iter().map(|(r, p, _)| {
             (r.iter().map(|(s, c)| (s % species, *c)).collect::<Vec<_>>(),
              p.iter().map(|(s, c)| (s % species, *c)).collect::<Vec<_>>())
@@ -62,27 +124,33 @@ proptest! {
         let net = net.unwrap();
         let theta: Vec<f64> = raw.iter().map(|(_, _, lr)| 10f64.powf(*lr)).collect();
         let ssa = Ssa::new(&net, &theta, &vec![cap; species], max_events);
-        let mut cum = vec![0.0; theta.len()];
-        let mut block = vec![0u64; species * lanes];
-        let mut scalar = Vec::new();
-        for j in 0..lanes {
-            let mut x: Vec<u64> = (0..species).map(|s| init[s] + j as u64 % 7).collect();
-            for s in 0..species { block[s * lanes + j] = x[s]; }
-            let mut rng = StreamKey::new(seed, 0, 0, 0, j as u64, Purpose::Test).rng();
-            let r = ssa.advance(&mut x, 0.5, 0.5 + span, &mut rng, &mut cum);
-            scalar.push((x, r));
-        }
-        let mut rngs: Vec<_> = (0..lanes)
-            .map(|j| StreamKey::new(seed, 0, 0, 0, j as u64, Purpose::Test).rng())
+        // With `huge`, every fifth particle starts above 2^51 (beyond the
+        // AVX2 lanes' exact range: it runs through the scalar kernel).
+        all_kernels_agree(&ssa, species, lanes, seed, 0.5, 0.5 + span, |j, s| {
+            if huge && j % 5 == 2 && s == 0 { (1 << 51) + j as u64 } else { init[s] + j as u64 % 7 }
+        })?;
+    }
+
+    #[test]
+    fn every_kernel_equals_scalar_on_lotka_volterra(
+        k in 1usize..4,
+        seed in any::<u64>(),
+        lanes in 1usize..40,
+        span in 0.05f64..2.0,
+        log_theta in prop::collection::vec(-0.3f64..0.3, 3),
+        cap in 200u64..100_000,
+    ) {
+        let net = Network::lotka_volterra(k).unwrap();
+        let base = [1.0, 0.005, 0.6];
+        let theta: Vec<f64> = (0..net.parameters().len())
+            .map(|i| base[i.min(2)] * 10f64.powf(log_theta[i.min(2)]))
             .collect();
-        let mut outcomes = vec![Outcome::Reached; lanes];
-        let c = ssa.advance_block(&mut block, lanes, 0.5, 0.5 + span, &mut rngs, &mut outcomes, &mut BlockScratch::default());
-        let mut events = 0;
-        for (j, (x, (o, e))) in scalar.iter().enumerate() {
-            for s in 0..species { prop_assert_eq!(block[s * lanes + j], x[s]); }
-            prop_assert_eq!(outcomes[j], *o);
-            events += e;
+        let ssa = Ssa::new(&net, &theta, &vec![cap; k + 1], 1_000_000);
+        if pcmc_core::simd::available() {
+            prop_assert!(ssa.simd_active());
         }
-        prop_assert_eq!(c.events, events);
+        all_kernels_agree(&ssa, k + 1, lanes, seed, 0.0, span, |j, s| {
+            if s == 0 { 50 + j as u64 % 13 } else { 100 + (j * s) as u64 % 17 }
+        })?;
     }
 }

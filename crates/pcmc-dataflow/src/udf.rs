@@ -16,7 +16,7 @@ use datafusion::logical_expr::{
 };
 use pcmc_core::filter::{BLOCK, KernelChoice, rank_slice};
 use pcmc_core::resample::quantise;
-use pcmc_core::rng::{Purpose, StreamKey, Xoshiro256PlusPlus};
+use pcmc_core::rng::{Purpose, StreamKey};
 use pcmc_core::ssa::{BlockScratch, Outcome, SsaCounters};
 use rand::RngExt;
 use std::hash::{Hash, Hasher};
@@ -163,9 +163,6 @@ impl ScalarUDFImpl for Propagate {
         let mut alive = Vec::with_capacity(rows);
         let mut counters: Vec<SsaCounters> = vec![SsaCounters::default(); rows];
         let mut block = vec![0u64; BLOCK * s_n];
-        let mut x = vec![0u64; s_n];
-        let mut cum = vec![0.0; ssa.n_reactions()];
-        let mut rngs: Vec<Xoshiro256PlusPlus> = Vec::with_capacity(BLOCK);
         let mut outcomes = Vec::with_capacity(BLOCK);
         let mut scratch = BlockScratch::default();
         for start in (0..rows).step_by(BLOCK) {
@@ -186,47 +183,19 @@ impl ScalarUDFImpl for Propagate {
             outcomes.clear();
             outcomes.resize(len, Outcome::Reached);
             if propagate {
-                match kernel {
-                    KernelChoice::Scalar => {
-                        for j in 0..len {
-                            for s in 0..s_n {
-                                x[s] = block[s * BLOCK + j];
-                            }
-                            let mut rng = key
-                                .stream(Purpose::Propagate, p.step, idx.value(start + j))
-                                .rng();
-                            outcomes[j] = ssa.advance_counted(
-                                &mut x,
-                                p.t0,
-                                p.t1,
-                                &mut rng,
-                                &mut cum,
-                                &mut counters[start + j],
-                            );
-                            for s in 0..s_n {
-                                block[s * BLOCK + j] = x[s];
-                            }
-                        }
-                    }
-                    KernelChoice::Batch => {
-                        rngs.clear();
-                        rngs.extend((0..len).map(|j| {
-                            key.stream(Purpose::Propagate, p.step, idx.value(start + j))
-                                .rng()
-                        }));
-                        // The block's counters go on its first row: sums
-                        // over rows are what the plans aggregate.
-                        counters[start] = ssa.advance_block(
-                            &mut block,
-                            BLOCK,
-                            p.t0,
-                            p.t1,
-                            &mut rngs,
-                            &mut outcomes,
-                            &mut scratch,
-                        );
-                    }
-                }
+                // The block's counters go on its first row: sums over rows
+                // are what the plans aggregate.
+                counters[start] = ssa.propagate(
+                    kernel,
+                    &mut block,
+                    BLOCK,
+                    len,
+                    p.t0,
+                    p.t1,
+                    |j| key.stream(Purpose::Propagate, p.step, idx.value(start + j)),
+                    &mut outcomes,
+                    &mut scratch,
+                );
             }
             for j in 0..len {
                 for (s, o) in out.iter_mut().enumerate() {

@@ -61,7 +61,11 @@ fn schemes_kernels_and_particle_counts() {
     let theta = [1.0, 0.005, 0.6];
     for n in [1usize, 2, 17, 64] {
         for scheme in [Resampling::Systematic, Resampling::Stratified] {
-            for kernel in [KernelChoice::Scalar, KernelChoice::Batch] {
+            for kernel in [
+                KernelChoice::Scalar,
+                KernelChoice::Batch,
+                KernelChoice::Simd,
+            ] {
                 let base = lv11(n, 5);
                 let mut cfg = base.config().clone();
                 cfg.resampling = scheme;

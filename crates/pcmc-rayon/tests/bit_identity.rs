@@ -92,7 +92,9 @@ fn every_scheme_and_kernel_is_executor_independent() {
         cfg.resampling = scheme;
         let scalar = base.with_config(cfg.clone()).unwrap();
         cfg.kernel = KernelChoice::Batch;
-        let batch = base.with_config(cfg).unwrap();
+        let batch = base.with_config(cfg.clone()).unwrap();
+        cfg.kernel = KernelChoice::Simd;
+        let simd = base.with_config(cfg).unwrap();
         let key = FilterKey {
             seed: 4,
             chain: 1,
@@ -102,7 +104,7 @@ fn every_scheme_and_kernel_is_executor_independent() {
         assert!(reference.loglik.is_finite());
         for threads in [1, 2, 3, 7] {
             let mut exec = rayon_executor(threads).unwrap();
-            for p in [&scalar, &batch] {
+            for p in [&scalar, &batch, &simd] {
                 let got = exec.log_likelihood(p, &theta, key).unwrap();
                 assert_eq!(
                     got.loglik.to_bits(),

@@ -1,0 +1,529 @@
+//! The AVX2 lock-step SSA kernel: four particles per 256-bit register, one
+//! particle per lane, each drawing from its own xoshiro256++ stream.
+//!
+//! A round performs one step of Gillespie's direct method
+//! ([`Ssa::step`](crate::ssa::Ssa::step)) in every lane with exactly the
+//! scalar kernel's operations: hazards as products and a running sum, the
+//! generator's update in 64-bit integer lanes, exact integer → double
+//! conversions, [`ln_unit`](crate::ssa::ln_unit) written with the same
+//! `+ − × ÷` sequence, the branch-free reaction count and the state update
+//! with the same cap test. The results are therefore bit-identical to the
+//! scalar kernel (a property test checks this on random networks).
+//!
+//! Lanes whose particle is done (target time reached, cap, event limit) are
+//! refilled at once with the next particle of the block, so one long
+//! trajectory holds up only its own lane. Only the last particles of a
+//! block run with idle lanes.
+//!
+//! Supported: networks whose reactions have at most two reactant molecules
+//! (every mass-action hazard but the general product), at most
+//! [`MAX_SPECIES`] species and [`MAX_REACTIONS`] reactions, and caps below
+//! 2^51 so that counts stay below 2^52 where the conversion trick is exact.
+//! A particle whose initial count is 2^51 or more runs through the scalar
+//! kernel. Everything else falls back to the block kernel as a whole
+//! ([`Ssa::simd_active`](crate::ssa::Ssa::simd_active) tells which runs).
+
+// Species and lane indices address several parallel arrays at once.
+#![allow(clippy::needless_range_loop)]
+
+use crate::rng::{Xoshiro256PlusPlus, rng_from_state};
+use crate::ssa::{Outcome, Ssa, SsaCounters};
+use std::arch::x86_64::*;
+
+/// Most species the AVX2 kernel handles.
+pub const MAX_SPECIES: usize = 16;
+/// Most reactions the AVX2 kernel handles.
+pub const MAX_REACTIONS: usize = 32;
+/// Counts and caps must stay below this for the exact u64 → f64 trick.
+const COUNT_LIMIT: u64 = 1 << 51;
+
+/// A reaction's hazard shape, as in the scalar kernel.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Hazard {
+    /// `θ`.
+    Source(f64),
+    /// `θ·x_a`.
+    First(f64, usize),
+    /// `(θ·x_a)·x_b`.
+    Second(f64, usize, usize),
+    /// `θ·((x_a·(x_a − 1))·½)`, zero below 2.
+    Dimer(f64, usize),
+}
+
+/// An [`Ssa`] laid out for the AVX2 kernel.
+#[derive(Debug, Clone)]
+pub(crate) struct Plan {
+    species: usize,
+    hazards: Vec<Hazard>,
+    /// Per species, `(reaction, net change)` for every reaction changing it.
+    changes: Vec<Vec<(usize, i64)>>,
+    caps: Vec<i64>,
+    /// `max_events − 1` as i64 (`events > limit` ⇔ `events ≥ max_events`).
+    limit: i64,
+}
+
+impl Plan {
+    /// The plan for `ssa`'s network, or `None` when the network is outside
+    /// what the AVX2 kernel handles (see the module documentation).
+    pub(crate) fn new(
+        hazards: Vec<Hazard>,
+        reactions: usize,
+        changes: Vec<Vec<(usize, i64)>>,
+        caps: &[u64],
+        max_events: u64,
+    ) -> Option<Plan> {
+        let species = changes.len();
+        if hazards.len() != reactions
+            || reactions == 0
+            || reactions > MAX_REACTIONS
+            || species > MAX_SPECIES
+            || caps.iter().any(|&c| c >= COUNT_LIMIT)
+            || changes
+                .iter()
+                .flatten()
+                .any(|&(_, d)| d.unsigned_abs() >= 1 << 32)
+        {
+            return None;
+        }
+        Some(Plan {
+            species,
+            hazards,
+            changes,
+            caps: caps.iter().map(|&c| c as i64).collect(),
+            limit: i64::try_from(max_events).unwrap_or(i64::MAX) - 1,
+        })
+    }
+}
+
+/// Whether this CPU runs the AVX2 kernel (checked once, then cached by std).
+pub fn available() -> bool {
+    is_x86_feature_detected!("avx2")
+}
+
+/// A vector's four 64-bit lanes.
+#[inline(always)]
+fn lanes_i(v: __m256i) -> [i64; 4] {
+    // SAFETY: __m256i and [i64; 4] have the same size and any bits are valid.
+    unsafe { std::mem::transmute(v) }
+}
+
+#[inline(always)]
+fn from_lanes_i(a: [i64; 4]) -> __m256i {
+    // SAFETY: as above.
+    unsafe { std::mem::transmute(a) }
+}
+
+#[inline(always)]
+fn lanes_d(v: __m256d) -> [f64; 4] {
+    // SAFETY: as above.
+    unsafe { std::mem::transmute(v) }
+}
+
+#[inline(always)]
+fn from_lanes_d(a: [f64; 4]) -> __m256d {
+    // SAFETY: as above.
+    unsafe { std::mem::transmute(a) }
+}
+
+/// Exact conversion of lanes holding integers in `[0, 2^52)` to f64:
+/// `bits(2^52) | x` is the double `2^52 + x`.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn small_to_f64(x: __m256i) -> __m256d {
+    let magic = _mm256_set1_epi64x(0x4330_0000_0000_0000);
+    _mm256_sub_pd(
+        _mm256_castsi256_pd(_mm256_or_si256(x, magic)),
+        _mm256_set1_pd(4_503_599_627_370_496.0),
+    )
+}
+
+/// `(r >> 11) as f64 · 2^−53` for every lane (rand's `[0, 1)` double),
+/// exactly: the 53-bit integer is split into 21 high and 32 low bits, each
+/// converted exactly; their sum is an integer below 2^53, hence exact.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn unit_f64(r: __m256i) -> __m256d {
+    let v = _mm256_srli_epi64::<11>(r);
+    let hi = small_to_f64(_mm256_srli_epi64::<32>(v));
+    let lo = small_to_f64(_mm256_and_si256(v, _mm256_set1_epi64x(0xFFFF_FFFF)));
+    let x = _mm256_add_pd(_mm256_mul_pd(hi, _mm256_set1_pd(4_294_967_296.0)), lo);
+    _mm256_mul_pd(x, _mm256_set1_pd(1.0 / 9_007_199_254_740_992.0))
+}
+
+#[inline]
+#[target_feature(enable = "avx2")]
+fn rotl<const L: i32, const R: i32>(x: __m256i) -> __m256i {
+    _mm256_or_si256(_mm256_slli_epi64::<L>(x), _mm256_srli_epi64::<R>(x))
+}
+
+/// One xoshiro256++ step in every lane (Blackman & Vigna): returns the
+/// output and updates the state, as `rand_xoshiro`'s `next_u64`.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn next(s: &mut [__m256i; 4]) -> __m256i {
+    let out = _mm256_add_epi64(rotl::<23, 41>(_mm256_add_epi64(s[0], s[3])), s[0]);
+    let t = _mm256_slli_epi64::<17>(s[1]);
+    s[2] = _mm256_xor_si256(s[2], s[0]);
+    s[3] = _mm256_xor_si256(s[3], s[1]);
+    s[1] = _mm256_xor_si256(s[1], s[2]);
+    s[0] = _mm256_xor_si256(s[0], s[3]);
+    s[2] = _mm256_xor_si256(s[2], t);
+    s[3] = rotl::<45, 19>(s[3]);
+    out
+}
+
+/// [`ln_unit`](crate::ssa::ln_unit) in every lane, operation for operation.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn ln_unit(x: __m256d) -> __m256d {
+    use crate::ssa::{LG, LN2_HI, LN2_LO, MANTISSA};
+    let set = _mm256_set1_pd;
+    let bits = _mm256_castpd_si256(x);
+    let m = _mm256_castsi256_pd(_mm256_or_si256(
+        _mm256_and_si256(bits, _mm256_set1_epi64x(MANTISSA as i64)),
+        _mm256_set1_epi64x(1.0f64.to_bits() as i64),
+    ));
+    let e = _mm256_sub_pd(small_to_f64(_mm256_srli_epi64::<52>(bits)), set(1023.0));
+    let big = _mm256_cmp_pd::<_CMP_GT_OQ>(m, set(std::f64::consts::SQRT_2));
+    let m = _mm256_blendv_pd(m, _mm256_mul_pd(m, set(0.5)), big);
+    let k = _mm256_blendv_pd(e, _mm256_add_pd(e, set(1.0)), big);
+    let f = _mm256_sub_pd(m, set(1.0));
+    let s = _mm256_div_pd(f, _mm256_add_pd(set(2.0), f));
+    let z = _mm256_mul_pd(s, s);
+    let w = _mm256_mul_pd(z, z);
+    let (add, mul) = (_mm256_add_pd, _mm256_mul_pd);
+    let t1 = mul(
+        w,
+        add(set(LG[1]), mul(w, add(set(LG[3]), mul(w, set(LG[5]))))),
+    );
+    let t2 = mul(
+        z,
+        add(
+            set(LG[0]),
+            mul(
+                w,
+                add(set(LG[2]), mul(w, add(set(LG[4]), mul(w, set(LG[6]))))),
+            ),
+        ),
+    );
+    let r = add(t2, t1);
+    let hfsq = mul(mul(set(0.5), f), f);
+    _mm256_sub_pd(
+        mul(k, set(LN2_HI)),
+        _mm256_sub_pd(
+            _mm256_sub_pd(hfsq, add(mul(s, add(hfsq, r)), mul(k, set(LN2_LO)))),
+            f,
+        ),
+    )
+}
+
+/// The register state of the four lanes.
+struct Lanes {
+    x: [__m256i; MAX_SPECIES],
+    t: __m256d,
+    events: __m256i,
+    rng: [__m256i; 4],
+    /// All-ones in lanes that hold a particle.
+    active: __m256i,
+    /// The particle in each lane.
+    slot: [usize; 4],
+}
+
+/// Advances particles `0..states.len()` of a structure-of-arrays block
+/// (`block[s * stride + p]`) from `t0` to `t_end`; particle `p` draws from
+/// the xoshiro256++ stream with state `states[p]`. Writes outcomes and
+/// returns the summed counters, exactly as the scalar kernel would.
+///
+/// # Safety
+/// The CPU must support AVX2 ([`available`]).
+#[target_feature(enable = "avx2")]
+pub(crate) unsafe fn advance(
+    ssa: &Ssa,
+    plan: &Plan,
+    block: &mut [u64],
+    stride: usize,
+    t0: f64,
+    t_end: f64,
+    states: &[[u64; 4]],
+    outcomes: &mut [Outcome],
+) -> SsaCounters {
+    let sp = plan.species;
+    let nr = plan.hazards.len();
+    let zero_i = _mm256_setzero_si256();
+    let mut l = Lanes {
+        x: [zero_i; MAX_SPECIES],
+        t: _mm256_set1_pd(t0),
+        events: zero_i,
+        rng: [zero_i; 4],
+        active: zero_i,
+        slot: [usize::MAX; 4],
+    };
+    let mut feed = Feed {
+        ssa,
+        plan,
+        block,
+        stride,
+        t0,
+        t_end,
+        states,
+        outcomes,
+        counters: SsaCounters::default(),
+        next: 0,
+    };
+    for lane in 0..4 {
+        feed.refill(&mut l, lane);
+    }
+    let t_end_v = _mm256_set1_pd(t_end);
+    let caps: [__m256i; MAX_SPECIES] =
+        std::array::from_fn(|s| _mm256_set1_epi64x(plan.caps.get(s).copied().unwrap_or(0)));
+    let limit = _mm256_set1_epi64x(plan.limit);
+    let mut cum = [_mm256_setzero_pd(); MAX_REACTIONS];
+    let mut xf = [_mm256_setzero_pd(); MAX_SPECIES];
+    while _mm256_movemask_pd(_mm256_castsi256_pd(l.active)) != 0 {
+        for s in 0..sp {
+            xf[s] = small_to_f64(l.x[s]);
+        }
+        let mut acc = _mm256_setzero_pd();
+        for (i, h) in plan.hazards.iter().enumerate() {
+            let h = match *h {
+                Hazard::Source(r) => _mm256_set1_pd(r),
+                Hazard::First(r, a) => _mm256_mul_pd(_mm256_set1_pd(r), xf[a]),
+                Hazard::Second(r, a, b) => {
+                    _mm256_mul_pd(_mm256_mul_pd(_mm256_set1_pd(r), xf[a]), xf[b])
+                }
+                Hazard::Dimer(r, a) => {
+                    let x = xf[a];
+                    let c = _mm256_mul_pd(
+                        _mm256_mul_pd(x, _mm256_sub_pd(x, _mm256_set1_pd(1.0))),
+                        _mm256_set1_pd(0.5),
+                    );
+                    let c = _mm256_and_pd(c, _mm256_cmp_pd::<_CMP_GE_OQ>(x, _mm256_set1_pd(2.0)));
+                    _mm256_mul_pd(_mm256_set1_pd(r), c)
+                }
+            };
+            acc = _mm256_add_pd(acc, h);
+            cum[i] = acc;
+        }
+        let h0 = acc;
+        let absorbed = _mm256_cmp_pd::<_CMP_LE_OQ>(h0, _mm256_setzero_pd());
+        let overflow = _mm256_cmp_pd::<_CMP_NLT_UQ>(h0, _mm256_set1_pd(f64::INFINITY));
+        let u1 = _mm256_sub_pd(_mm256_set1_pd(1.0), unit_f64(next(&mut l.rng)));
+        let tn = _mm256_sub_pd(l.t, _mm256_div_pd(ln_unit(u1), h0));
+        let beyond = _mm256_cmp_pd::<_CMP_GT_OQ>(tn, t_end_v);
+        let target = _mm256_mul_pd(unit_f64(next(&mut l.rng)), h0);
+        let mut j = zero_i;
+        for c in &cum[..nr - 1] {
+            j = _mm256_sub_epi64(
+                j,
+                _mm256_castpd_si256(_mm256_cmp_pd::<_CMP_GE_OQ>(target, *c)),
+            );
+        }
+        if nr > 1 {
+            let last = _mm256_cmpeq_epi64(j, _mm256_set1_epi64x(nr as i64 - 1));
+            let flat = _mm256_cmp_pd::<_CMP_LE_OQ>(cum[nr - 1], cum[nr - 2]);
+            let fix = _mm256_and_pd(_mm256_castsi256_pd(last), flat);
+            if _mm256_movemask_pd(fix) != 0 {
+                // target rounded up to h0 and the last hazard is zero: as
+                // the scalar kernel, take the last reaction with a positive
+                // hazard (lanes without an event ignore j anyway).
+                let mut jl = lanes_i(j);
+                let cl: Vec<[f64; 4]> = cum[..nr].iter().map(|c| lanes_d(*c)).collect();
+                for (lane, jv) in jl.iter_mut().enumerate() {
+                    let mut jj = *jv as usize;
+                    if jj == nr - 1 {
+                        while jj > 0 && cl[jj][lane] <= cl[jj - 1][lane] {
+                            jj -= 1;
+                        }
+                    }
+                    *jv = jj as i64;
+                }
+                j = from_lanes_i(jl);
+            }
+        }
+        let stopped = _mm256_or_pd(_mm256_or_pd(absorbed, overflow), beyond);
+        let event = _mm256_andnot_si256(_mm256_castpd_si256(stopped), l.active);
+        let mut capped = zero_i;
+        for s in 0..sp {
+            let mut delta = zero_i;
+            let mut grew = zero_i;
+            for &(r, d) in &plan.changes[s] {
+                let hit = _mm256_cmpeq_epi64(j, _mm256_set1_epi64x(r as i64));
+                delta = _mm256_add_epi64(delta, _mm256_and_si256(hit, _mm256_set1_epi64x(d)));
+                if d > 0 {
+                    grew = _mm256_or_si256(grew, hit);
+                }
+            }
+            l.x[s] = _mm256_add_epi64(l.x[s], _mm256_and_si256(delta, event));
+            let over = _mm256_cmpgt_epi64(l.x[s], caps[s]);
+            capped = _mm256_or_si256(capped, _mm256_and_si256(grew, over));
+        }
+        capped = _mm256_and_si256(capped, event);
+        l.t = tn;
+        l.events = _mm256_sub_epi64(l.events, event);
+        let at_limit = _mm256_and_si256(_mm256_cmpgt_epi64(l.events, limit), event);
+        let done = _mm256_and_si256(
+            _mm256_or_si256(
+                _mm256_castpd_si256(stopped),
+                _mm256_or_si256(capped, at_limit),
+            ),
+            l.active,
+        );
+        let done_bits = _mm256_movemask_pd(_mm256_castsi256_pd(done));
+        if done_bits != 0 {
+            let absorbed = lanes_d(absorbed);
+            let overflow = lanes_d(overflow);
+            let beyond = lanes_d(beyond);
+            let capped = lanes_i(capped);
+            let events = lanes_i(l.events);
+            for lane in 0..4 {
+                if done_bits & (1 << lane) == 0 {
+                    continue;
+                }
+                let outcome = if absorbed[lane] != 0.0 || beyond[lane] != 0.0 {
+                    Outcome::Reached
+                } else if overflow[lane] != 0.0 || capped[lane] != 0 {
+                    Outcome::Capped
+                } else {
+                    Outcome::EventLimit
+                };
+                let p = l.slot[lane];
+                for s in 0..sp {
+                    feed.block[s * stride + p] = lanes_i(l.x[s])[lane] as u64;
+                }
+                feed.outcomes[p] = outcome;
+                feed.counters.record(outcome, events[lane] as u64);
+                feed.refill(&mut l, lane);
+            }
+        }
+    }
+    feed.counters
+}
+
+/// Where the lanes' particles come from and their results go.
+struct Feed<'a> {
+    ssa: &'a Ssa,
+    plan: &'a Plan,
+    block: &'a mut [u64],
+    stride: usize,
+    t0: f64,
+    t_end: f64,
+    states: &'a [[u64; 4]],
+    outcomes: &'a mut [Outcome],
+    counters: SsaCounters,
+    /// The next particle to load.
+    next: usize,
+}
+
+impl Feed<'_> {
+    /// Loads the next particle that the AVX2 lanes can run into `lane`, running
+    /// any particle with a count of 2^51 or more through the scalar kernel, or
+    /// marks the lane idle when the block is exhausted.
+    #[inline(never)]
+    #[target_feature(enable = "avx2")]
+    fn refill(&mut self, l: &mut Lanes, lane: usize) {
+        let sp = self.plan.species;
+        let stride = self.stride;
+        let set = |v: &mut __m256i, x: i64| {
+            let mut a = lanes_i(*v);
+            a[lane] = x;
+            *v = from_lanes_i(a);
+        };
+        while self.next < self.states.len() {
+            let p = self.next;
+            self.next += 1;
+            if (0..sp).any(|s| self.block[s * stride + p] >= COUNT_LIMIT) {
+                let mut rng: Xoshiro256PlusPlus = rng_from_state(self.states[p]);
+                self.outcomes[p] = self.ssa.advance_in_block(
+                    self.block,
+                    stride,
+                    p,
+                    self.t0,
+                    self.t_end,
+                    &mut rng,
+                    &mut [0; MAX_SPECIES],
+                    &mut [0.0; MAX_REACTIONS],
+                    &mut self.counters,
+                );
+                continue;
+            }
+            for s in 0..sp {
+                set(&mut l.x[s], self.block[s * stride + p] as i64);
+            }
+            let mut t = lanes_d(l.t);
+            t[lane] = self.t0;
+            l.t = from_lanes_d(t);
+            set(&mut l.events, 0);
+            for w in 0..4 {
+                set(&mut l.rng[w], self.states[p][w] as i64);
+            }
+            set(&mut l.active, -1);
+            l.slot[lane] = p;
+            return;
+        }
+        set(&mut l.active, 0);
+        l.slot[lane] = usize::MAX;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::{Purpose, StreamKey};
+    use rand::Rng;
+
+    #[test]
+    fn vector_generator_and_uniforms_match_rand() {
+        if !available() {
+            return;
+        }
+        let states: Vec<[u64; 4]> = (0..4)
+            .map(|i| StreamKey::new(7, 1, 2, 3, i, Purpose::Test).state())
+            .collect();
+        let mut rngs: Vec<_> = states.iter().map(|s| rng_from_state(*s)).collect();
+        // SAFETY: AVX2 is available (checked above).
+        unsafe {
+            let mut s: [__m256i; 4] =
+                std::array::from_fn(|w| from_lanes_i(std::array::from_fn(|l| states[l][w] as i64)));
+            for _ in 0..1000 {
+                let r = next(&mut s);
+                let want: [u64; 4] = std::array::from_fn(|l| rngs[l].next_u64());
+                assert_eq!(lanes_i(r).map(|v| v as u64), want);
+                let u = lanes_d(unit_f64(r));
+                for l in 0..4 {
+                    assert_eq!(u[l], (want[l] >> 11) as f64 / 9_007_199_254_740_992.0);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn vector_log_matches_scalar_log_bit_for_bit() {
+        if !available() {
+            return;
+        }
+        let mut rng = StreamKey::new(9, 0, 0, 0, 0, Purpose::Test).rng();
+        for i in 0..100_000 {
+            let x: [f64; 4] = std::array::from_fn(|_| {
+                let u = crate::rng::uniform_open0(&mut rng);
+                // Also very small arguments and exact powers of two.
+                if i % 3 == 0 {
+                    u.powi(7)
+                } else if i % 5 == 0 {
+                    0.5f64.powi((u * 60.0) as i32)
+                } else {
+                    u
+                }
+            });
+            // SAFETY: AVX2 is available.
+            let got = lanes_d(unsafe { ln_unit(from_lanes_d(x)) });
+            for l in 0..4 {
+                assert_eq!(
+                    got[l].to_bits(),
+                    crate::ssa::ln_unit(x[l]).to_bits(),
+                    "{}",
+                    x[l]
+                );
+            }
+        }
+    }
+}
