@@ -14,7 +14,7 @@ use datafusion::logical_expr::{
     Accumulator, AggregateUDFImpl, ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature,
     Volatility,
 };
-use pcmc_core::filter::{BLOCK, KernelChoice, rank_slice};
+use pcmc_core::filter::{BLOCK, rank_slice};
 use pcmc_core::resample::quantise;
 use pcmc_core::rng::{Purpose, StreamKey};
 use pcmc_core::ssa::{BlockScratch, Outcome, SsaCounters};
