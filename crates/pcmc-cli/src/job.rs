@@ -770,9 +770,11 @@ impl Job {
         f.output = OutputSection::default();
         f.name = None;
         f.data = None;
-        // Neither the number of chains nor of iterations changes a chain's rows.
+        // Neither the number of chains nor of iterations changes a chain's
+        // rows, nor does the kernel (all kernels give the same bits).
         f.mcmc.iterations = 0;
         f.mcmc.chains = 1;
+        f.filter.kernel = String::new();
         h.update(serde_json::to_vec(&f).unwrap_or_default());
         h.update(
             format!(

@@ -41,6 +41,9 @@ enum Command {
         /// Particles per filter pass.
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..=(1u64 << 32)))]
         particles: Option<u64>,
+        /// SSA kernel: simd (default), scalar or batch — same results.
+        #[arg(long)]
+        kernel: Option<String>,
         /// Iterations after burn-in.
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
         iterations: Option<u64>,
@@ -207,6 +210,7 @@ fn dispatch(cmd: Command) -> Result<()> {
             threads,
             partitions,
             particles,
+            kernel,
             iterations,
             chains,
             first_chain,
@@ -222,6 +226,7 @@ fn dispatch(cmd: Command) -> Result<()> {
                 threads: threads.map(|v| v as usize),
                 partitions: partitions.map(|v| v as usize),
                 particles: particles.map(|v| v as usize),
+                kernel,
                 iterations,
                 chains: chains.map(|v| v as usize),
                 first_chain,

@@ -32,6 +32,8 @@ pub struct Overrides {
     pub partitions: Option<usize>,
     /// `--particles`.
     pub particles: Option<usize>,
+    /// `--kernel`.
+    pub kernel: Option<String>,
     /// `--iterations`.
     pub iterations: Option<u64>,
     /// `--chains`.
@@ -96,6 +98,14 @@ pub fn prepare(job_path: &Path, ov: &Overrides) -> Result<Prepared> {
     if let Some(n) = ov.particles {
         check_particles(Path::new("command line"), "--particles", n)?;
         job.filter.particles = n;
+    }
+    if let Some(k) = &ov.kernel {
+        job.filter.kernel = pcmc_core::ssa::KernelChoice::parse(k).ok_or_else(|| {
+            InputError::flag(
+                "--kernel",
+                format!("{k:?} is not one of scalar, batch, simd"),
+            )
+        })?;
     }
     if let Some(n) = ov.iterations {
         if n == 0 {

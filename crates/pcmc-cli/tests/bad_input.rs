@@ -232,6 +232,13 @@ fn cases() -> Vec<Case> {
             "filter.particles",
         ),
         c(
+            "unknown kernel in job",
+            edit(|j| j.replace("particles = 16", "particles = 16\nkernel = \"gpu\"")),
+            None,
+            run(),
+            "filter.kernel",
+        ),
+        c(
             "--particles 0",
             None,
             None,
@@ -244,6 +251,13 @@ fn cases() -> Vec<Case> {
             None,
             vec!["run", "{job}", "--threads", "0"],
             "--threads",
+        ),
+        c(
+            "--kernel avx512",
+            None,
+            None,
+            vec!["run", "{job}", "--kernel", "avx512"],
+            "--kernel",
         ),
         c(
             "--threads abc",

@@ -121,6 +121,19 @@ fn thread_count_does_not_change_the_chain() {
     run_quick("lv11-quick.toml", &b, &["--threads", "3", "--quiet"]);
     let ca = std::fs::read(a.join("chain.csv")).unwrap();
     assert_eq!(ca, std::fs::read(b.join("chain.csv")).unwrap());
+    // Nor does the kernel, and summary.json says which one ran.
+    for kernel in ["scalar", "batch", "simd"] {
+        let k = tmp.path().join(kernel);
+        run_quick("lv11-quick.toml", &k, &["--kernel", kernel, "--quiet"]);
+        assert_eq!(ca, std::fs::read(k.join("chain.csv")).unwrap(), "{kernel}");
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(k.join("summary.json")).unwrap()).unwrap();
+        let ran = v["kernel"].as_str().unwrap();
+        assert!(
+            ran == kernel || (kernel == "simd" && ran == "simd→batch"),
+            "{ran}"
+        );
+    }
     // The serial reference executor agrees too, on a two-predator job.
     let c = tmp.path().join("s");
     let d = tmp.path().join("r3");
@@ -200,9 +213,9 @@ fn hare_lynx_quick_gives_a_finite_posterior_mean() {
 }
 
 #[test]
-fn bench_ssa_scalar_and_batch_simulate_the_same_events() {
+fn bench_ssa_kernels_simulate_the_same_events() {
     let mut events = Vec::new();
-    for kernel in ["scalar", "batch"] {
+    for kernel in ["scalar", "batch", "simd"] {
         let out = pcmc()
             .args([
                 "bench",
@@ -223,6 +236,7 @@ fn bench_ssa_scalar_and_batch_simulate_the_same_events() {
         events.push(v["events"].as_u64().unwrap());
     }
     assert_eq!(events[0], events[1]);
+    assert_eq!(events[0], events[2]);
     // About 10^4 events per lv11 trajectory, as DESIGN.md says.
     let per = events[0] as f64 / 40.0;
     assert!((3e3..3e4).contains(&per), "{per} events per trajectory");
