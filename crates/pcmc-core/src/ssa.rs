@@ -223,6 +223,10 @@ pub struct Ssa {
     width: usize,
     caps: Vec<u64>,
     max_events: u64,
+    /// Whether every hazard is a product `θ·x_a·x_b` (sources and first- and
+    /// second-order reactions of at most [`SMALL`] species): the fast path
+    /// of [`Ssa::hazards`], with `a`, `b` = `n_species` standing for 1.
+    products: bool,
     /// The AVX2 kernel's layout, when it covers this network and caps.
     #[cfg(target_arch = "x86_64")]
     simd: Option<crate::simd::Plan>,
@@ -251,6 +255,9 @@ struct Propensity {
     b: usize,
     kind: Kind,
 }
+
+/// Networks of at most this many species get the branch-free hazard path.
+const SMALL: usize = 16;
 
 /// Binomial coefficient C(x, k) as f64, 0 when x < k.
 #[inline(always)]
@@ -350,7 +357,7 @@ impl Ssa {
             change.resize(change.len() + width - r.change.len(), (0, 0));
         }
         let rates = net.rates(theta);
-        let props = net
+        let mut props = net
             .reactions()
             .iter()
             .zip(&rates)
@@ -394,8 +401,23 @@ impl Ssa {
                 )
             })
         };
+        let n_species = net.species().len();
+        let products = n_species <= SMALL
+            && props
+                .iter()
+                .all(|p| matches!(p.kind, Kind::Source | Kind::First | Kind::Second));
+        if products {
+            for p in &mut props {
+                match p.kind {
+                    Kind::Source => (p.a, p.b) = (n_species, n_species),
+                    Kind::First => p.b = n_species,
+                    _ => {}
+                }
+            }
+        }
         Ssa {
-            n_species: net.species().len(),
+            products,
+            n_species,
             #[cfg(target_arch = "x86_64")]
             simd,
             props,
@@ -423,6 +445,20 @@ impl Ssa {
     #[inline(always)]
     fn hazards<V: StateView + ?Sized>(&self, x: &V, cum: &mut [f64]) -> f64 {
         let mut acc = 0.0;
+        if self.products {
+            // Every hazard is (θ·x_a)·x_b with x = 1 past the last species:
+            // multiplying by 1 is exact, so this equals the cases below bit
+            // for bit, without a branch per reaction.
+            let mut xf = [1.0f64; SMALL + 1];
+            for (s, v) in xf.iter_mut().take(self.n_species).enumerate() {
+                *v = x.get(s) as f64;
+            }
+            for (p, c) in self.props.iter().zip(cum.iter_mut()) {
+                acc += p.rate * xf[p.a] * xf[p.b];
+                *c = acc;
+            }
+            return acc;
+        }
         for ((j, p), c) in self.props.iter().enumerate().zip(cum.iter_mut()) {
             let h = match p.kind {
                 Kind::Source => p.rate,
