@@ -473,11 +473,17 @@ pub struct Workspace {
 /// Particles per block for `local` particles on `workers` threads: [`BLOCK`],
 /// or fewer when that leaves too few blocks to balance the threads (20
 /// particles in blocks of 16 would give one thread 16 and the other 4).
+/// The SIMD kernel refills its four register lanes from the block and idles
+/// lanes only at the block's end, so it gets blocks of at least 12 particles
+/// where there are enough (up to 8 per thread), or one block per thread.
 /// Results do not depend on it: every draw is keyed by the particle and every
 /// sum is exact.
-fn lanes_for(local: usize, workers: usize) -> usize {
+fn lanes_for(local: usize, workers: usize, kernel: KernelChoice) -> usize {
     if workers <= 1 {
         BLOCK
+    } else if kernel == KernelChoice::Simd {
+        let per_thread = (local / (12 * workers)).clamp(1, 8);
+        local.div_ceil(per_thread * workers).clamp(1, BLOCK)
     } else {
         local.div_ceil(8 * workers).clamp(1, BLOCK)
     }
@@ -594,7 +600,7 @@ pub fn run_filter_on<R: BlockRunner, C: Collective + ?Sized>(
         return Ok(out);
     }
     let ssa = Ssa::new(net, theta, &cfg.caps, cfg.max_events);
-    ws.prepare(local, species, lanes_for(local, runner.workers()));
+    ws.prepare(local, species, lanes_for(local, runner.workers(), cfg.kernel));
     let stride = ws.lanes;
 
     // Initial states.
