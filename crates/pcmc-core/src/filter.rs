@@ -600,7 +600,11 @@ pub fn run_filter_on<R: BlockRunner, C: Collective + ?Sized>(
         return Ok(out);
     }
     let ssa = Ssa::new(net, theta, &cfg.caps, cfg.max_events);
-    ws.prepare(local, species, lanes_for(local, runner.workers(), cfg.kernel));
+    ws.prepare(
+        local,
+        species,
+        lanes_for(local, runner.workers(), cfg.kernel),
+    );
     let stride = ws.lanes;
 
     // Initial states.
