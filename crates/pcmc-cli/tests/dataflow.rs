@@ -6,6 +6,8 @@
 //! message. Built with `--features dataflow`.
 #![cfg(feature = "dataflow")]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -164,6 +166,7 @@ fn interrupt_and_resume(tmp: &Path, signal: &str) -> (usize, Vec<u8>) {
             break;
         }
         let p = parts[attempt as usize % parts.len()];
+        let before = common::chain_lines(&dir);
         let mut child = pcmc()
             .arg("run")
             .arg(job("lv11-quick.toml"))
@@ -173,11 +176,10 @@ fn interrupt_and_resume(tmp: &Path, signal: &str) -> (usize, Vec<u8>) {
             .arg(&dir)
             .spawn()
             .unwrap();
-        // Pseudo-random moments between 0.15 and 0.65 s (the whole run takes
-        // several seconds, so interruptions keep landing).
-        let ms = 150 + (attempt * 7919 + 13) % 500;
-        std::thread::sleep(std::time::Duration::from_millis(ms));
-        if child.try_wait().unwrap().is_some() {
+        // At pseudo-random moments after the run has made progress.
+        let ms = (attempt * 7919 + 13) % 250;
+        let extra = std::time::Duration::from_millis(ms);
+        if !common::wait_for_progress(&mut child, &dir, before, extra) {
             continue;
         }
         let pid = child.id().to_string();

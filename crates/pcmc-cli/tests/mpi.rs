@@ -4,6 +4,8 @@
 //! `--features mpi`; needs OpenMPI's `mpirun`.
 #![cfg(feature = "mpi")]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -252,7 +254,7 @@ fn interrupt_mpi(signal: &str) {
         x = x
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
-        let delay = Duration::from_millis(600 + (x >> 33) % 900);
+        let delay = Duration::from_millis((x >> 33) % 250);
         let ranks = 2 + attempt % 2;
         let mut c = mpirun(ranks);
         c.arg("run")
@@ -265,9 +267,9 @@ fn interrupt_mpi(signal: &str) {
         if attempt > 1 {
             c.arg("--resume");
         }
+        let before = common::chain_lines(&dir);
         let mut child = c.spawn().unwrap();
-        std::thread::sleep(delay);
-        if child.try_wait().unwrap().is_some() {
+        if !common::wait_for_progress(&mut child, &dir, before, delay) {
             continue;
         }
         Command::new("kill")

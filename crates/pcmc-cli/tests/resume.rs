@@ -1,6 +1,8 @@
 //! Checkpoint and resume: a run killed at random moments and resumed each
 //! time ends with exactly the chain of an uninterrupted run; bad checkpoints
 //! are refused with exit status 2 and nothing in the directory is touched.
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -58,7 +60,7 @@ fn delays(n: usize, seed: u64) -> Vec<Duration> {
             x = x
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
-            Duration::from_millis(150 + (x >> 33) % 700)
+            Duration::from_millis((x >> 33) % 250)
         })
         .collect()
 }
@@ -74,10 +76,10 @@ fn interrupt_and_resume(signal: &str, seed: u64, extra: &[&str]) -> (usize, Vec<
         if interruptions >= 5 {
             break;
         }
+        let before = common::chain_lines(&dir);
         let mut child = start(&dir, resume, extra);
         resume = true;
-        std::thread::sleep(d);
-        if child.try_wait().unwrap().is_some() {
+        if !common::wait_for_progress(&mut child, &dir, before, d) {
             // Finished before the signal: nothing to interrupt this time.
             let _ = child.wait();
             continue;
