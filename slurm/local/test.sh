@@ -42,7 +42,7 @@ wait_gone() { # wait_gone JOBID SECONDS
 echo "== direct rayon references"
 "$PCMC" run jobs/lv11-quick.toml --out "$WORK/ref11" --quiet
 "$PCMC" run jobs/lv12-quick.toml --out "$WORK/ref12" --quiet --particles 7
-"$PCMC" run jobs/lv11-quick.toml --out "$WORK/ref-long" --quiet --iterations 150
+"$PCMC" run jobs/lv11-quick.toml --out "$WORK/ref-long" --quiet --iterations 1000
 
 echo "== pcmc-rayon.sbatch"
 sbatch --wait --output="$WORK/rayon-%j.out" slurm/pcmc-rayon.sbatch jobs/lv11-quick.toml "$WORK/rayon" >/dev/null
@@ -60,12 +60,13 @@ grep -q '"executor": "dataflow"' "$WORK/dataflow/summary.json" && echo "ok   dat
 
 echo "== pre-emption: SIGUSR1, checkpoint, requeue, resume"
 id=$(sbatch --parsable --output="$WORK/rq-%j.out" slurm/pcmc-rayon.sbatch jobs/lv11-quick.toml "$WORK/rq" \
-    --iterations 150 --checkpoint-every 1)
+    --iterations 1000 --checkpoint-every 1)
 for _ in $(seq 1 100); do
     [ "$(squeue -h -j "$id" -o %T)" = "RUNNING" ] && [ -s "$WORK/rq/chain.csv" ] && break
     sleep 0.2
 done
-sleep 2
+# The run takes several seconds (1000 iterations); signal it early.
+sleep 0.5
 scancel --signal=USR1 --batch "$id"
 for _ in $(seq 1 100); do
     grep -q "requeueing" "$WORK/rq/pcmc-$id.log" 2>/dev/null && break
