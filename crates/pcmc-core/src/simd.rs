@@ -27,7 +27,7 @@
 #![allow(clippy::needless_range_loop)]
 
 use crate::rng::{Xoshiro256PlusPlus, rng_from_state};
-use crate::ssa::{Outcome, Ssa, SsaCounters};
+use crate::ssa::{Kind, Outcome, Propensity, Ssa, SsaCounters};
 use std::arch::x86_64::*;
 
 /// Most species the AVX2 kernel handles.
@@ -37,24 +37,12 @@ pub const MAX_REACTIONS: usize = 32;
 /// Counts and caps must stay below this for the exact u64 → f64 trick.
 const COUNT_LIMIT: u64 = 1 << 51;
 
-/// A reaction's hazard shape, as in the scalar kernel.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Hazard {
-    /// `θ`.
-    Source(f64),
-    /// `θ·x_a`.
-    First(f64, usize),
-    /// `(θ·x_a)·x_b`.
-    Second(f64, usize, usize),
-    /// `θ·((x_a·(x_a − 1))·½)`, zero below 2.
-    Dimer(f64, usize),
-}
-
 /// An [`Ssa`] laid out for the AVX2 kernel.
 #[derive(Debug, Clone)]
 pub(crate) struct Plan {
     species: usize,
-    hazards: Vec<Hazard>,
+    /// The scalar kernel's hazards (no [`Kind::General`]).
+    hazards: Vec<Propensity>,
     /// Per species, `(reaction, net change)` for every reaction changing it.
     changes: Vec<Vec<(usize, i64)>>,
     caps: Vec<i64>,
@@ -66,16 +54,15 @@ impl Plan {
     /// The plan for `ssa`'s network, or `None` when the network is outside
     /// what the AVX2 kernel handles (see the module documentation).
     pub(crate) fn new(
-        hazards: Vec<Hazard>,
-        reactions: usize,
+        hazards: &[Propensity],
         changes: Vec<Vec<(usize, i64)>>,
         caps: &[u64],
         max_events: u64,
     ) -> Option<Plan> {
         let species = changes.len();
-        if hazards.len() != reactions
-            || reactions == 0
-            || reactions > MAX_REACTIONS
+        if hazards.is_empty()
+            || hazards.len() > MAX_REACTIONS
+            || hazards.iter().any(|p| p.kind == Kind::General)
             || species > MAX_SPECIES
             || caps.iter().any(|&c| c >= COUNT_LIMIT)
             || changes
@@ -87,7 +74,7 @@ impl Plan {
         }
         Some(Plan {
             species,
-            hazards,
+            hazards: hazards.to_vec(),
             changes,
             caps: caps.iter().map(|&c| c as i64).collect(),
             limit: i64::try_from(max_events).unwrap_or(i64::MAX) - 1,
@@ -285,21 +272,21 @@ pub(crate) unsafe fn advance(
         }
         let mut acc = _mm256_setzero_pd();
         for (i, h) in plan.hazards.iter().enumerate() {
-            let h = match *h {
-                Hazard::Source(r) => _mm256_set1_pd(r),
-                Hazard::First(r, a) => _mm256_mul_pd(_mm256_set1_pd(r), xf[a]),
-                Hazard::Second(r, a, b) => {
-                    _mm256_mul_pd(_mm256_mul_pd(_mm256_set1_pd(r), xf[a]), xf[b])
-                }
-                Hazard::Dimer(r, a) => {
+            let (r, a, b) = (_mm256_set1_pd(h.rate), h.a, h.b);
+            let h = match h.kind {
+                Kind::Source => r,
+                Kind::First => _mm256_mul_pd(r, xf[a]),
+                Kind::Second => _mm256_mul_pd(_mm256_mul_pd(r, xf[a]), xf[b]),
+                Kind::Dimer => {
                     let x = xf[a];
                     let c = _mm256_mul_pd(
                         _mm256_mul_pd(x, _mm256_sub_pd(x, _mm256_set1_pd(1.0))),
                         _mm256_set1_pd(0.5),
                     );
                     let c = _mm256_and_pd(c, _mm256_cmp_pd::<_CMP_GE_OQ>(x, _mm256_set1_pd(2.0)));
-                    _mm256_mul_pd(_mm256_set1_pd(r), c)
+                    _mm256_mul_pd(r, c)
                 }
+                Kind::General => unreachable!("Plan::new refuses general hazards"),
             };
             acc = _mm256_add_pd(acc, h);
             cum[i] = acc;
@@ -327,11 +314,10 @@ pub(crate) unsafe fn advance(
                 // the scalar kernel, take the last reaction with a positive
                 // hazard (lanes without an event ignore j anyway).
                 let mut jl = lanes_i(j);
-                let cl: Vec<[f64; 4]> = cum[..nr].iter().map(|c| lanes_d(*c)).collect();
                 for (lane, jv) in jl.iter_mut().enumerate() {
                     let mut jj = *jv as usize;
                     if jj == nr - 1 {
-                        while jj > 0 && cl[jj][lane] <= cl[jj - 1][lane] {
+                        while jj > 0 && lanes_d(cum[jj])[lane] <= lanes_d(cum[jj - 1])[lane] {
                             jj -= 1;
                         }
                     }

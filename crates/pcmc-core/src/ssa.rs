@@ -235,7 +235,7 @@ pub struct Ssa {
 /// The shape of a reaction's hazard, so that the common mass-action forms
 /// are evaluated without a loop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub(crate) enum Kind {
     /// `θ` (no reactants).
     Source,
     /// `θ·x_a`.
@@ -248,12 +248,14 @@ enum Kind {
     General,
 }
 
+/// One reaction's hazard: `kind` with rate constant `rate` and reactant
+/// species `a`, `b` (shared by the scalar and AVX2 kernels).
 #[derive(Debug, Clone, Copy)]
-struct Propensity {
-    rate: f64,
-    a: usize,
-    b: usize,
-    kind: Kind,
+pub(crate) struct Propensity {
+    pub(crate) rate: f64,
+    pub(crate) a: usize,
+    pub(crate) b: usize,
+    pub(crate) kind: Kind,
 }
 
 /// Networks of at most this many species get the branch-free hazard path.
@@ -374,32 +376,13 @@ impl Ssa {
             .collect::<Vec<_>>();
         #[cfg(target_arch = "x86_64")]
         let simd = {
-            use crate::simd::Hazard;
-            let hazards = props
-                .iter()
-                .map(|p: &Propensity| match p.kind {
-                    Kind::Source => Some(Hazard::Source(p.rate)),
-                    Kind::First => Some(Hazard::First(p.rate, p.a)),
-                    Kind::Second => Some(Hazard::Second(p.rate, p.a, p.b)),
-                    Kind::Dimer => Some(Hazard::Dimer(p.rate, p.a)),
-                    Kind::General => None,
-                })
-                .collect::<Option<Vec<_>>>();
             let mut changes = vec![Vec::new(); net.species().len()];
             for (j, r) in net.reactions().iter().enumerate() {
                 for &(s, d) in &r.change {
                     changes[s].push((j, d));
                 }
             }
-            hazards.and_then(|h| {
-                crate::simd::Plan::new(
-                    h,
-                    net.reactions().len(),
-                    changes,
-                    &caps[..net.species().len()],
-                    max_events,
-                )
-            })
+            crate::simd::Plan::new(&props, changes, &caps[..net.species().len()], max_events)
         };
         let n_species = net.species().len();
         let products = n_species <= SMALL
