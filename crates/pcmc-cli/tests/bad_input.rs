@@ -1,11 +1,9 @@
 //! A corpus of bad inputs: each exits with status 2, names the problem and
 //! never panics.
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
 
-fn pcmc() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_pcmc"))
-}
+use common::pcmc;
+use std::path::{Path, PathBuf};
 
 const DATA: &str = "time,prey\n0,50\n2,150\n4,230\n";
 

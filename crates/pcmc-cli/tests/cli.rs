@@ -1,28 +1,13 @@
 //! End-to-end tests of the `pcmc` binary on the quick jobs.
+mod common;
+
+use common::{job, ok, pcmc};
 use pcmc_cli::output::{read_chain_csv, read_chain_parquet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn pcmc() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_pcmc"))
-}
+use std::process::Output;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn job(name: &str) -> PathBuf {
-    root().join("jobs").join(name)
-}
-
-fn ok(out: &Output) {
-    assert!(
-        out.status.success(),
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn run_quick(job_name: &str, dir: &Path, extra: &[&str]) -> Output {

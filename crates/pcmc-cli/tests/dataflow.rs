@@ -8,31 +8,9 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use common::{job, ok, pcmc};
+use std::path::Path;
 use std::process::{Command, Output};
-
-fn job(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../jobs")
-        .join(name)
-}
-
-fn pcmc() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_pcmc"));
-    c.env_remove("PCMC_DATAFLOW_FAIL_RATE")
-        .env_remove("PCMC_DATAFLOW_MAX_ATTEMPTS");
-    c
-}
-
-fn ok(out: &Output) {
-    assert!(
-        out.status.success(),
-        "{:?}\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 fn run(dir: &Path, job_name: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut c = pcmc();

@@ -6,15 +6,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use common::{job, ok};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn job(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../jobs")
-        .join(name)
-}
 
 fn mpirun(ranks: usize) -> Command {
     let mut c = Command::new("mpirun");
@@ -24,16 +19,6 @@ fn mpirun(ranks: usize) -> Command {
         .env_remove("SLURM_NTASKS")
         .arg(env!("CARGO_BIN_EXE_pcmc"));
     c
-}
-
-fn ok(out: &Output) {
-    assert!(
-        out.status.success(),
-        "{:?}\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn rayon_chain(tmp: &Path, job_name: &str, extra: &[&str]) -> Vec<u8> {

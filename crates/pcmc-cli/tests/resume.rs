@@ -3,22 +3,15 @@
 //! are refused with exit status 2 and nothing in the directory is touched.
 mod common;
 
-use std::path::{Path, PathBuf};
+use common::pcmc;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-
-fn pcmc() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_pcmc"))
-}
-
-fn job() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../jobs/lv11-quick.toml")
-}
 
 fn start(dir: &Path, resume: bool, extra: &[&str]) -> Child {
     let mut c = pcmc();
     c.arg("run")
-        .arg(job())
+        .arg(common::job("lv11-quick.toml"))
         .arg("--out")
         .arg(dir)
         .args(["--quiet", "--checkpoint-every", "1"])
@@ -186,7 +179,7 @@ fn bad_checkpoints_are_refused_and_nothing_is_overwritten() {
         let before = snapshot(&a);
         let out = pcmc()
             .arg("run")
-            .arg(job())
+            .arg(common::job("lv11-quick.toml"))
             .arg("--out")
             .arg(&a)
             .args(["--resume", "--quiet"])

@@ -1,9 +1,40 @@
-//! Helpers of the interruption tests: signals are sent once a run has made
-//! progress, not after a fixed delay, so that they land however fast the
-//! machine and the kernel are.
-use std::path::Path;
-use std::process::Child;
+//! Helpers shared by the command-line tests. Each test file compiles this
+//! module on its own and uses part of it.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
+
+/// The `pcmc` binary under test, without the dataflow failure-injection
+/// variables of the calling environment.
+pub fn pcmc() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_pcmc"));
+    c.env_remove("PCMC_DATAFLOW_FAIL_RATE")
+        .env_remove("PCMC_DATAFLOW_MAX_ATTEMPTS");
+    c
+}
+
+/// A shipped job file.
+pub fn job(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../jobs")
+        .join(name)
+}
+
+/// Asserts that a command succeeded, showing its output otherwise.
+pub fn ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+// Interruption tests send signals once a run has made progress, not after a
+// fixed delay, so that they land however fast the machine and the kernel are.
 
 /// Lines of the run's `chain.csv` (0 while it does not exist).
 pub fn chain_lines(dir: &Path) -> usize {
