@@ -5,19 +5,13 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use pcmc_core::LikelihoodExecutor;
 use pcmc_core::prelude::*;
 use pcmc_core::serial;
-use pcmc_core::workloads::lv11;
+use pcmc_core::workloads::{log_uniform_priors, lv11};
 use pcmc_rayon::rayon_executor;
 use std::hint::black_box;
 
 fn sampler() -> Pmmh {
     let theta = [1.0, 0.005, 0.6];
-    let priors = theta
-        .iter()
-        .map(|t| Prior::LogUniform {
-            lower: t / 100.0,
-            upper: t * 100.0,
-        })
-        .collect();
+    let priors = log_uniform_priors(&theta, 100.0);
     Pmmh::new(
         lv11(1000, 2018),
         priors,

@@ -5,6 +5,7 @@
 use crate::filter::{DEFAULT_CAP, FilterConfig, FilterProblem};
 use crate::model::Network;
 use crate::observation::{Data, InitialPrior, ObservationModel};
+use crate::prior::Prior;
 use crate::rng::{Purpose, StreamKey};
 use crate::simulate::simulate;
 
@@ -133,4 +134,17 @@ pub fn kernel_case(name: &str) -> Option<KernelCase> {
         x0,
         span,
     })
+}
+
+/// Log-uniform priors over `[θ/factor, θ·factor]` for every component of
+/// `theta`: the vague priors of the reference workloads' tests and
+/// benchmarks.
+pub fn log_uniform_priors(theta: &[f64], factor: f64) -> Vec<Prior> {
+    theta
+        .iter()
+        .map(|t| Prior::LogUniform {
+            lower: t / factor,
+            upper: t * factor,
+        })
+        .collect()
 }

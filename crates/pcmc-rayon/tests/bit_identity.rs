@@ -2,7 +2,7 @@
 //! to the serial executor at any thread count, for particle counts that the
 //! block size does not divide, with every resampling scheme and both kernels.
 use pcmc_core::prelude::*;
-use pcmc_core::workloads::{lv11, lv12_small};
+use pcmc_core::workloads::{log_uniform_priors, lv11, lv12_small};
 use pcmc_core::{LikelihoodExecutor, serial};
 use pcmc_rayon::rayon_executor;
 
@@ -27,13 +27,7 @@ fn chain<E: LikelihoodExecutor>(pmmh: &Pmmh, exec: &mut E) -> Trace {
 }
 
 fn sampler(problem: FilterProblem, theta: &[f64], chains: usize) -> Pmmh {
-    let priors = theta
-        .iter()
-        .map(|t| Prior::LogUniform {
-            lower: t / 100.0,
-            upper: t * 100.0,
-        })
-        .collect();
+    let priors = log_uniform_priors(theta, 100.0);
     let init: Vec<f64> = theta.iter().map(|t| t * 1.2).collect();
     let d = theta.len();
     Pmmh::new(

@@ -3,20 +3,14 @@
 //! acceptance rate.
 use pcmc_core::diagnostics::{quantile_sorted, summarize};
 use pcmc_core::prelude::*;
-use pcmc_core::workloads::lv11;
+use pcmc_core::workloads::{log_uniform_priors, lv11};
 use pcmc_rayon::rayon_executor;
 
 #[test]
 fn lv11_recovers_true_parameters() {
     let truth = [1.0, 0.005, 0.6];
     let problem = lv11(150, 2018);
-    let priors = truth
-        .iter()
-        .map(|t| Prior::LogUniform {
-            lower: t / 100.0,
-            upper: t * 100.0,
-        })
-        .collect();
+    let priors = log_uniform_priors(&truth, 100.0);
     let burn_in = 500;
     let pmmh = Pmmh::new(
         problem,
