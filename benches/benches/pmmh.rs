@@ -22,6 +22,7 @@ fn sampler() -> Pmmh {
             iterations: 1_000_000,
             thin: 1,
             init: theta.to_vec(),
+            start: StartPoints::Fixed,
             proposal: ProposalCovariance::Diagonal(vec![0.02; 3]),
             adapt: None,
         },

@@ -8,7 +8,7 @@ use pcmc_core::filter::{
 };
 use pcmc_core::model::{Network, ReactionSpec, Term};
 use pcmc_core::observation::{Data, InitialPrior, ObservationModel};
-use pcmc_core::pmmh::{AdaptConfig, PmmhConfig, ProposalCovariance};
+use pcmc_core::pmmh::{AdaptConfig, DEFAULT_INIT_SD, PmmhConfig, ProposalCovariance, StartPoints};
 use pcmc_core::prior::Prior;
 use pcmc_core::resample::Resampling;
 use serde::{Deserialize, Serialize};
@@ -204,6 +204,12 @@ pub struct McmcSection {
     pub proposal_sd: f64,
     /// Full proposal covariance over the free parameters (in model order).
     pub proposal_cov: Option<Vec<Vec<f64>>>,
+    /// Where chains start: `dispersed` (default: chain 0 at the parameters'
+    /// `init`, the others at `init · exp(N(0, init_sd²))`), `prior` (draws
+    /// from the priors) or `fixed` (every chain at `init`).
+    pub init: Option<String>,
+    /// Log-scale spread of dispersed starting points (default 0.5).
+    pub init_sd: Option<f64>,
 }
 
 fn default_iterations() -> u64 {
@@ -240,6 +246,8 @@ impl Default for McmcSection {
             adapt_every: default_adapt_every(),
             proposal_sd: default_proposal_sd(),
             proposal_cov: None,
+            init: None,
+            init_sd: None,
         }
     }
 }
@@ -593,6 +601,32 @@ impl Job {
             Some(rows) => ProposalCovariance::Full(rows.clone()),
             None => ProposalCovariance::Diagonal(sds),
         };
+        let start = match m.init.as_deref().unwrap_or("dispersed") {
+            "dispersed" => {
+                let sd = m.init_sd.unwrap_or(DEFAULT_INIT_SD);
+                if !(sd.is_finite() && sd >= 0.0) {
+                    return Err(input(
+                        path,
+                        format!("mcmc.init_sd: {sd} is not a finite non-negative number"),
+                    ));
+                }
+                StartPoints::Dispersed { sd }
+            }
+            "prior" | "fixed" if m.init_sd.is_some() => {
+                return Err(input(
+                    path,
+                    "mcmc.init_sd: only applies to mcmc.init = \"dispersed\"",
+                ));
+            }
+            "prior" => StartPoints::Prior,
+            "fixed" => StartPoints::Fixed,
+            other => {
+                return Err(input(
+                    path,
+                    format!("mcmc.init: {other:?} is not one of dispersed, prior, fixed"),
+                ));
+            }
+        };
         let adapt = m.adapt.then(|| AdaptConfig {
             start: m.adapt_start.unwrap_or((m.burn_in / 5).max(2 * d + 2)),
             every: m.adapt_every,
@@ -604,6 +638,7 @@ impl Job {
             iterations: m.iterations,
             thin: m.thin,
             init,
+            start,
             proposal,
             adapt,
         };

@@ -374,15 +374,46 @@ fn truncate_chain(dir: &Path, rows: u64) -> Result<Vec<ChainRow>> {
     Ok(parsed)
 }
 
-/// `pcmc run`.
+/// `pcmc run`, in four phases: [`setup`] (the job, its data and the
+/// executor), [`open_run`] (a new run directory, or the checkpoint of one to
+/// resume), [`iterate`] (the iteration loop with its checkpoints and signal
+/// handling) and [`finish_run`] (run statistics, `summary.json`, plots).
 ///
 /// # Errors
 /// Input errors (exit 2) and run failures (exit 1).
 pub fn run(job_path: &Path, ov: &Overrides, opts: RunOptions) -> Result<RunOutcome> {
-    let quiet = opts.quiet;
     // Signals that arrive from now on stop the run cleanly at the next
     // iteration boundary, after a checkpoint.
     let stop = signal_flag()?;
+    let mut s = setup(job_path, ov, opts)?;
+    let mut r = open_run(&mut s, opts)?;
+    if iterate(&mut s, &mut r, &stop)? == RunOutcome::Interrupted {
+        return Ok(RunOutcome::Interrupted);
+    }
+    finish_run(&mut s, r)?;
+    Ok(RunOutcome::Finished)
+}
+
+/// Everything fixed for the length of a run: the job, the executor and
+/// where outputs go.
+struct Setup {
+    job_path: PathBuf,
+    prep: Prepared,
+    exec: Box<dyn LikelihoodExecutor>,
+    group: ChainGroup,
+    /// This process writes the outputs (rank 0 of a distributed run).
+    root: bool,
+    quiet: bool,
+    dir: PathBuf,
+    fingerprint: String,
+    names: Vec<String>,
+    first_chain: u64,
+    checkpoint_every: u64,
+}
+
+/// Phase 1: loads the job and data, applies the overrides and builds the
+/// executor.
+fn setup(job_path: &Path, ov: &Overrides, opts: RunOptions) -> Result<Setup> {
     let prep = prepare(job_path, ov)?;
     let job = &prep.job;
     let kind = ov
@@ -412,20 +443,19 @@ pub fn run(job_path: &Path, ov: &Overrides, opts: RunOptions) -> Result<RunOutco
     if first_chain > 1_000_000 {
         return Err(InputError::flag("--first-chain", "must be at most 10^6").into());
     }
-    let every = opts
+    let checkpoint_every = opts
         .checkpoint_every
         .or(job.file.output.checkpoint_every)
         .unwrap_or(100);
-    if every == 0 {
+    if checkpoint_every == 0 {
         return Err(InputError::flag("--checkpoint-every", "must be at least 1").into());
     }
-    let mut exec = make_executor(&kind, threads, partitions, job.mcmc.chains)?;
+    let exec = make_executor(&kind, threads, partitions, job.mcmc.chains)?;
     #[cfg(feature = "dataflow")]
     if kind == "dataflow" {
         pcmc_dataflow::check_species(job.network.species())
             .map_err(|e| input(&job.path, e.to_string()))?;
     }
-    let group = exec.chain_group();
     if exec.workers() > 1 && kind != "rayon" && !job.filter.resampling.is_distributable() {
         return Err(input(
             &job.path,
@@ -439,94 +469,149 @@ pub fn run(job_path: &Path, ov: &Overrides, opts: RunOptions) -> Result<RunOutco
     // In a distributed run every rank computes the same chain; rank 0 alone
     // writes files and prints.
     let root = exec.is_root();
-    let quiet = quiet || !root;
+    let quiet = opts.quiet || !root;
     if ov.partitions.is_some() && kind != "dataflow" && !quiet {
         tracing::warn!(
             "--partitions applies to the dataflow executor only; the {kind} executor ignores it"
         );
     }
     let dir = run_dir(job, ov);
-    let pmmh = &prep.pmmh;
     let fingerprint = job.fingerprint(&prep.data);
     let names = job.network.parameters().to_vec();
+    let group = exec.chain_group();
+    Ok(Setup {
+        job_path: job_path.to_path_buf(),
+        exec,
+        group,
+        root,
+        quiet,
+        dir,
+        fingerprint,
+        names,
+        first_chain,
+        checkpoint_every,
+        prep,
+    })
+}
 
-    // Validate a checkpoint before anything in the directory is touched.
+/// The state of a run in progress.
+struct RunProgress {
+    record: RunRecord,
+    writer: Option<ChainWriter>,
+    rows: Vec<ChainRow>,
+    states: Vec<ChainState>,
+    stats: RunStats,
+    /// The first iteration still to run.
+    first: u64,
+    /// Wall seconds of earlier segments of a resumed run.
+    wall_before: f64,
+    /// Start of this segment.
+    segment: Instant,
+}
+
+impl RunProgress {
+    /// Writes the checkpoint after iteration `it` (root only).
+    fn save(&mut self, s: &Setup, it: u64) -> Result<()> {
+        let Some(writer) = self.writer.as_mut() else {
+            return Ok(());
+        };
+        writer.sync()?;
+        let mut st = self.stats.clone();
+        st.wall_seconds = self.wall_before + self.segment.elapsed().as_secs_f64();
+        checkpoint::write(
+            &s.dir,
+            &Checkpoint {
+                fingerprint: s.fingerprint.clone(),
+                iteration: it,
+                rows: self.rows.len() as u64,
+                chains: self.states.clone(),
+                stats: st,
+            },
+        )
+    }
+}
+
+/// Phase 2: validates a checkpoint to resume (before anything in the
+/// directory is touched), then opens the run directory: either cuts its
+/// chain back to the checkpoint, or starts afresh and evaluates every
+/// chain's starting point.
+fn open_run(s: &mut Setup, opts: RunOptions) -> Result<RunProgress> {
+    let job = &s.prep.job;
+    let dir = &s.dir;
     let ckpt = if opts.resume && dir.is_dir() {
-        checkpoint::read(&dir)?
+        checkpoint::read(dir)?
     } else {
         None
     };
     if let Some(c) = &ckpt {
-        if c.fingerprint != fingerprint {
+        if c.fingerprint != s.fingerprint {
             return Err(input(
                 dir.join(checkpoint::FILE),
                 format!(
-                    "was written for another job, data set or settings (fingerprint {}, this run {fingerprint}): refusing to resume",
-                    c.fingerprint
+                    "was written for another job, data set or settings (fingerprint {}, this run {}): refusing to resume",
+                    c.fingerprint, s.fingerprint
                 ),
             ));
         }
         if c.chains.len() != job.mcmc.chains
-            || c.chains.iter().any(|s| s.iteration != c.iteration)
+            || c.chains.iter().any(|st| st.iteration != c.iteration)
             || c.chains
                 .iter()
                 .enumerate()
-                .any(|(i, s)| s.chain != first_chain + i as u64)
+                .any(|(i, st)| st.chain != s.first_chain + i as u64)
         {
             return Err(input(
                 dir.join(checkpoint::FILE),
                 "inconsistent chain states: refusing to resume",
             ));
         }
-    } else if opts.resume && !quiet {
+    } else if opts.resume && !s.quiet {
         tracing::info!(
             "no checkpoint in {}: starting from the beginning",
             dir.display()
         );
     }
-    if root {
-        create_dir(&dir)?;
+    if s.root {
+        create_dir(dir)?;
+        let _ = std::fs::remove_file(dir.join("summary.json"));
     }
-    let mut record = RunRecord {
+    let record = RunRecord {
         job: job.name.clone(),
-        fingerprint: fingerprint.clone(),
+        fingerprint: s.fingerprint.clone(),
         seed: job.mcmc.seed,
         chains: job.mcmc.chains,
-        first_chain,
+        first_chain: s.first_chain,
         particles: job.filter.particles,
         burn_in: job.mcmc.burn_in,
         iterations: job.mcmc.iterations,
         thin: job.mcmc.thin,
         stats: None,
     };
-    if root {
-        let _ = std::fs::remove_file(dir.join("summary.json"));
-    }
-    let total = pmmh.total_iterations();
-    if !quiet {
+    let pmmh = &s.prep.pmmh;
+    if !s.quiet {
         tracing::info!(
             "{} — {} chain(s) × {} iterations ({} burn-in), {} particles, executor {} × {}, output {}",
             job.name,
             job.mcmc.chains,
-            total,
+            pmmh.total_iterations(),
             job.mcmc.burn_in,
             job.filter.particles,
-            exec.name(),
-            exec.workers(),
+            s.exec.name(),
+            s.exec.workers(),
             dir.display()
         );
     }
     let segment = Instant::now();
-    let (mut writer, mut rows, mut states, mut stats, first) = match ckpt {
+    let (writer, rows, states, mut stats, first) = match ckpt {
         Some(c) => {
-            let (rows, writer) = if root {
-                let rows = truncate_chain(&dir, c.rows)?;
-                let writer = ChainWriter::append(&dir, &names, job.file.output.parquet, &rows)?;
+            let (rows, writer) = if s.root {
+                let rows = truncate_chain(dir, c.rows)?;
+                let writer = ChainWriter::append(dir, &s.names, job.file.output.parquet, &rows)?;
                 (rows, Some(writer))
             } else {
                 (Vec::new(), None)
             };
-            if !quiet {
+            if !s.quiet {
                 tracing::info!(
                     "resuming after iteration {} ({} rows kept)",
                     c.iteration,
@@ -536,19 +621,24 @@ pub fn run(job_path: &Path, ov: &Overrides, opts: RunOptions) -> Result<RunOutco
             (writer, rows, c.chains, c.stats, c.iteration + 1)
         }
         None => {
-            let writer = if root {
+            let writer = if s.root {
                 write_atomic(&dir.join("job.toml"), job.text.as_bytes())?;
-                write_atomic(&dir.join("data.csv"), &prep.data_bytes)?;
+                write_atomic(&dir.join("data.csv"), &s.prep.data_bytes)?;
                 let _ = std::fs::remove_file(dir.join(checkpoint::FILE));
-                Some(ChainWriter::create(&dir, &names, job.file.output.parquet)?)
+                Some(ChainWriter::create(dir, &s.names, job.file.output.parquet)?)
             } else {
                 None
             };
             let mut stats = RunStats::default();
             let mut mine = Vec::new();
-            for (i, c) in (first_chain..first_chain + job.mcmc.chains as u64).enumerate() {
-                if group.runs(i) {
-                    let (st, rec) = pmmh.init_chain(exec.as_mut(), c)?;
+            for (i, c) in (s.first_chain..s.first_chain + job.mcmc.chains as u64).enumerate() {
+                if s.group.runs(i) {
+                    let (st, rec) = pmmh.init_chain(s.exec.as_mut(), c).map_err(|e| match e {
+                        pcmc_core::Error::NoStart { .. } => {
+                            input(&job.path, format!("mcmc.init: {e}"))
+                        }
+                        other => other.into(),
+                    })?;
                     account(&rec, &mut stats);
                     mine.push(Shared {
                         index: i,
@@ -558,65 +648,65 @@ pub fn run(job_path: &Path, ov: &Overrides, opts: RunOptions) -> Result<RunOutco
                     });
                 }
             }
-            let states = share_chains(exec.as_mut(), group, job.mcmc.chains, mine)?
+            let states = share_chains(s.exec.as_mut(), s.group, job.mcmc.chains, mine)?
                 .into_iter()
-                .map(|s| s.state)
+                .map(|sh| sh.state)
                 .collect();
             (writer, Vec::new(), states, stats, 1)
         }
     };
-    if root {
+    if s.root {
         write_atomic(
             &dir.join("run.json"),
             serde_json::to_string_pretty(&record)?.as_bytes(),
         )?;
     }
-    stats.executor = exec.name().to_string();
+    stats.executor = s.exec.name().to_string();
     stats.kernel = pmmh.problem().kernel_in_use().to_string();
-    stats.workers = exec.workers();
-    stats.threads_per_worker = exec.threads_per_worker();
-    stats.chain_groups = group.count;
-    let wall_before = stats.wall_seconds;
-    let save = |writer: &mut Option<ChainWriter>,
-                states: &[ChainState],
-                stats: &RunStats,
-                it: u64,
-                nrows: usize|
-     -> Result<()> {
-        let Some(writer) = writer.as_mut() else {
-            return Ok(());
-        };
-        writer.sync()?;
-        let mut st = stats.clone();
-        st.wall_seconds = wall_before + segment.elapsed().as_secs_f64();
-        checkpoint::write(
-            &dir,
-            &Checkpoint {
-                fingerprint: fingerprint.clone(),
-                iteration: it,
-                rows: nrows as u64,
-                chains: states.to_vec(),
-                stats: st,
-            },
-        )
+    stats.workers = s.exec.workers();
+    stats.threads_per_worker = s.exec.threads_per_worker();
+    stats.chain_groups = s.group.count;
+    let mut r = RunProgress {
+        record,
+        writer,
+        rows,
+        states,
+        wall_before: stats.wall_seconds,
+        stats,
+        first,
+        segment,
     };
     if first == 1 {
-        save(&mut writer, &states, &stats, 0, 0)?;
+        r.save(s, 0)?;
     }
-    let mut progress = Progress::new(total, quiet);
+    Ok(r)
+}
+
+/// Phase 3: the iteration loop. Every chain of this worker's group takes a
+/// step, the groups share their chains, kept rows are written; a checkpoint
+/// is written every `checkpoint_every` iterations, every 10 minutes and when
+/// a signal arrives (the run then stops with [`RunOutcome::Interrupted`]).
+fn iterate(
+    s: &mut Setup,
+    r: &mut RunProgress,
+    stop: &std::sync::atomic::AtomicBool,
+) -> Result<RunOutcome> {
+    let pmmh = &s.prep.pmmh;
+    let total = pmmh.total_iterations();
+    let mut progress = Progress::new(total, s.quiet);
     let mut last_save = Instant::now();
-    for it in first..=total {
+    for it in r.first..=total {
         let mut mine = Vec::new();
-        for (i, st) in states.iter_mut().enumerate() {
-            if !group.runs(i) {
+        for (i, st) in r.states.iter_mut().enumerate() {
+            if !s.group.runs(i) {
                 continue;
             }
-            let rec = pmmh.step(exec.as_mut(), st)?;
-            account(&rec, &mut stats);
-            if exec.workers() > 1 {
+            let rec = pmmh.step(s.exec.as_mut(), st)?;
+            account(&rec, &mut r.stats);
+            if s.exec.workers() > 1 {
                 let mut v = rec.theta.clone();
                 v.push(rec.loglik);
-                exec.check_consensus(&v)?;
+                s.exec.check_consensus(&v)?;
             }
             mine.push(Shared {
                 index: i,
@@ -626,56 +716,71 @@ pub fn run(job_path: &Path, ov: &Overrides, opts: RunOptions) -> Result<RunOutco
             });
         }
         // Chains of other groups arrive here; rows go out in chain order.
-        for sh in share_chains(exec.as_mut(), group, states.len(), mine)? {
-            if group.count > 1 {
-                states[sh.index] = sh.state.clone();
+        for sh in share_chains(s.exec.as_mut(), s.group, r.states.len(), mine)? {
+            if sh.kept {
+                r.stats.account_kept(&sh.state);
+            }
+            if s.group.count > 1 {
+                r.states[sh.index] = sh.state.clone();
             }
             if sh.kept
-                && let Some(w) = writer.as_mut()
+                && let Some(w) = r.writer.as_mut()
             {
                 let row = row_of(&sh.state, sh.accepted);
                 w.write(&row)?;
-                rows.push(row);
+                r.rows.push(row);
             }
         }
-        let acc = states
+        let acc = r
+            .states
             .iter()
-            .map(|s| s.accepted as f64 / s.proposed.max(1) as f64)
+            .map(|st| st.accepted as f64 / st.proposed.max(1) as f64)
             .sum::<f64>()
-            / states.len() as f64;
+            / r.states.len() as f64;
         progress.update(it, acc);
         // Every rank must stop at the same iteration.
-        let interrupted = exec.any_worker(stop.load(std::sync::atomic::Ordering::SeqCst))?;
+        let interrupted = s
+            .exec
+            .any_worker(stop.load(std::sync::atomic::Ordering::SeqCst))?;
         if interrupted
             || it == total
-            || it.is_multiple_of(every)
+            || it.is_multiple_of(s.checkpoint_every)
             || last_save.elapsed() > Duration::from_secs(600)
         {
-            save(&mut writer, &states, &stats, it, rows.len())?;
+            r.save(s, it)?;
             last_save = Instant::now();
         }
         if interrupted && it < total {
             progress.finish();
-            if let Some(w) = writer.take() {
+            if let Some(w) = r.writer.take() {
                 w.finish()?;
             }
-            if !root {
-                return Ok(RunOutcome::Interrupted);
+            if s.root {
+                tracing::warn!(
+                    "stopped by a signal after iteration {it}; checkpoint written: continue with `pcmc run {} --out {} --resume`",
+                    s.job_path.display(),
+                    s.dir.display()
+                );
             }
-            tracing::warn!(
-                "stopped by a signal after iteration {it}; checkpoint written: continue with `pcmc run {} --out {} --resume`",
-                job_path.display(),
-                dir.display()
-            );
             return Ok(RunOutcome::Interrupted);
         }
     }
     progress.finish();
-    if let Some(w) = writer.take() {
+    if let Some(w) = r.writer.take() {
         w.finish()?;
     }
-    stats.wall_seconds = wall_before + segment.elapsed().as_secs_f64();
-    stats.iterations_done = total;
+    Ok(RunOutcome::Finished)
+}
+
+/// Phase 4: totals over workers (stage times, load balance, memory, SSA
+/// counters), then `run.json`, `summary.json`, the table and the plots.
+fn finish_run(s: &mut Setup, mut r: RunProgress) -> Result<()> {
+    let job = &s.prep.job;
+    let exec = s.exec.as_mut();
+    let group = s.group;
+    let stats = &mut r.stats;
+    stats.wall_seconds = r.wall_before + r.segment.elapsed().as_secs_f64();
+    stats.iterations_done = s.prep.pmmh.total_iterations();
     // Load balance: busy (non-communication) time of the slowest worker over
     // the mean, and the particle bytes moved by all workers.
     let busy = stats.stages.propagate + stats.stages.weight + stats.stages.resample;
@@ -683,12 +788,12 @@ pub fn run(job_path: &Path, ov: &Overrides, opts: RunOptions) -> Result<RunOutco
         // Every rank of a group saw the group's passes: count each group's
         // once, from its leader, and add the groups up.
         let mine = |x: f64| if group.leader { x } else { 0.0 };
-        let s = &mut stats.stages;
+        let st = &mut stats.stages;
         for v in [
-            &mut s.propagate,
-            &mut s.weight,
-            &mut s.resample,
-            &mut s.communicate,
+            &mut st.propagate,
+            &mut st.weight,
+            &mut st.resample,
+            &mut st.communicate,
         ] {
             *v = exec.sum_over_workers(mine(*v))?;
         }
@@ -715,7 +820,7 @@ pub fn run(job_path: &Path, ov: &Overrides, opts: RunOptions) -> Result<RunOutco
     stats.collapses = 0;
     stats.outside_prior = 0;
     stats.acceptance_per_chain.clear();
-    for st in &states {
+    for st in &r.states {
         stats.ssa_events += st.counters.events;
         stats.cap_hits += st.counters.cap_hits;
         stats.cap_events += st.counters.cap_events;
@@ -726,25 +831,24 @@ pub fn run(job_path: &Path, ov: &Overrides, opts: RunOptions) -> Result<RunOutco
             .acceptance_per_chain
             .push(st.accepted_after_burn_in as f64 / job.mcmc.iterations.max(1) as f64);
     }
-    if !root {
-        return Ok(RunOutcome::Finished);
+    if !s.root {
+        return Ok(());
     }
-    record.stats = Some(stats);
+    r.record.stats = Some(r.stats);
     write_atomic(
-        &dir.join("run.json"),
-        serde_json::to_string_pretty(&record)?.as_bytes(),
+        &s.dir.join("run.json"),
+        serde_json::to_string_pretty(&r.record)?.as_bytes(),
     )?;
     finish_outputs(
-        &dir,
+        &s.dir,
         job,
-        pmmh.problem(),
-        &record,
-        &names,
-        &rows,
+        s.prep.pmmh.problem(),
+        &r.record,
+        &s.names,
+        &r.rows,
         false,
-        quiet,
-    )?;
-    Ok(RunOutcome::Finished)
+        s.quiet,
+    )
 }
 
 /// Adds a record's filter pass to the run statistics (this worker's own

@@ -3,6 +3,7 @@
 use crate::output::ChainRow;
 use pcmc_core::diagnostics::{ParamSummary, summarize};
 use pcmc_core::filter::StageTimes;
+use pcmc_core::pmmh::ChainState;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
@@ -71,6 +72,35 @@ pub struct RunStats {
     /// Peak resident memory summed over all processes (MPI ranks).
     #[serde(default)]
     pub peak_rss_bytes_all: u64,
+    /// Particle-intervals of the filter passes behind the kept rows' θ (a
+    /// row's pass is the one that gave its log-likelihood), summed over kept
+    /// rows.
+    #[serde(default)]
+    pub kept_intervals: u64,
+    /// Of those, trajectories stopped by the population cap.
+    #[serde(default)]
+    pub kept_cap_hits: u64,
+    /// Of those, trajectories stopped by the event limit.
+    #[serde(default)]
+    pub kept_limit_hits: u64,
+}
+
+impl RunStats {
+    /// Counts a kept row's θ: the cap and event-limit hits of the filter
+    /// pass that gave its log-likelihood.
+    pub fn account_kept(&mut self, st: &ChainState) {
+        self.kept_intervals += st.current_intervals;
+        self.kept_cap_hits += st.current_counters.cap_hits;
+        self.kept_limit_hits += st.current_counters.limit_hits;
+    }
+
+    /// The fraction of particle-intervals at kept θ that hit the cap or the
+    /// event limit (`None` before any kept row).
+    pub fn kept_stop_fraction(&self) -> Option<f64> {
+        (self.kept_intervals > 0).then(|| {
+            (self.kept_cap_hits + self.kept_limit_hits) as f64 / self.kept_intervals as f64
+        })
+    }
 }
 
 /// This process's peak resident set size in bytes (Linux `VmHWM`), if known.

@@ -22,6 +22,8 @@ pub struct ParamSummary {
     pub q975: f64,
     /// Bulk effective sample size (`None` for constant or too-short chains).
     pub ess: Option<f64>,
+    /// Tail effective sample size ([`ess_tail`]).
+    pub ess_tail: Option<f64>,
     /// Rank-normalised split-R̂ (`None` for constant or too-short chains).
     pub rhat: Option<f64>,
 }
@@ -49,6 +51,7 @@ pub fn summarize(chains: &[Vec<f64>]) -> ParamSummary {
         q50: quantile_sorted(&all, 0.5),
         q975: quantile_sorted(&all, 0.975),
         ess: ess_bulk(&refs),
+        ess_tail: ess_tail(&refs),
         rhat: rhat(&refs),
     }
 }
@@ -74,9 +77,8 @@ fn split(chains: &[&[f64]]) -> Vec<Vec<f64>> {
     out
 }
 
-/// Rank-normalises pooled draws: `Φ⁻¹((r − 3/8)/(S + 1/4))` with average ranks
-/// for ties.
-fn rank_normalise(chains: &[Vec<f64>]) -> Vec<Vec<f64>> {
+/// Average ranks (1-based) of the pooled draws, per chain.
+fn ranks(chains: &[Vec<f64>]) -> Vec<Vec<f64>> {
     let mut idx: Vec<(f64, usize, usize)> = Vec::new();
     for (c, ch) in chains.iter().enumerate() {
         for (i, x) in ch.iter().enumerate() {
@@ -84,8 +86,6 @@ fn rank_normalise(chains: &[Vec<f64>]) -> Vec<Vec<f64>> {
         }
     }
     idx.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let s = idx.len() as f64;
-    let normal = Normal::standard();
     let mut out: Vec<Vec<f64>> = chains.iter().map(|c| vec![0.0; c.len()]).collect();
     let mut i = 0;
     while i < idx.len() {
@@ -94,13 +94,27 @@ fn rank_normalise(chains: &[Vec<f64>]) -> Vec<Vec<f64>> {
             j += 1;
         }
         let rank = (i + j) as f64 / 2.0 + 1.0;
-        let z = normal.inverse_cdf((rank - 0.375) / (s + 0.25));
         for e in &idx[i..=j] {
-            out[e.1][e.2] = z;
+            out[e.1][e.2] = rank;
         }
         i = j + 1;
     }
     out
+}
+
+/// Rank-normalises pooled draws: `Φ⁻¹((r − 3/8)/(S + 1/4))` with average ranks
+/// for ties.
+fn rank_normalise(chains: &[Vec<f64>]) -> Vec<Vec<f64>> {
+    let s = chains.iter().map(|c| c.len()).sum::<usize>() as f64;
+    let normal = Normal::standard();
+    ranks(chains)
+        .into_iter()
+        .map(|c| {
+            c.into_iter()
+                .map(|r| normal.inverse_cdf((r - 0.375) / (s + 0.25)))
+                .collect()
+        })
+        .collect()
 }
 
 fn mean(x: &[f64]) -> f64 {
@@ -112,9 +126,11 @@ fn var(x: &[f64]) -> f64 {
     x.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / (x.len() as f64 - 1.0)
 }
 
-/// Effective sample size of chains of equal length (Stan's estimator:
-/// multi-chain autocorrelations, Geyer's initial positive and monotone
-/// sequence). `None` if chains are shorter than 4 draws or constant.
+/// Effective sample size of chains of equal length: Stan's estimator
+/// (multi-chain autocorrelations, Geyer's initial positive and monotone
+/// sequences), step for step as in ArviZ's `_ess` (Vehtari et al. 2021,
+/// eqs. 10–11; tested against ArviZ 0.23). `None` if the chains are shorter
+/// than 4 draws or constant.
 pub fn ess(chains: &[Vec<f64>]) -> Option<f64> {
     let m = chains.len();
     let n = chains.iter().map(|c| c.len()).min()?;
@@ -122,8 +138,8 @@ pub fn ess(chains: &[Vec<f64>]) -> Option<f64> {
         return None;
     }
     let means: Vec<f64> = chains.iter().map(|c| mean(&c[..n])).collect();
+    // Mean over chains of the biased lag-t autocovariance.
     let acov = |t: usize| -> f64 {
-        // Mean over chains of the biased lag-t autocovariance.
         let mut s = 0.0;
         for (c, mu) in chains.iter().zip(&means) {
             let x = &c[..n];
@@ -146,13 +162,13 @@ pub fn ess(chains: &[Vec<f64>]) -> Option<f64> {
     }
     let rho = |t: usize| 1.0 - (mean_var - acov(t)) / var_plus;
     let mut rho_hat = vec![0.0; n];
-    rho_hat[0] = 1.0;
-    let mut even;
+    let mut even = 1.0;
+    rho_hat[0] = even;
     let mut odd = rho(1);
     rho_hat[1] = odd;
-    even = 1.0;
+    // Geyer's initial positive sequence: sums of adjacent pairs.
     let mut t = 1;
-    while t + 5 < n && even + odd > 0.0 {
+    while t + 3 < n && even + odd > 0.0 {
         even = rho(t + 1);
         odd = rho(t + 2);
         if even + odd >= 0.0 {
@@ -161,12 +177,15 @@ pub fn ess(chains: &[Vec<f64>]) -> Option<f64> {
         }
         t += 2;
     }
-    let max_t = t;
-    if even > 0.0 && max_t + 1 < n {
-        rho_hat[max_t + 1] = even;
+    // The last pair examined is excluded; its even term is used if positive.
+    // (`next` = max_t + 1 of ArviZ, where max_t can be −1.)
+    let next = t - 1;
+    if even > 0.0 {
+        rho_hat[next] = even;
     }
+    // Geyer's initial monotone sequence.
     let mut t = 1;
-    while t + 2 <= max_t {
+    while t + 3 <= next {
         if rho_hat[t + 1] + rho_hat[t + 2] > rho_hat[t - 1] + rho_hat[t] {
             let v = (rho_hat[t - 1] + rho_hat[t]) / 2.0;
             rho_hat[t + 1] = v;
@@ -175,10 +194,7 @@ pub fn ess(chains: &[Vec<f64>]) -> Option<f64> {
         t += 2;
     }
     let total = (m * n) as f64;
-    let mut tau = -1.0 + 2.0 * rho_hat[..max_t].iter().sum::<f64>();
-    if max_t + 1 < n {
-        tau += rho_hat[max_t + 1];
-    }
+    let tau = -1.0 + 2.0 * rho_hat[..next].iter().sum::<f64>() + rho_hat[next];
     let tau = tau.max(1.0 / total.log10());
     Some(total / tau)
 }
@@ -190,6 +206,70 @@ pub fn ess_bulk(chains: &[&[f64]]) -> Option<f64> {
         return None;
     }
     ess(&rank_normalise(&s))
+}
+
+/// ESS of the `p` quantile: [`ess`] of the split chains of the indicator
+/// `x ≤ q_p`, with `q_p` the pooled type-7 quantile (Vehtari et al. 2021,
+/// section 4.3).
+pub fn ess_quantile(chains: &[&[f64]], p: f64) -> Option<f64> {
+    let n = chains.iter().map(|c| c.len()).min()?;
+    if n < 4 {
+        return None;
+    }
+    let mut all: Vec<f64> = chains.iter().flat_map(|c| c[..n].iter().copied()).collect();
+    all.sort_by(f64::total_cmp);
+    let q = quantile_sorted(&all, p);
+    let ind: Vec<Vec<f64>> = chains
+        .iter()
+        .map(|c| {
+            c[..n]
+                .iter()
+                .map(|x| f64::from(u8::from(*x <= q)))
+                .collect()
+        })
+        .collect();
+    let refs: Vec<&[f64]> = ind.iter().map(|c| c.as_slice()).collect();
+    ess(&split(&refs))
+}
+
+/// Tail ESS: the smaller of the ESS of the 5 % and the 95 % quantiles
+/// (Vehtari et al. 2021): how well the chains pin down the posterior
+/// interval's ends.
+pub fn ess_tail(chains: &[&[f64]]) -> Option<f64> {
+    let lo = ess_quantile(chains, 0.05)?;
+    let hi = ess_quantile(chains, 0.95)?;
+    Some(lo.min(hi))
+}
+
+/// Autocorrelation of one chain at lags `0..=max_lag` (biased estimator,
+/// lag 0 = 1; `None` for a constant chain).
+pub fn autocorrelation(x: &[f64], max_lag: usize) -> Option<Vec<f64>> {
+    let n = x.len();
+    if n < 2 {
+        return None;
+    }
+    let mu = mean(x);
+    let c0: f64 = x.iter().map(|v| (v - mu) * (v - mu)).sum();
+    if !(c0 > 0.0) {
+        return None;
+    }
+    Some(
+        (0..=max_lag.min(n - 1))
+            .map(|t| {
+                (0..n - t)
+                    .map(|i| (x[i] - mu) * (x[i + t] - mu))
+                    .sum::<f64>()
+                    / c0
+            })
+            .collect(),
+    )
+}
+
+/// The rank (1-based, ties averaged) of every draw among all chains' draws,
+/// per chain: the input of rank plots (Vehtari et al. 2021, section 4.1).
+pub fn pooled_ranks(chains: &[&[f64]]) -> Vec<Vec<f64>> {
+    let owned: Vec<Vec<f64>> = chains.iter().map(|c| c.to_vec()).collect();
+    ranks(&owned)
 }
 
 fn rhat_basic(chains: &[Vec<f64>]) -> Option<f64> {

@@ -25,6 +25,19 @@ pub enum Error {
         /// Why it was refused.
         reason: String,
     },
+    /// No starting point with a finite log-likelihood estimate was found for
+    /// a chain within the bounded number of attempts.
+    #[error(
+        "chain {chain}: no starting point with a finite log-likelihood in {attempts} attempts \
+         (every filter pass collapsed or the point left the prior's support): \
+         choose `init` values closer to the data, a narrower `mcmc.init_sd`, or more particles"
+    )]
+    NoStart {
+        /// The chain.
+        chain: u64,
+        /// Attempts made.
+        attempts: u32,
+    },
     /// An executor failed (thread pool, communication, task failure).
     #[error("executor failure: {0}")]
     Executor(String),

@@ -63,7 +63,7 @@ pub mod prelude {
     pub use crate::model::{Network, ReactionSpec, Term};
     pub use crate::observation::{Data, InitialPrior, ObservationModel};
     pub use crate::pmmh::{
-        AdaptConfig, ChainState, IterationRecord, Pmmh, PmmhConfig, ProposalCovariance,
+        AdaptConfig, ChainState, IterationRecord, Pmmh, PmmhConfig, ProposalCovariance, StartPoints,
     };
     pub use crate::prior::Prior;
     pub use crate::resample::Resampling;

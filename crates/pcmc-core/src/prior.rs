@@ -127,6 +127,28 @@ impl Prior {
         }
     }
 
+    /// A draw from the prior (the value itself for [`Prior::Fixed`]). A
+    /// uniform prior with `lower = 0` can return 0, which is outside the
+    /// support: callers that need a valid point check [`Prior::log_density`].
+    pub fn sample<R: rand::Rng + ?Sized>(&self, rng: &mut R) -> f64 {
+        use crate::rng::uniform_open0 as u;
+        use rand_distr::{Distribution, StandardNormal};
+        match *self {
+            Prior::LogUniform { lower, upper } => {
+                (lower.ln() + u(rng) * (upper.ln() - lower.ln())).exp()
+            }
+            Prior::Uniform { lower, upper } => lower + u(rng) * (upper - lower),
+            Prior::LogNormal { mu, sigma } => {
+                let z: f64 = StandardNormal.sample(rng);
+                (mu + sigma * z).exp()
+            }
+            Prior::Gamma { shape, rate } => rand_distr::Gamma::new(shape, 1.0 / rate)
+                .map(|g| g.sample(rng))
+                .unwrap_or(f64::NAN),
+            Prior::Fixed { value } => value,
+        }
+    }
+
     /// A central value: the geometric mid-point, mid-point, median, mean or
     /// value. Used as a default starting point.
     pub fn centre(&self) -> f64 {

@@ -52,6 +52,8 @@ pub enum Purpose {
     Predictive = 7,
     /// Test and benchmark trajectories.
     Test = 8,
+    /// A chain's starting point (step: the attempt).
+    Start = 9,
 }
 
 /// The identity of one random stream. See the [module docs](self) for the

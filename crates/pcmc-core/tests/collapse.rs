@@ -53,6 +53,7 @@ fn config(iterations: u64, init: Vec<f64>) -> PmmhConfig {
         iterations,
         thin: 1,
         init,
+        start: StartPoints::Fixed,
         proposal: ProposalCovariance::Diagonal(vec![0.5; 3]),
         adapt: None,
     }

@@ -40,6 +40,7 @@ fn sampler(problem: FilterProblem, theta: &[f64], chains: usize) -> Pmmh {
             iterations: 6,
             thin: 1,
             init,
+            start: StartPoints::Dispersed { sd: 0.1 },
             proposal: ProposalCovariance::Diagonal(vec![0.05; d]),
             adapt: Some(AdaptConfig { start: 3, every: 2 }),
         },

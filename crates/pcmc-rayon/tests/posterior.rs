@@ -22,6 +22,7 @@ fn lv11_recovers_true_parameters() {
             iterations: 1500,
             thin: 1,
             init: vec![0.8, 0.006, 0.5],
+            start: StartPoints::Dispersed { sd: 0.1 },
             proposal: ProposalCovariance::Diagonal(vec![0.03; 3]),
             adapt: Some(AdaptConfig {
                 start: 100,
