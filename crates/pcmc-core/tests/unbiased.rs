@@ -1,66 +1,18 @@
-//! The particle filter's likelihood estimate is unbiased: E[exp(ℓ̂)] = exp(ℓ).
-//!
-//! Immigration–death has a closed-form transition law (binomial survival plus
-//! Poisson immigration), so the exact likelihood of noisy observations follows
-//! from the forward algorithm on a truncated state space.
+//! The particle filter's likelihood estimate is unbiased: E[exp(ℓ̂)] = exp(ℓ),
+//! with the exact likelihood of immigration–death data from the forward
+//! algorithm (`common`).
 
 use pcmc_core::prelude::*;
 use pcmc_core::rng::{Purpose, StreamKey};
 use pcmc_core::simulate::simulate;
 use pcmc_core::{LikelihoodExecutor, serial};
-use statrs::distribution::{Binomial, Discrete, Poisson};
+
+mod common;
 
 const K: usize = 120; // truncation: P(X > 120) is negligible for these means
 
-fn transition(lambda: f64, mu: f64, dt: f64) -> Vec<f64> {
-    let p = (-mu * dt).exp();
-    let imm = Poisson::new(lambda / mu * (1.0 - p)).unwrap();
-    let mut m = vec![0.0; (K + 1) * (K + 1)];
-    for x in 0..=K {
-        let surv = Binomial::new(p, x as u64).unwrap();
-        for j in 0..=x {
-            let ps = surv.pmf(j as u64);
-            for x2 in j..=K {
-                m[x * (K + 1) + x2] += ps * imm.pmf((x2 - j) as u64);
-            }
-        }
-    }
-    m
-}
-
-/// Exact log-likelihood by the forward algorithm.
 fn exact_loglik(problem: &FilterProblem, theta: &[f64]) -> f64 {
-    let x0 = Poisson::new(problem.initial().means()[0]).unwrap();
-    let mut alpha: Vec<f64> = (0..=K).map(|x| x0.pmf(x as u64)).collect();
-    let mut t = problem.t0();
-    let mut ll = 0.0;
-    for k in 0..problem.data().len() {
-        let tk = problem.data().times()[k];
-        if tk > t {
-            let m = transition(theta[0], theta[1], tk - t);
-            let mut next = vec![0.0; K + 1];
-            for x in 0..=K {
-                for x2 in 0..=K {
-                    next[x2] += alpha[x] * m[x * (K + 1) + x2];
-                }
-            }
-            alpha = next;
-        }
-        let y = problem.data().row(k);
-        for (x, a) in alpha.iter_mut().enumerate() {
-            *a *= problem
-                .observation()
-                .log_density(y, [x as u64].into_iter())
-                .exp();
-        }
-        let s: f64 = alpha.iter().sum();
-        ll += s.ln();
-        for a in alpha.iter_mut() {
-            *a /= s;
-        }
-        t = tk;
-    }
-    ll
+    common::exact_loglik(problem, theta, K)
 }
 
 fn problem(

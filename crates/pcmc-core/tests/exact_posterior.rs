@@ -1,0 +1,268 @@
+//! PMMH with the real particle filter against an exact posterior.
+//!
+//! Immigration–death (`∅ → X` at rate λ, `X → ∅` at rate μ·x) has an exact
+//! likelihood by the forward algorithm (`common`), so its posterior over
+//! (ln λ, ln μ) can be computed on a grid. PMMH with exact-SSA particles must
+//! reproduce the grid posterior's means and standard deviations within Monte
+//! Carlo error, and simulation-based calibration (Talts, Betancourt, Simpson,
+//! Vehtari & Gelman, 2018) over 100 replicate data sets drawn from the prior
+//! must give uniform ranks.
+
+mod common;
+
+use pcmc_core::diagnostics::ess_bulk;
+use pcmc_core::prelude::*;
+use pcmc_core::rng::{Purpose, StreamKey};
+use pcmc_core::serial;
+use pcmc_core::simulate::simulate;
+use statrs::distribution::{ChiSquared, ContinuousCDF};
+
+/// Log-normal priors: ln λ ~ N(ln 10, 0.5²), ln μ ~ N(ln 0.5, 0.5²).
+fn priors() -> Vec<Prior> {
+    vec![
+        Prior::LogNormal {
+            mu: 10f64.ln(),
+            sigma: 0.5,
+        },
+        Prior::LogNormal {
+            mu: 0.5f64.ln(),
+            sigma: 0.5,
+        },
+    ]
+}
+
+/// A data set simulated at θ: X observed with Gaussian noise sd 2 at
+/// `times`, X(0) ~ Poisson(15).
+fn problem(theta: &[f64], times: Vec<f64>, particles: usize, seed: u64) -> FilterProblem {
+    let net = Network::immigration_death();
+    let obs = ObservationModel::Gaussian { sd: vec![2.0] };
+    let initial = InitialPrior::new(&net, vec![15.0]).unwrap();
+    let traj = simulate(
+        &net,
+        theta,
+        &initial,
+        &obs,
+        &[0],
+        0.0,
+        &times,
+        &[u64::MAX],
+        u64::MAX,
+        StreamKey::new(seed, 0, 0, 0, 0, Purpose::Simulate),
+    );
+    let data = Data::new(&net, times, &["X".to_string()], traj.observations).unwrap();
+    FilterProblem::new(
+        net,
+        data,
+        obs,
+        initial,
+        0.0,
+        FilterConfig::new(particles, 1),
+    )
+    .unwrap()
+}
+
+/// Moments of the grid posterior of (ln λ, ln μ): means, sds and the
+/// covariance (row-major 2×2).
+fn grid_posterior(problem: &FilterProblem) -> ([f64; 2], [f64; 2], [f64; 4]) {
+    let pri = priors();
+    // Prior ± 5 sd in each log-rate, 101 points each (step 0.05, under half
+    // the posterior sds here): the rule's error on a smooth density is far
+    // below Monte Carlo error.
+    let g = 101;
+    let axis = |mu: f64| -> Vec<f64> {
+        (0..g)
+            .map(|i| mu - 2.5 + 5.0 * i as f64 / (g - 1) as f64)
+            .collect()
+    };
+    let (la, ma) = (axis(10f64.ln()), axis(0.5f64.ln()));
+    let mut lp = Vec::with_capacity(g * g);
+    for &l in &la {
+        for &m in &ma {
+            let theta = [l.exp(), m.exp()];
+            // Density of (ln λ, ln μ): prior density × Jacobian θ × likelihood.
+            let v = pri[0].log_density(theta[0])
+                + l
+                + pri[1].log_density(theta[1])
+                + m
+                + common::exact_loglik(problem, &theta, 80);
+            lp.push(v);
+        }
+    }
+    let max = lp.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let w: Vec<f64> = lp.iter().map(|v| (v - max).exp()).collect();
+    let z: f64 = w.iter().sum();
+    let mut mean = [0.0; 2];
+    for (i, wi) in w.iter().enumerate() {
+        mean[0] += wi * la[i / g] / z;
+        mean[1] += wi * ma[i % g] / z;
+    }
+    let mut cov = [0.0; 4];
+    for (i, wi) in w.iter().enumerate() {
+        let d = [la[i / g] - mean[0], ma[i % g] - mean[1]];
+        for a in 0..2 {
+            for b in 0..2 {
+                cov[a * 2 + b] += wi * d[a] * d[b] / z;
+            }
+        }
+    }
+    // Mass on the grid's border would mean a truncated posterior.
+    let edge: f64 = w
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i / g == 0 || i / g == g - 1 || i % g == 0 || i % g == g - 1)
+        .map(|(_, wi)| wi / z)
+        .sum();
+    assert!(
+        edge < 1e-6,
+        "grid too narrow: {edge:e} of the mass on its edge"
+    );
+    (mean, [cov[0].sqrt(), cov[3].sqrt()], cov)
+}
+
+#[test]
+fn pmmh_matches_the_grid_posterior() {
+    let times: Vec<f64> = (1..=20).map(|i| 0.5 * f64::from(i)).collect();
+    let problem = problem(&[10.0, 0.5], times, 100, 3);
+    let (mean, sd, cov) = grid_posterior(&problem);
+    eprintln!("grid posterior of (ln λ, ln μ): mean {mean:?}, sd {sd:?}");
+    // The optimal random-walk scale for a 2-d Gaussian target.
+    let s = 2.38 * 2.38 / 2.0;
+    let proposal = vec![vec![s * cov[0], s * cov[1]], vec![s * cov[1], s * cov[3]]];
+    let chains = 4;
+    let pmmh = Pmmh::new(
+        problem,
+        priors(),
+        PmmhConfig {
+            seed: 21,
+            chains,
+            burn_in: 300,
+            iterations: 5000,
+            thin: 1,
+            init: vec![mean[0].exp(), mean[1].exp()],
+            start: StartPoints::Dispersed { sd: 0.3 },
+            proposal: ProposalCovariance::Full(proposal),
+            adapt: None,
+        },
+    )
+    .unwrap();
+    let mut draws = vec![vec![Vec::new(); chains]; 2];
+    pmmh.run(&mut serial(), |rec, _| {
+        if rec.kept {
+            for p in 0..2 {
+                draws[p][rec.chain as usize].push(rec.theta[p].ln());
+            }
+        }
+        Ok(())
+    })
+    .unwrap();
+    for p in 0..2 {
+        let refs: Vec<&[f64]> = draws[p].iter().map(|c| c.as_slice()).collect();
+        let ess = ess_bulk(&refs).unwrap();
+        let all: Vec<f64> = draws[p].iter().flatten().copied().collect();
+        let n = all.len() as f64;
+        let m = all.iter().sum::<f64>() / n;
+        let v = all.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (n - 1.0);
+        // Monte Carlo standard errors from the ESS: sd/√ESS for the mean and
+        // sd/√(2·ESS) for the sd (near-Gaussian posterior).
+        let se_mean = sd[p] / ess.sqrt();
+        let se_sd = sd[p] / (2.0 * ess).sqrt();
+        assert!(ess > 500.0, "θ{p}: ESS {ess:.0}");
+        assert!(
+            (m - mean[p]).abs() < 4.0 * se_mean,
+            "θ{p}: PMMH mean of the log-rate {m:.4}, exact {:.4} (se {se_mean:.4}, ESS {ess:.0})",
+            mean[p]
+        );
+        assert!(
+            (v.sqrt() - sd[p]).abs() < 4.0 * se_sd,
+            "θ{p}: PMMH sd of the log-rate {:.4}, exact {:.4} (se {se_sd:.4}, ESS {ess:.0})",
+            v.sqrt(),
+            sd[p]
+        );
+    }
+}
+
+/// The rank of each parameter's true value among `L = 9` thinned posterior
+/// draws, for replicate `r` (θ drawn from the prior, data simulated at it).
+fn sbc_ranks(r: u64) -> [usize; 2] {
+    const L: u64 = 9;
+    let pri = priors();
+    let mut rng = StreamKey::new(2018, r, 0, 0, 0, Purpose::Test).rng();
+    let theta: Vec<f64> = pri.iter().map(|p| p.sample(&mut rng)).collect();
+    let times: Vec<f64> = (1..=10).map(f64::from).collect();
+    let problem = problem(&theta, times, 40, 1000 + r);
+    let iterations = 900;
+    let pmmh = Pmmh::new(
+        problem,
+        pri,
+        PmmhConfig {
+            seed: r,
+            chains: 1,
+            burn_in: 300,
+            iterations,
+            thin: iterations / L,
+            init: vec![10.0, 0.5],
+            start: StartPoints::Prior,
+            proposal: ProposalCovariance::Diagonal(vec![0.2, 0.2]),
+            adapt: Some(AdaptConfig {
+                start: 100,
+                every: 50,
+            }),
+        },
+    )
+    .unwrap();
+    let mut ranks = [0usize; 2];
+    let mut kept = 0;
+    pmmh.run(&mut serial(), |rec, _| {
+        if rec.kept {
+            kept += 1;
+            for p in 0..2 {
+                ranks[p] += usize::from(rec.theta[p] < theta[p]);
+            }
+        }
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(kept, L);
+    ranks
+}
+
+#[test]
+fn simulation_based_calibration() {
+    const REPLICATES: u64 = 100;
+    const BINS: usize = 10; // ranks 0..=9
+    let ranks: Vec<[usize; 2]> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..2u64)
+            .map(|t| {
+                s.spawn(move || {
+                    (0..REPLICATES)
+                        .filter(|r| r % 2 == t)
+                        .map(sbc_ranks)
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    let expected = REPLICATES as f64 / BINS as f64;
+    // Two tests (one per parameter) at α = 0.001 each.
+    let crit = ChiSquared::new((BINS - 1) as f64)
+        .unwrap()
+        .inverse_cdf(0.999);
+    for p in 0..2 {
+        let mut hist = [0usize; BINS];
+        for r in &ranks {
+            hist[r[p]] += 1;
+        }
+        let stat: f64 = hist
+            .iter()
+            .map(|&o| (o as f64 - expected).powi(2) / expected)
+            .sum();
+        assert!(
+            stat < crit,
+            "θ{p}: SBC rank histogram {hist:?} is not uniform: χ² = {stat:.1} ≥ {crit:.1}"
+        );
+    }
+}
