@@ -2,6 +2,9 @@
 
 use crate::output::ChainRow;
 use anyhow::Result;
+use pcmc_core::diagnostics::{autocorrelation, pooled_ranks, quantile_sorted};
+use pcmc_core::prior::Prior;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use std::path::Path;
 
@@ -42,7 +45,110 @@ fn colour(c: usize) -> RGBColor {
     C[c % C.len()]
 }
 
-/// `trace.svg`: θ against iteration, one panel per parameter, chains overlaid.
+/// A tick label without spurious decimals: "200", "0.005", "1.5e-7" — the
+/// shortest of up to 4 significant digits.
+pub fn tick(v: &f64) -> String {
+    // Tick positions are multiples of a step and carry its rounding error:
+    // -5.6e-17 is a zero.
+    let v = if v.abs() < 1e-10 { 0.0 } else { *v };
+    if v == 0.0 || !v.is_finite() {
+        return if v == 0.0 { "0".into() } else { format!("{v}") };
+    }
+    let a = v.abs();
+    if !(1e-4..1e6).contains(&a) {
+        let s = format!("{v:.3e}");
+        let (m, e) = s.split_once('e').unwrap_or((&s, "0"));
+        let m = m.trim_end_matches('0').trim_end_matches('.');
+        return format!("{m}e{e}");
+    }
+    let digits = (3 - a.log10().floor() as i32).clamp(0, 10) as usize;
+    let s = format!("{v:.digits$}");
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
+}
+
+/// The coordinates of every chart here.
+type Xy = Cartesian2d<RangedCoordf64, RangedCoordf64>;
+
+/// The plots' shared look: caption, margins and tick formatting.
+fn chart<'a, DB: DrawingBackend>(
+    area: &'a DrawingArea<DB, plotters::coord::Shift>,
+    caption: &str,
+    x: std::ops::Range<f64>,
+    y: std::ops::Range<f64>,
+) -> Result<ChartContext<'a, DB, Xy>>
+where
+    DB::ErrorType: 'static,
+{
+    Ok(ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 16))
+        .margin(8)
+        .x_label_area_size(30)
+        .y_label_area_size(60)
+        .build_cartesian_2d(x, y)?)
+}
+
+fn draw_mesh<'a, DB: DrawingBackend + 'a>(
+    c: &mut ChartContext<'a, DB, Xy>,
+    x_desc: &str,
+    y_desc: &str,
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    c.configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .x_labels(5)
+        .y_labels(5)
+        .x_label_formatter(&tick)
+        .y_label_formatter(&tick)
+        .light_line_style(WHITE)
+        .draw()?;
+    Ok(())
+}
+
+/// One parameter's draws per chain, in chain order.
+fn per_chain(rows: &[ChainRow], p: usize) -> Vec<(u64, Vec<f64>)> {
+    chain_ids(rows)
+        .into_iter()
+        .map(|id| {
+            (
+                id,
+                rows.iter()
+                    .filter(|r| r.chain == id)
+                    .map(|r| r.theta[p])
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+/// Whether a parameter varies (fixed parameters are left out of the
+/// diagnostics plots).
+fn varies(rows: &[ChainRow], p: usize) -> bool {
+    rows.first()
+        .is_some_and(|r0| rows.iter().any(|r| r.theta[p] != r0.theta[p]))
+}
+
+fn legend<'a, DB: DrawingBackend + 'a>(c: &mut ChartContext<'a, DB, Xy>) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    c.configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK.mix(0.3))
+        .label_font(("sans-serif", 12))
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()?;
+    Ok(())
+}
+
+/// `trace.svg`: θ against iteration, one panel per parameter, chains
+/// overlaid in distinct colours, the true value (if known) in black.
 ///
 /// # Errors
 /// Drawing or I/O failures.
@@ -58,38 +164,74 @@ pub fn trace(
     let (x0, x1) = range(rows.iter().map(|r| r.iteration as f64));
     for (p, area) in root.split_evenly((n, 1)).iter().enumerate() {
         let (y0, y1) = range(rows.iter().map(|r| r.theta[p]).chain(truth.map(|t| t[p])));
-        let mut chart = ChartBuilder::on(area)
-            .caption(&names[p], ("sans-serif", 16))
-            .margin(8)
-            .x_label_area_size(28)
-            .y_label_area_size(70)
-            .build_cartesian_2d(x0..x1, y0..y1)?;
-        chart
-            .configure_mesh()
-            .x_desc("iteration")
-            .light_line_style(WHITE)
-            .draw()?;
-        for (c, id) in chain_ids(rows).into_iter().enumerate() {
-            let pts: Vec<(f64, f64)> = rows
+        let mut chart = chart(area, &names[p], x0..x1, y0..y1)?;
+        draw_mesh(&mut chart, "iteration", "")?;
+        for (c, (id, vals)) in per_chain(rows, p).into_iter().enumerate() {
+            let its = rows
                 .iter()
                 .filter(|r| r.chain == id)
-                .map(|r| (r.iteration as f64, r.theta[p]))
-                .collect();
-            chart.draw_series(LineSeries::new(pts, colour(c).stroke_width(1)))?;
+                .map(|r| r.iteration as f64);
+            chart
+                .draw_series(LineSeries::new(its.zip(vals), colour(c).stroke_width(1)))?
+                .label(format!("chain {id}"))
+                .legend(move |(x, y)| {
+                    PathElement::new([(x, y), (x + 16, y)], colour(c).stroke_width(2))
+                });
         }
         if let Some(t) = truth {
-            chart.draw_series(LineSeries::new(
-                vec![(x0, t[p]), (x1, t[p])],
-                BLACK.stroke_width(2),
-            ))?;
+            chart
+                .draw_series(LineSeries::new(
+                    vec![(x0, t[p]), (x1, t[p])],
+                    BLACK.stroke_width(2),
+                ))?
+                .label("true value")
+                .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], BLACK.stroke_width(2)));
+        }
+        if p == 0 {
+            legend(&mut chart)?;
         }
     }
     root.present()?;
     Ok(())
 }
 
-/// `density.svg`: histogram densities per parameter, chains overlaid, the true
-/// value (if known) as a vertical line.
+/// Silverman's rule-of-thumb bandwidth, `0.9·min(sd, IQR/1.34)·n^(−1/5)`
+/// (Silverman 1986, eq. 3.31); `None` for fewer than 2 distinct values.
+pub fn silverman_bandwidth(xs: &[f64]) -> Option<f64> {
+    let n = xs.len();
+    if n < 2 {
+        return None;
+    }
+    let mean = xs.iter().sum::<f64>() / n as f64;
+    let sd = (xs.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / (n - 1) as f64).sqrt();
+    let mut s = xs.to_vec();
+    s.sort_by(f64::total_cmp);
+    let iqr = quantile_sorted(&s, 0.75) - quantile_sorted(&s, 0.25);
+    let spread = if iqr > 0.0 { sd.min(iqr / 1.34) } else { sd };
+    let h = 0.9 * spread * (n as f64).powf(-0.2);
+    (h > 0.0 && h.is_finite()).then_some(h)
+}
+
+/// A Gaussian kernel density estimate of `xs` with bandwidth `h` at `grid`.
+pub fn kde(xs: &[f64], h: f64, grid: &[f64]) -> Vec<f64> {
+    let norm = 1.0 / (xs.len() as f64 * h * (2.0 * std::f64::consts::PI).sqrt());
+    grid.iter()
+        .map(|g| {
+            xs.iter()
+                .map(|x| {
+                    let z = (g - x) / h;
+                    (-0.5 * z * z).exp()
+                })
+                .sum::<f64>()
+                * norm
+        })
+        .collect()
+}
+
+/// `density.svg`: per parameter, a Gaussian kernel density estimate of each
+/// chain's draws (Silverman's bandwidth, stated in the panel title), chains
+/// in distinct colours with a legend, the prior density drawn faintly in
+/// grey, and the true value (if known) as a black vertical line.
 ///
 /// # Errors
 /// Drawing or I/O failures.
@@ -97,63 +239,282 @@ pub fn density(
     path: &Path,
     names: &[String],
     rows: &[ChainRow],
+    priors: &[Prior],
     truth: Option<&[f64]>,
 ) -> Result<()> {
     let n = names.len();
     let cols = n.min(3);
     let nrows = n.div_ceil(cols);
-    let root = SVGBackend::new(path, (320 * cols as u32, 260 * nrows as u32)).into_drawing_area();
+    let root = SVGBackend::new(path, (360 * cols as u32, 280 * nrows as u32)).into_drawing_area();
     root.fill(&WHITE)?;
     let areas = root.split_evenly((nrows, cols));
     for p in 0..n {
+        let chains = per_chain(rows, p);
         let (lo, hi) = range(rows.iter().map(|r| r.theta[p]).chain(truth.map(|t| t[p])));
-        let per_chain = rows.len() / chain_ids(rows).len().max(1);
-        let bins = ((per_chain as f64).sqrt() as usize).clamp(8, 40);
-        let w = (hi - lo) / bins as f64;
+        let grid: Vec<f64> = (0..=200)
+            .map(|i| lo + (hi - lo) * f64::from(i) / 200.0)
+            .collect();
         let mut curves = Vec::new();
-        let mut ymax: f64 = 0.0;
-        for (c, id) in chain_ids(rows).into_iter().enumerate() {
-            let vals: Vec<f64> = rows
-                .iter()
-                .filter(|r| r.chain == id)
-                .map(|r| r.theta[p])
-                .collect();
-            if vals.is_empty() {
-                continue;
+        let mut bws = Vec::new();
+        for (c, (id, vals)) in chains.iter().enumerate() {
+            if let Some(h) = silverman_bandwidth(vals) {
+                bws.push(h);
+                curves.push((c, *id, kde(vals, h, &grid)));
             }
-            let mut h = vec![0.0; bins];
-            for v in &vals {
-                let b = (((v - lo) / w) as usize).min(bins - 1);
-                h[b] += 1.0;
-            }
-            let pts: Vec<(f64, f64)> = h
-                .iter()
-                .enumerate()
-                .map(|(b, k)| (lo + w * (b as f64 + 0.5), k / (vals.len() as f64 * w)))
-                .collect();
-            ymax = pts.iter().fold(ymax, |m, q| m.max(q.1));
-            curves.push((c, pts));
         }
-        let mut chart = ChartBuilder::on(&areas[p])
-            .caption(&names[p], ("sans-serif", 16))
-            .margin(8)
-            .x_label_area_size(28)
-            .y_label_area_size(50)
-            .build_cartesian_2d(lo..hi, 0.0..(ymax * 1.1).max(f64::MIN_POSITIVE))?;
-        chart
-            .configure_mesh()
-            .light_line_style(WHITE)
-            .x_labels(4)
-            .draw()?;
-        for (c, pts) in curves {
-            chart.draw_series(LineSeries::new(pts, colour(c).stroke_width(2)))?;
+        let ymax = curves
+            .iter()
+            .flat_map(|(_, _, d)| d.iter().copied())
+            .fold(0.0, f64::max);
+        let ymax = if ymax > 0.0 { ymax * 1.15 } else { 1.0 };
+        let caption = match bws.first() {
+            Some(h) => format!("{} (KDE, Silverman bw {} for chain 0)", names[p], tick(h)),
+            None => format!("{} (constant)", names[p]),
+        };
+        let mut chart = chart(&areas[p], &caption, lo..hi, 0.0..ymax)?;
+        draw_mesh(&mut chart, "", "density")?;
+        if let Some(prior) = priors.get(p).filter(|pr| !pr.is_fixed()) {
+            let pd: Vec<(f64, f64)> = grid
+                .iter()
+                .map(|x| (*x, prior.log_density(*x).exp().min(ymax)))
+                .collect();
+            chart
+                .draw_series(LineSeries::new(
+                    pd,
+                    RGBColor(150, 150, 150).mix(0.6).stroke_width(1),
+                ))?
+                .label("prior")
+                .legend(|(x, y)| {
+                    PathElement::new(
+                        [(x, y), (x + 16, y)],
+                        RGBColor(150, 150, 150).stroke_width(1),
+                    )
+                });
+        }
+        for (c, id, d) in curves {
+            chart
+                .draw_series(LineSeries::new(
+                    grid.iter().copied().zip(d),
+                    colour(c).stroke_width(2),
+                ))?
+                .label(format!("chain {id}"))
+                .legend(move |(x, y)| {
+                    PathElement::new([(x, y), (x + 16, y)], colour(c).stroke_width(2))
+                });
         }
         if let Some(t) = truth {
-            chart.draw_series(LineSeries::new(
-                vec![(t[p], 0.0), (t[p], ymax * 1.1)],
-                BLACK.stroke_width(2),
+            chart
+                .draw_series(LineSeries::new(
+                    vec![(t[p], 0.0), (t[p], ymax)],
+                    BLACK.stroke_width(2),
+                ))?
+                .label("true value")
+                .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], BLACK.stroke_width(2)));
+        }
+        legend(&mut chart)?;
+    }
+    root.present()?;
+    Ok(())
+}
+
+/// `pairs.svg`: for every pair of free parameters, a scatter of
+/// (ln θ_i, ln θ_j) over the kept draws (at most 1500 per chain, evenly
+/// spaced), chains in their colours, with the correlation of the log-draws
+/// in the title; the diagonal shows each log-parameter's pooled density.
+///
+/// # Errors
+/// Drawing or I/O failures.
+pub fn pairs(path: &Path, names: &[String], rows: &[ChainRow]) -> Result<()> {
+    let free: Vec<usize> = (0..names.len()).filter(|p| varies(rows, *p)).collect();
+    let d = free.len().max(1);
+    let root = SVGBackend::new(path, (260 * d as u32, 260 * d as u32)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let areas = root.split_evenly((d, d));
+    let logs: Vec<Vec<f64>> = free
+        .iter()
+        .map(|&p| rows.iter().map(|r| r.theta[p].ln()).collect())
+        .collect();
+    let ids = chain_ids(rows);
+    for (i, &pi) in free.iter().enumerate() {
+        for (j, &pj) in free.iter().enumerate() {
+            let area = &areas[i * d + j];
+            if i == j {
+                // The marginal density of the log-draws, all chains pooled.
+                let x = &logs[i];
+                let (a, b) = range(x.iter().copied());
+                let grid: Vec<f64> = (0..=100)
+                    .map(|k| a + (b - a) * f64::from(k) / 100.0)
+                    .collect();
+                let dens = silverman_bandwidth(x).map(|h| kde(x, h, &grid));
+                let top = dens
+                    .as_ref()
+                    .map_or(1.0, |d| d.iter().copied().fold(0.0, f64::max) * 1.1);
+                let mut chart = chart(area, &format!("ln {}", names[pi]), a..b, 0.0..top)?;
+                draw_mesh(&mut chart, &format!("ln {}", names[pi]), "")?;
+                if let Some(d) = dens {
+                    chart.draw_series(LineSeries::new(
+                        grid.iter().copied().zip(d),
+                        BLACK.stroke_width(2),
+                    ))?;
+                }
+                continue;
+            }
+            if j > i {
+                continue;
+            }
+            // Row i, column j < i: x = ln θ_j, y = ln θ_i.
+            let (x, y) = (&logs[j], &logs[i]);
+            let r = correlation(x, y);
+            let mut chart = chart(
+                area,
+                &format!("r = {}", r.map_or("-".into(), |v| format!("{v:.2}"))),
+                {
+                    let (a, b) = range(x.iter().copied());
+                    a..b
+                },
+                {
+                    let (a, b) = range(y.iter().copied());
+                    a..b
+                },
+            )?;
+            draw_mesh(
+                &mut chart,
+                &format!("ln {}", names[pj]),
+                &format!("ln {}", names[pi]),
+            )?;
+            for (c, id) in ids.iter().enumerate() {
+                let idx: Vec<usize> = (0..rows.len()).filter(|k| rows[*k].chain == *id).collect();
+                let step = idx.len().div_ceil(1500).max(1);
+                chart.draw_series(
+                    idx.iter()
+                        .step_by(step)
+                        .map(|&k| Circle::new((x[k], y[k]), 2, colour(c).mix(0.5).filled())),
+                )?;
+            }
+        }
+    }
+    root.present()?;
+    Ok(())
+}
+
+/// Pearson correlation (`None` if either vector is constant).
+fn correlation(x: &[f64], y: &[f64]) -> Option<f64> {
+    let n = x.len() as f64;
+    let (mx, my) = (x.iter().sum::<f64>() / n, y.iter().sum::<f64>() / n);
+    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
+    for (a, b) in x.iter().zip(y) {
+        sxy += (a - mx) * (b - my);
+        sxx += (a - mx) * (a - mx);
+        syy += (b - my) * (b - my);
+    }
+    (sxx > 0.0 && syy > 0.0).then(|| sxy / (sxx * syy).sqrt())
+}
+
+/// `autocorr.svg`: the autocorrelation of each free parameter's draws
+/// against lag (up to 100 or half a chain), one line per chain; a chain
+/// whose autocorrelation stays high for many lags mixes slowly.
+///
+/// # Errors
+/// Drawing or I/O failures.
+pub fn autocorr(path: &Path, names: &[String], rows: &[ChainRow]) -> Result<()> {
+    let free: Vec<usize> = (0..names.len()).filter(|p| varies(rows, *p)).collect();
+    let n = free.len().max(1);
+    let root = SVGBackend::new(path, (900, 200 * n as u32)).into_drawing_area();
+    root.fill(&WHITE)?;
+    for (&p, area) in free.iter().zip(root.split_evenly((n, 1)).iter()) {
+        let chains = per_chain(rows, p);
+        let len = chains.iter().map(|(_, v)| v.len()).min().unwrap_or(0);
+        let max_lag = (len / 2).clamp(1, 100);
+        let mut chart = chart(
+            area,
+            &format!("{}: autocorrelation", names[p]),
+            0.0..max_lag as f64,
+            -0.25..1.05,
+        )?;
+        draw_mesh(&mut chart, "lag", "")?;
+        chart.draw_series(LineSeries::new(
+            vec![(0.0, 0.0), (max_lag as f64, 0.0)],
+            BLACK.mix(0.4).stroke_width(1),
+        ))?;
+        for (c, (id, vals)) in chains.iter().enumerate() {
+            if let Some(acf) = autocorrelation(vals, max_lag) {
+                chart
+                    .draw_series(LineSeries::new(
+                        acf.into_iter().enumerate().map(|(l, v)| (l as f64, v)),
+                        colour(c).stroke_width(2),
+                    ))?
+                    .label(format!("chain {id}"))
+                    .legend(move |(x, y)| {
+                        PathElement::new([(x, y), (x + 16, y)], colour(c).stroke_width(2))
+                    });
+            }
+        }
+        legend(&mut chart)?;
+    }
+    root.present()?;
+    Ok(())
+}
+
+/// `ranks.svg`: rank plots (Vehtari et al. 2021, section 4.1): the draws of
+/// all chains are ranked together and each chain's ranks are histogrammed
+/// (20 bins); the dashed line is the count every bin has on average when the
+/// chains sample the same distribution. A chain whose histogram leans one
+/// way has not mixed with the others.
+///
+/// # Errors
+/// Drawing or I/O failures.
+pub fn ranks(path: &Path, names: &[String], rows: &[ChainRow]) -> Result<()> {
+    const BINS: usize = 20;
+    let free: Vec<usize> = (0..names.len()).filter(|p| varies(rows, *p)).collect();
+    let n = free.len().max(1);
+    let root = SVGBackend::new(path, (900, 200 * n as u32)).into_drawing_area();
+    root.fill(&WHITE)?;
+    for (&p, area) in free.iter().zip(root.split_evenly((n, 1)).iter()) {
+        let chains = per_chain(rows, p);
+        let refs: Vec<&[f64]> = chains.iter().map(|(_, v)| v.as_slice()).collect();
+        let total: usize = refs.iter().map(|c| c.len()).sum();
+        let ranks = pooled_ranks(&refs);
+        let hists: Vec<Vec<f64>> = ranks
+            .iter()
+            .map(|rs| {
+                let mut h = vec![0.0; BINS];
+                for r in rs {
+                    let b = (((r - 1.0) / total as f64) * BINS as f64) as usize;
+                    h[b.min(BINS - 1)] += 1.0;
+                }
+                h
+            })
+            .collect();
+        let ymax = hists.iter().flatten().copied().fold(1.0, f64::max) * 1.15;
+        let mut chart = chart(
+            area,
+            &format!("{}: rank histogram per chain", names[p]),
+            0.0..total as f64,
+            0.0..ymax,
+        )?;
+        draw_mesh(&mut chart, "rank of the draw among all chains", "draws")?;
+        let w = total as f64 / BINS as f64;
+        for (c, ((id, vals), h)) in chains.iter().zip(&hists).enumerate() {
+            let expected = vals.len() as f64 / BINS as f64;
+            let mut pts = Vec::with_capacity(2 * BINS);
+            for (b, v) in h.iter().enumerate() {
+                pts.push((b as f64 * w, *v));
+                pts.push(((b + 1) as f64 * w, *v));
+            }
+            chart
+                .draw_series(LineSeries::new(pts, colour(c).stroke_width(2)))?
+                .label(format!("chain {id}"))
+                .legend(move |(x, y)| {
+                    PathElement::new([(x, y), (x + 16, y)], colour(c).stroke_width(2))
+                });
+            chart.draw_series(DashedLineSeries::new(
+                vec![(0.0, expected), (total as f64, expected)],
+                4,
+                4,
+                colour(c).mix(0.6).stroke_width(1),
             ))?;
         }
+        legend(&mut chart)?;
     }
     root.present()?;
     Ok(())
@@ -173,6 +534,11 @@ pub struct Band {
     pub hi: Vec<f64>,
     /// Observed (time, value) points.
     pub data: Vec<(f64, f64)>,
+    /// Posterior draws simulated and kept.
+    pub draws: usize,
+    /// Draws left out because their trajectory was stopped (population cap
+    /// or event limit): a stopped state is no prediction.
+    pub dropped: usize,
 }
 
 /// `predictive.svg`: data points with the 90 % posterior predictive band and
@@ -192,20 +558,19 @@ pub fn predictive(path: &Path, bands: &[Band]) -> Result<()> {
                 .copied()
                 .chain(b.data.iter().map(|d| d.1)),
         );
-        let mut chart = ChartBuilder::on(area)
-            .caption(
-                format!("{}: data and 90% posterior predictive", b.name),
-                ("sans-serif", 16),
+        let caption = if b.dropped > 0 {
+            format!(
+                "{}: data and 90% posterior predictive ({} of {} draws stopped by the cap or event limit, left out)",
+                b.name, b.dropped, b.draws
             )
-            .margin(8)
-            .x_label_area_size(28)
-            .y_label_area_size(60)
-            .build_cartesian_2d(x0..x1, y0..y1)?;
-        chart
-            .configure_mesh()
-            .x_desc("time")
-            .light_line_style(WHITE)
-            .draw()?;
+        } else {
+            format!(
+                "{}: data and 90% posterior predictive ({} draws)",
+                b.name, b.draws
+            )
+        };
+        let mut chart = chart(area, &caption, x0..x1, y0..y1)?;
+        draw_mesh(&mut chart, "time", "")?;
         let mut poly: Vec<(f64, f64)> = b.times.iter().copied().zip(b.hi.iter().copied()).collect();
         poly.extend(b.times.iter().copied().zip(b.lo.iter().copied()).rev());
         chart.draw_series(std::iter::once(Polygon::new(

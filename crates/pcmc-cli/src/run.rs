@@ -938,10 +938,22 @@ fn finish_outputs(
     )?;
     if !quiet {
         print!("{}", summary_table(&summary));
+        for w in summary["warnings"].as_array().into_iter().flatten() {
+            tracing::warn!("{}", w.as_str().unwrap_or(""));
+        }
     }
     if job.file.output.plots && !rows.is_empty() {
         plots::trace(&dir.join("trace.svg"), names, rows, job.truth.as_deref())?;
-        plots::density(&dir.join("density.svg"), names, rows, job.truth.as_deref())?;
+        plots::density(
+            &dir.join("density.svg"),
+            names,
+            rows,
+            &job.priors,
+            job.truth.as_deref(),
+        )?;
+        plots::pairs(&dir.join("pairs.svg"), names, rows)?;
+        plots::autocorr(&dir.join("autocorr.svg"), names, rows)?;
+        plots::ranks(&dir.join("ranks.svg"), names, rows)?;
         let bands = predictive_bands(problem, rows, job.file.output.predictive_draws, record.seed);
         if !bands.is_empty() {
             plots::predictive(&dir.join("predictive.svg"), &bands)?;
@@ -952,7 +964,9 @@ fn finish_outputs(
 
 /// Forward simulations at up to `draws` posterior draws (evenly spaced over
 /// the kept rows), summarised as 5/50/95 % quantiles of the observations on a
-/// grid of 101 times.
+/// grid of 101 times. A simulation stopped by the population cap or the
+/// event limit is left out (and counted in [`Band::dropped`]): its frozen
+/// state is not a prediction.
 pub fn predictive_bands(
     problem: &FilterProblem,
     rows: &[ChainRow],
@@ -971,6 +985,7 @@ pub fn predictive_bands(
     let m = draws.min(rows.len());
     let obs_n = data.observed().len();
     let mut sims: Vec<Vec<Vec<f64>>> = vec![vec![Vec::with_capacity(m); grid.len()]; obs_n];
+    let mut dropped = 0;
     for d in 0..m {
         let r = &rows[d * rows.len() / m];
         let tr = simulate(
@@ -985,11 +1000,18 @@ pub fn predictive_bands(
             problem.config().max_events,
             StreamKey::new(seed, 0, d as u64, 0, 0, Purpose::Predictive),
         );
+        if tr.stopped {
+            dropped += 1;
+            continue;
+        }
         for (g, obs) in tr.observations.iter().enumerate() {
             for (s, v) in obs.iter().enumerate() {
                 sims[s][g].push(*v);
             }
         }
+    }
+    if dropped == m {
+        return Vec::new();
     }
     (0..obs_n)
         .map(|s| {
@@ -1011,6 +1033,8 @@ pub fn predictive_bands(
                 data: (0..data.len())
                     .map(|i| (data.times()[i], data.row(i)[s]))
                     .collect(),
+                draws: m - dropped,
+                dropped,
             }
         })
         .collect()

@@ -170,6 +170,7 @@ pub fn summary_json(s: &SummaryInput<'_>) -> Value {
             o.insert("q50".into(), num(p.q50));
             o.insert("q975".into(), num(p.q975));
             o.insert("ess".into(), p.ess.map_or(Value::Null, num));
+            o.insert("ess_tail".into(), p.ess_tail.map_or(Value::Null, num));
             o.insert("rhat".into(), p.rhat.map_or(Value::Null, num));
         }
         if let Some(t) = s.truth {
@@ -186,6 +187,7 @@ pub fn summary_json(s: &SummaryInput<'_>) -> Value {
             s.rows.iter().filter(|r| r.accepted).count() as f64 / n
         }
     };
+    let warnings = warnings(s, &sums);
     let mut v = json!({
         "pcmc_version": env!("CARGO_PKG_VERSION"),
         "job": s.job,
@@ -248,6 +250,13 @@ pub fn summary_json(s: &SummaryInput<'_>) -> Value {
             o.insert("load_imbalance".into(), num(st.load_imbalance));
             o.insert("peak_rss_bytes".into(), json!(st.peak_rss_bytes));
             o.insert("peak_rss_bytes_all".into(), json!(st.peak_rss_bytes_all));
+            o.insert("kept_particle_intervals".into(), json!(st.kept_intervals));
+            o.insert("kept_cap_hits".into(), json!(st.kept_cap_hits));
+            o.insert("kept_event_limit_hits".into(), json!(st.kept_limit_hits));
+            o.insert(
+                "kept_stop_fraction".into(),
+                st.kept_stop_fraction().map_or(Value::Null, num),
+            );
         }
         None => {
             o.insert(
@@ -256,7 +265,76 @@ pub fn summary_json(s: &SummaryInput<'_>) -> Value {
             );
         }
     }
+    o.insert("warnings".into(), json!(warnings));
     v
+}
+
+/// R̂ above this suggests the chains have not converged (Vehtari et al.
+/// 2021).
+pub const RHAT_LIMIT: f64 = 1.01;
+/// Bulk and tail ESS below this many per chain are too few for reliable
+/// summaries (Vehtari et al. 2021).
+pub const ESS_PER_CHAIN: f64 = 100.0;
+/// A larger fraction of particle-intervals stopped by the cap or the event
+/// limit at kept θ means the cap shapes the likelihood.
+pub const STOP_FRACTION_LIMIT: f64 = 0.001;
+
+/// What a modeller should know before trusting the summary.
+fn warnings(s: &SummaryInput<'_>, sums: &[Option<ParamSummary>]) -> Vec<String> {
+    let mut w = Vec::new();
+    let chains = {
+        let mut ids: Vec<u64> = s.rows.iter().map(|r| r.chain).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids.len().max(1)
+    };
+    let need = ESS_PER_CHAIN * chains as f64;
+    let varies = |p: usize| {
+        s.rows
+            .first()
+            .is_some_and(|r0| s.rows.iter().any(|r| r.theta[p] != r0.theta[p]))
+    };
+    for (p, (name, ps)) in s.names.iter().zip(sums).enumerate() {
+        let Some(ps) = ps else { continue };
+        if !varies(p) {
+            continue;
+        }
+        if let Some(r) = ps.rhat.filter(|r| *r > RHAT_LIMIT) {
+            w.push(format!(
+                "{name}: R-hat {r:.3} > {RHAT_LIMIT}: the chains (or a chain's halves) disagree; run longer or check the starting points"
+            ));
+        }
+        for (kind, e) in [("bulk", ps.ess), ("tail", ps.ess_tail)] {
+            match e {
+                Some(e) if e < need => w.push(format!(
+                    "{name}: {kind} ESS {e:.0} < {need:.0} ({ESS_PER_CHAIN} per chain): too few effective draws for reliable {}",
+                    if kind == "bulk" { "means and medians" } else { "95% interval ends" }
+                )),
+                None => w.push(format!("{name}: {kind} ESS undefined (too few draws)")),
+                _ => {}
+            }
+        }
+    }
+    let minus_inf = s
+        .rows
+        .iter()
+        .filter(|r| r.loglik == f64::NEG_INFINITY)
+        .count();
+    if minus_inf > 0 {
+        w.push(format!(
+            "{minus_inf} kept rows have log-likelihood -inf: a chain never found a point the filter can explain (more particles, or other starting points)"
+        ));
+    }
+    if let Some(f) = s.stats.and_then(RunStats::kept_stop_fraction)
+        && f > STOP_FRACTION_LIMIT
+    {
+        w.push(format!(
+            "{:.2}% of particle-intervals at kept θ were stopped by the population cap or the event limit (> {}%): the cap shapes the likelihood; raise filter.cap / filter.max_events",
+            100.0 * f,
+            100.0 * STOP_FRACTION_LIMIT
+        ));
+    }
+    w
 }
 
 fn fmt(x: Option<f64>, digits: usize) -> String {
@@ -277,14 +355,14 @@ fn fmt(x: Option<f64>, digits: usize) -> String {
 pub fn summary_table(v: &Value) -> String {
     let mut out = String::new();
     out.push_str(&format!(
-        "{:<14} {:>10} {:>10} {:>10} {:>10} {:>10} {:>7} {:>6} {:>10}\n",
-        "parameter", "mean", "sd", "2.5%", "50%", "97.5%", "ESS", "R-hat", "true"
+        "{:<14} {:>10} {:>10} {:>10} {:>10} {:>10} {:>7} {:>7} {:>6} {:>10}\n",
+        "parameter", "mean", "sd", "2.5%", "50%", "97.5%", "ESS", "tailESS", "R-hat", "true"
     ));
     if let Some(params) = v["parameters"].as_object() {
         for (name, p) in params {
             let g = |k: &str| p[k].as_f64();
             out.push_str(&format!(
-                "{:<14} {:>10} {:>10} {:>10} {:>10} {:>10} {:>7} {:>6} {:>10}\n",
+                "{:<14} {:>10} {:>10} {:>10} {:>10} {:>10} {:>7} {:>7} {:>6} {:>10}\n",
                 name,
                 fmt(g("mean"), 4),
                 fmt(g("sd"), 4),
@@ -292,6 +370,7 @@ pub fn summary_table(v: &Value) -> String {
                 fmt(g("q50"), 4),
                 fmt(g("q975"), 4),
                 g("ess").map_or("-".into(), |e| format!("{e:.0}")),
+                g("ess_tail").map_or("-".into(), |e| format!("{e:.0}")),
                 fmt(g("rhat"), 3),
                 fmt(g("true"), 4),
             ));
@@ -344,6 +423,12 @@ pub fn summary_table(v: &Value) -> String {
                 fmt(st["communicate"].as_f64(), 2)
             ));
         }
+    }
+    if let Some(f) = v["kept_stop_fraction"].as_f64() {
+        out.push_str(&format!(
+            "\nstopped by cap or event limit at kept θ: {:.3}% of particle-intervals",
+            100.0 * f
+        ));
     }
     out.push('\n');
     out
