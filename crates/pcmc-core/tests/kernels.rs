@@ -153,4 +153,73 @@ proptest! {
             if s == 0 { 50 + j as u64 % 13 } else { 100 + (j * s) as u64 % 17 }
         })?;
     }
+
+}
+
+proptest! {
+    // Heavier cases (lv12 runs ~3·10^4 events per particle per time unit):
+    // fewer of them.
+    #![proptest_config(ProptestConfig::with_cases(24))]
+    /// lv12 at its true θ over a quarter of an observation interval with
+    /// caps that fire for many particles: every kernel stops each particle
+    /// at the same event, state and counter.
+    #[test]
+    fn kernels_agree_at_the_cap_on_lv12(
+        seed in any::<u64>(),
+        lanes in 8usize..30,
+        cap in 900u64..2000,
+    ) {
+        let net = Network::lotka_volterra(2).unwrap();
+        let ssa = Ssa::new(&net, &[10.0, 0.005, 0.0025, 6.0, 3.0], &[cap; 3], 10_000_000);
+        let hits = cap_hits(&ssa, 3, lanes, seed, 1.0, |j, s| [800, 500, 600][s] + j as u64 % 11);
+        prop_assert!(hits > 0, "no particle reached the cap {}", cap);
+        all_kernels_agree(&ssa, 3, lanes, seed, 0.0, 1.0, |j, s| {
+            [800, 500, 600][s] + j as u64 % 11
+        })?;
+    }
+
+    /// The hare–lynx job's four-reaction network (separate predation and
+    /// predator-birth rates) near its posterior mean over two years, with a
+    /// hare cap that fires for many particles.
+    #[test]
+    fn kernels_agree_at_the_cap_on_hare_lynx(
+        seed in any::<u64>(),
+        lanes in 8usize..40,
+        cap in 350u64..600,
+    ) {
+        let net = network(
+            &[
+                (vec![(0, 1)], vec![(0, 2)]),
+                (vec![(0, 1), (1, 1)], vec![(1, 1)]),
+                (vec![(0, 1), (1, 1)], vec![(0, 1), (1, 2)]),
+                (vec![(1, 1)], vec![]),
+            ],
+            2,
+        )
+        .unwrap();
+        let ssa = Ssa::new(&net, &[0.54, 0.0027, 0.0026, 0.87], &[cap, 100_000], 10_000_000);
+        let hits = cap_hits(&ssa, 2, lanes, seed, 2.0, |j, s| [300, 40][s] + j as u64 % 7);
+        prop_assert!(hits > 0, "no particle reached the cap {}", cap);
+        all_kernels_agree(&ssa, 2, lanes, seed, 0.0, 2.0, |j, s| [300, 40][s] + j as u64 % 7)?;
+    }
+}
+
+/// Cap hits of the scalar kernel for the particles `all_kernels_agree` runs
+/// (so the cap tests are known to exercise the cap).
+fn cap_hits(
+    ssa: &Ssa,
+    species: usize,
+    len: usize,
+    seed: u64,
+    t1: f64,
+    init: impl Fn(usize, usize) -> u64,
+) -> u64 {
+    let mut c = SsaCounters::default();
+    let mut cum = vec![0.0; ssa.n_reactions()];
+    for j in 0..len {
+        let mut x: Vec<u64> = (0..species).map(|s| init(j, s)).collect();
+        let mut rng = StreamKey::new(seed, 0, 0, 0, j as u64, Purpose::Test).rng();
+        ssa.advance_counted(&mut x, 0.0, t1, &mut rng, &mut cum, &mut c);
+    }
+    c.cap_hits
 }
