@@ -147,6 +147,25 @@ where
     Ok(())
 }
 
+/// A legend entry: a short line in `style`.
+fn swatch(style: ShapeStyle) -> impl Fn((i32, i32)) -> PathElement<(i32, i32)> {
+    move |(x, y)| PathElement::new([(x, y), (x + 16, y)], style)
+}
+
+/// The true value as a black line through `pts`, with its legend entry.
+fn draw_truth<'a, DB: DrawingBackend + 'a>(
+    c: &mut ChartContext<'a, DB, Xy>,
+    pts: Vec<(f64, f64)>,
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    c.draw_series(LineSeries::new(pts, BLACK.stroke_width(2)))?
+        .label("true value")
+        .legend(swatch(BLACK.stroke_width(2)));
+    Ok(())
+}
+
 /// `trace.svg`: θ against iteration, one panel per parameter, chains
 /// overlaid in distinct colours, the true value (if known) in black.
 ///
@@ -174,18 +193,10 @@ pub fn trace(
             chart
                 .draw_series(LineSeries::new(its.zip(vals), colour(c).stroke_width(1)))?
                 .label(format!("chain {id}"))
-                .legend(move |(x, y)| {
-                    PathElement::new([(x, y), (x + 16, y)], colour(c).stroke_width(2))
-                });
+                .legend(swatch(colour(c).stroke_width(2)));
         }
         if let Some(t) = truth {
-            chart
-                .draw_series(LineSeries::new(
-                    vec![(x0, t[p]), (x1, t[p])],
-                    BLACK.stroke_width(2),
-                ))?
-                .label("true value")
-                .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], BLACK.stroke_width(2)));
+            draw_truth(&mut chart, vec![(x0, t[p]), (x1, t[p])])?;
         }
         if p == 0 {
             legend(&mut chart)?;
@@ -284,12 +295,7 @@ pub fn density(
                     RGBColor(150, 150, 150).mix(0.6).stroke_width(1),
                 ))?
                 .label("prior")
-                .legend(|(x, y)| {
-                    PathElement::new(
-                        [(x, y), (x + 16, y)],
-                        RGBColor(150, 150, 150).stroke_width(1),
-                    )
-                });
+                .legend(swatch(RGBColor(150, 150, 150).stroke_width(1)));
         }
         for (c, id, d) in curves {
             chart
@@ -298,18 +304,10 @@ pub fn density(
                     colour(c).stroke_width(2),
                 ))?
                 .label(format!("chain {id}"))
-                .legend(move |(x, y)| {
-                    PathElement::new([(x, y), (x + 16, y)], colour(c).stroke_width(2))
-                });
+                .legend(swatch(colour(c).stroke_width(2)));
         }
         if let Some(t) = truth {
-            chart
-                .draw_series(LineSeries::new(
-                    vec![(t[p], 0.0), (t[p], ymax)],
-                    BLACK.stroke_width(2),
-                ))?
-                .label("true value")
-                .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], BLACK.stroke_width(2)));
+            draw_truth(&mut chart, vec![(t[p], 0.0), (t[p], ymax)])?;
         }
         legend(&mut chart)?;
     }
@@ -410,6 +408,25 @@ fn correlation(x: &[f64], y: &[f64]) -> Option<f64> {
     (sxx > 0.0 && syy > 0.0).then(|| sxy / (sxx * syy).sqrt())
 }
 
+/// One panel per free (varying) parameter, stacked: `draw(p, area)` fills
+/// parameter `p`'s panel.
+fn free_panels(
+    path: &Path,
+    names: &[String],
+    rows: &[ChainRow],
+    mut draw: impl FnMut(usize, &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>) -> Result<()>,
+) -> Result<()> {
+    let free: Vec<usize> = (0..names.len()).filter(|p| varies(rows, *p)).collect();
+    let n = free.len().max(1);
+    let root = SVGBackend::new(path, (900, 200 * n as u32)).into_drawing_area();
+    root.fill(&WHITE)?;
+    for (&p, area) in free.iter().zip(root.split_evenly((n, 1)).iter()) {
+        draw(p, area)?;
+    }
+    root.present()?;
+    Ok(())
+}
+
 /// `autocorr.svg`: the autocorrelation of each free parameter's draws
 /// against lag (up to 100 or half a chain), one line per chain; a chain
 /// whose autocorrelation stays high for many lags mixes slowly.
@@ -417,11 +434,7 @@ fn correlation(x: &[f64], y: &[f64]) -> Option<f64> {
 /// # Errors
 /// Drawing or I/O failures.
 pub fn autocorr(path: &Path, names: &[String], rows: &[ChainRow]) -> Result<()> {
-    let free: Vec<usize> = (0..names.len()).filter(|p| varies(rows, *p)).collect();
-    let n = free.len().max(1);
-    let root = SVGBackend::new(path, (900, 200 * n as u32)).into_drawing_area();
-    root.fill(&WHITE)?;
-    for (&p, area) in free.iter().zip(root.split_evenly((n, 1)).iter()) {
+    free_panels(path, names, rows, |p, area| {
         let chains = per_chain(rows, p);
         let len = chains.iter().map(|(_, v)| v.len()).min().unwrap_or(0);
         let max_lag = (len / 2).clamp(1, 100);
@@ -444,15 +457,11 @@ pub fn autocorr(path: &Path, names: &[String], rows: &[ChainRow]) -> Result<()> 
                         colour(c).stroke_width(2),
                     ))?
                     .label(format!("chain {id}"))
-                    .legend(move |(x, y)| {
-                        PathElement::new([(x, y), (x + 16, y)], colour(c).stroke_width(2))
-                    });
+                    .legend(swatch(colour(c).stroke_width(2)));
             }
         }
-        legend(&mut chart)?;
-    }
-    root.present()?;
-    Ok(())
+        legend(&mut chart)
+    })
 }
 
 /// `ranks.svg`: rank plots (Vehtari et al. 2021, section 4.1): the draws of
@@ -465,11 +474,7 @@ pub fn autocorr(path: &Path, names: &[String], rows: &[ChainRow]) -> Result<()> 
 /// Drawing or I/O failures.
 pub fn ranks(path: &Path, names: &[String], rows: &[ChainRow]) -> Result<()> {
     const BINS: usize = 20;
-    let free: Vec<usize> = (0..names.len()).filter(|p| varies(rows, *p)).collect();
-    let n = free.len().max(1);
-    let root = SVGBackend::new(path, (900, 200 * n as u32)).into_drawing_area();
-    root.fill(&WHITE)?;
-    for (&p, area) in free.iter().zip(root.split_evenly((n, 1)).iter()) {
+    free_panels(path, names, rows, |p, area| {
         let chains = per_chain(rows, p);
         let refs: Vec<&[f64]> = chains.iter().map(|(_, v)| v.as_slice()).collect();
         let total: usize = refs.iter().map(|c| c.len()).sum();
@@ -504,9 +509,7 @@ pub fn ranks(path: &Path, names: &[String], rows: &[ChainRow]) -> Result<()> {
             chart
                 .draw_series(LineSeries::new(pts, colour(c).stroke_width(2)))?
                 .label(format!("chain {id}"))
-                .legend(move |(x, y)| {
-                    PathElement::new([(x, y), (x + 16, y)], colour(c).stroke_width(2))
-                });
+                .legend(swatch(colour(c).stroke_width(2)));
             chart.draw_series(DashedLineSeries::new(
                 vec![(0.0, expected), (total as f64, expected)],
                 4,
@@ -514,10 +517,8 @@ pub fn ranks(path: &Path, names: &[String], rows: &[ChainRow]) -> Result<()> {
                 colour(c).mix(0.6).stroke_width(1),
             ))?;
         }
-        legend(&mut chart)?;
-    }
-    root.present()?;
-    Ok(())
+        legend(&mut chart)
+    })
 }
 
 /// Bands of the posterior predictive for one observed species.

@@ -363,6 +363,39 @@ fn cases() -> Vec<Case> {
             "mcmc.chains",
         ),
         c(
+            "unknown start kind",
+            edit(|j| j.replace("iterations = 2", "iterations = 2\ninit = \"random\"")),
+            None,
+            run(),
+            "mcmc.init",
+        ),
+        c(
+            "negative init_sd",
+            edit(|j| j.replace("iterations = 2", "iterations = 2\ninit_sd = -0.5")),
+            None,
+            run(),
+            "mcmc.init_sd",
+        ),
+        c(
+            "init_sd with prior starts",
+            edit(|j| j.replace("iterations = 2", "iterations = 2\ninit = \"prior\"\ninit_sd = 0.1")),
+            None,
+            run(),
+            "mcmc.init_sd",
+        ),
+        c(
+            // Every particle starts above the cap, so every start's estimate
+            // is -inf, for every redraw.
+            "no start with a finite likelihood",
+            edit(|j| {
+                j.replace("particles = 16", "particles = 16\ncap = 1000")
+                    .replace("prey = 50,", "prey = 5000,")
+            }),
+            None,
+            run(),
+            "no starting point with a finite log-likelihood",
+        ),
+        c(
             "proposal_cov not PD",
             edit(|j| {
                 j.replace("iterations = 2", "iterations = 2\nproposal_cov = [[1.0, 2.0, 0.0], [2.0, 1.0, 0.0], [0.0, 0.0, 1.0]]")

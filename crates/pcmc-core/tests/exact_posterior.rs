@@ -14,7 +14,6 @@ use pcmc_core::diagnostics::ess_bulk;
 use pcmc_core::prelude::*;
 use pcmc_core::rng::{Purpose, StreamKey};
 use pcmc_core::serial;
-use pcmc_core::simulate::simulate;
 use statrs::distribution::{ChiSquared, ContinuousCDF};
 
 /// Log-normal priors: ln λ ~ N(ln 10, 0.5²), ln μ ~ N(ln 0.5, 0.5²).
@@ -34,31 +33,8 @@ fn priors() -> Vec<Prior> {
 /// A data set simulated at θ: X observed with Gaussian noise sd 2 at
 /// `times`, X(0) ~ Poisson(15).
 fn problem(theta: &[f64], times: Vec<f64>, particles: usize, seed: u64) -> FilterProblem {
-    let net = Network::immigration_death();
     let obs = ObservationModel::Gaussian { sd: vec![2.0] };
-    let initial = InitialPrior::new(&net, vec![15.0]).unwrap();
-    let traj = simulate(
-        &net,
-        theta,
-        &initial,
-        &obs,
-        &[0],
-        0.0,
-        &times,
-        &[u64::MAX],
-        u64::MAX,
-        StreamKey::new(seed, 0, 0, 0, 0, Purpose::Simulate),
-    );
-    let data = Data::new(&net, times, &["X".to_string()], traj.observations).unwrap();
-    FilterProblem::new(
-        net,
-        data,
-        obs,
-        initial,
-        0.0,
-        FilterConfig::new(particles, 1),
-    )
-    .unwrap()
+    common::id_problem(theta, times, obs, particles, seed)
 }
 
 /// Moments of the grid posterior of (ln λ, ln μ): means, sds and the

@@ -3,8 +3,6 @@
 //! algorithm (`common`).
 
 use pcmc_core::prelude::*;
-use pcmc_core::rng::{Purpose, StreamKey};
-use pcmc_core::simulate::simulate;
 use pcmc_core::{LikelihoodExecutor, serial};
 
 mod common;
@@ -20,29 +18,11 @@ fn problem(
     particles: usize,
     resampling: Resampling,
 ) -> (FilterProblem, Vec<f64>) {
-    let net = Network::immigration_death();
     let theta = vec![10.0, 0.5];
-    let initial = InitialPrior::new(&net, vec![15.0]).unwrap();
-    let times = vec![0.5, 1.0, 2.0, 3.5, 5.0];
-    let traj = simulate(
-        &net,
-        &theta,
-        &initial,
-        &obs,
-        &[0],
-        0.0,
-        &times,
-        &[u64::MAX],
-        u64::MAX,
-        StreamKey::new(11, 0, 0, 0, 0, Purpose::Simulate),
-    );
-    let data = Data::new(&net, times, &["X".to_string()], traj.observations).unwrap();
-    let mut cfg = FilterConfig::new(particles, 1);
+    let p = common::id_problem(&theta, vec![0.5, 1.0, 2.0, 3.5, 5.0], obs, particles, 11);
+    let mut cfg = p.config().clone();
     cfg.resampling = resampling;
-    (
-        FilterProblem::new(net, data, obs, initial, 0.0, cfg).unwrap(),
-        theta,
-    )
+    (p.with_config(cfg).unwrap(), theta)
 }
 
 fn check_unbiased(obs: ObservationModel, resampling: Resampling) {

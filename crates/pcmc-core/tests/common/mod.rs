@@ -5,8 +5,46 @@
 //! plus Poisson immigration), so the exact likelihood of noisy observations
 //! follows from the forward algorithm on the state space truncated at `k`.
 
-use pcmc_core::filter::FilterProblem;
+use pcmc_core::prelude::*;
+use pcmc_core::rng::{Purpose, StreamKey};
+use pcmc_core::simulate::simulate;
 use statrs::distribution::{Discrete, Poisson};
+
+/// An immigration–death data set simulated at θ (stream `seed`), X(0) ~
+/// Poisson(15), X observed through `obs` at `times`, and its filtering
+/// problem with `particles` particles.
+pub fn id_problem(
+    theta: &[f64],
+    times: Vec<f64>,
+    obs: ObservationModel,
+    particles: usize,
+    seed: u64,
+) -> FilterProblem {
+    let net = Network::immigration_death();
+    let initial = InitialPrior::new(&net, vec![15.0]).unwrap();
+    let traj = simulate(
+        &net,
+        theta,
+        &initial,
+        &obs,
+        &[0],
+        0.0,
+        &times,
+        &[u64::MAX],
+        u64::MAX,
+        StreamKey::new(seed, 0, 0, 0, 0, Purpose::Simulate),
+    );
+    let data = Data::new(&net, times, &["X".to_string()], traj.observations).unwrap();
+    FilterProblem::new(
+        net,
+        data,
+        obs,
+        initial,
+        0.0,
+        FilterConfig::new(particles, 1),
+    )
+    .unwrap()
+}
 
 /// The transition matrix over `dt` on `0..=k` (row-major, rows: from).
 fn transition(lambda: f64, mu: f64, dt: f64, k: usize) -> Vec<f64> {
