@@ -374,10 +374,10 @@ fn truncate_chain(dir: &Path, rows: u64) -> Result<Vec<ChainRow>> {
     Ok(parsed)
 }
 
-/// `pcmc run`, in four phases: [`setup`] (the job, its data and the
-/// executor), [`open_run`] (a new run directory, or the checkpoint of one to
-/// resume), [`iterate`] (the iteration loop with its checkpoints and signal
-/// handling) and [`finish_run`] (run statistics, `summary.json`, plots).
+/// `pcmc run`, in four phases: `setup` (the job, its data and the
+/// executor), `open_run` (a new run directory, or the checkpoint of one to
+/// resume), `iterate` (the iteration loop with its checkpoints and signal
+/// handling) and `finish_run` (run statistics, `summary.json`, plots).
 ///
 /// # Errors
 /// Input errors (exit 2) and run failures (exit 1).

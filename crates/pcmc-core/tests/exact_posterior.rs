@@ -124,8 +124,8 @@ fn pmmh_matches_the_grid_posterior() {
     let mut draws = vec![vec![Vec::new(); chains]; 2];
     pmmh.run(&mut serial(), |rec, _| {
         if rec.kept {
-            for p in 0..2 {
-                draws[p][rec.chain as usize].push(rec.theta[p].ln());
+            for (d, x) in draws.iter_mut().zip(&rec.theta) {
+                d[rec.chain as usize].push(x.ln());
             }
         }
         Ok(())
