@@ -1189,6 +1189,9 @@ pub fn merge(out: &Path, dirs: &[PathBuf], quiet: bool) -> Result<()> {
         stats.collapses += st.collapses;
         stats.outside_prior += st.outside_prior;
         stats.filter_passes += st.filter_passes;
+        stats.kept_intervals += st.kept_intervals;
+        stats.kept_cap_hits += st.kept_cap_hits;
+        stats.kept_limit_hits += st.kept_limit_hits;
         stats.stages.add(&st.stages);
         stats.acceptance_per_chain.extend(&st.acceptance_per_chain);
         stats.iterations_done = st.iterations_done;
