@@ -1,11 +1,59 @@
 //! The exact SSA kernels (scalar, block, AVX2) on lv11 and lv12
-//! trajectories; throughput in events. `simd` falls back to the block kernel
-//! on CPUs without AVX2.
+//! trajectories, side by side with two peers measured in the same run: the
+//! `rebop` crate's `define_system!` model of the same network (a fast
+//! Gillespie simulator for Rust and Python) and a tight C-like loop written
+//! for this model ([`reference_lv_loop`]). Same parameters, start state,
+//! horizon and population cap (rebop has no cap; at these parameters no
+//! trajectory comes near it). Throughput in events, counted for every
+//! implementation (rebop's models carry an extra species `ev` that every
+//! reaction increments: one integer add per event). `simd` falls back to
+//! the block kernel on CPUs without AVX2.
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use pcmc_core::rng::{Purpose, StreamKey};
 use pcmc_core::ssa::{BlockScratch, Outcome, Ssa};
-use pcmc_core::workloads::{KernelCase, kernel_case};
+use pcmc_core::workloads::{KernelCase, kernel_case, reference_lv_loop};
 use std::hint::black_box;
+
+rebop::define_system! {
+    birth predation1 death1;
+    RebopLv11 { prey, pred1, ev }
+    r_birth: prey => prey + prey + ev @ birth
+    r_predation1: prey + pred1 => pred1 + pred1 + ev @ predation1
+    r_death1: pred1 => ev @ death1
+}
+
+rebop::define_system! {
+    birth predation1 predation2 death1 death2;
+    RebopLv12 { prey, pred1, pred2, ev }
+    r_birth: prey => prey + prey + ev @ birth
+    r_predation1: prey + pred1 => pred1 + pred1 + ev @ predation1
+    r_predation2: prey + pred2 => pred2 + pred2 + ev @ predation2
+    r_death1: pred1 => ev @ death1
+    r_death2: pred2 => ev @ death2
+}
+
+/// Events of `n` rebop trajectories of `c` (seeds 0..n).
+fn rebop_events(c: &KernelCase, n: u64) -> u64 {
+    let t = &c.theta;
+    (0..n)
+        .map(|i| match c.name {
+            "lv11" => {
+                let mut m = RebopLv11::with_parameters(t[0], t[1], t[2]);
+                m.seed(i);
+                (m.prey, m.pred1) = (c.x0[0] as isize, c.x0[1] as isize);
+                m.advance_until(c.span);
+                m.ev as u64
+            }
+            _ => {
+                let mut m = RebopLv12::with_parameters(t[0], t[1], t[2], t[3], t[4]);
+                m.seed(i);
+                (m.prey, m.pred1, m.pred2) = (c.x0[0] as isize, c.x0[1] as isize, c.x0[2] as isize);
+                m.advance_until(c.span);
+                m.ev as u64
+            }
+        })
+        .sum()
+}
 
 fn cases() -> Vec<KernelCase> {
     ["lv11", "lv12"]
@@ -33,8 +81,21 @@ fn kernel(cr: &mut Criterion) {
         let n = if c.name == "lv11" { 64 } else { 4 };
         let events = count_events(&ssa, &c, n);
         let mut g = cr.benchmark_group(format!("ssa/{}", c.name));
-        g.throughput(Throughput::Elements(events));
         g.sample_size(20);
+        g.throughput(Throughput::Elements(rebop_events(&c, n)));
+        g.bench_function("rebop", |b| b.iter(|| black_box(rebop_events(&c, n))));
+        let reference: u64 = (0..n).map(|i| reference_lv_loop(&c, i, 1_000_000)).sum();
+        g.throughput(Throughput::Elements(reference));
+        g.bench_function("reference-loop", |b| {
+            b.iter(|| {
+                black_box(
+                    (0..n)
+                        .map(|i| reference_lv_loop(&c, i, 1_000_000))
+                        .sum::<u64>(),
+                )
+            })
+        });
+        g.throughput(Throughput::Elements(events));
         g.bench_function("scalar", |b| {
             let mut cum = vec![0.0; ssa.n_reactions()];
             b.iter(|| {

@@ -24,6 +24,7 @@ fn sampler() -> Pmmh {
             init: theta.to_vec(),
             start: StartPoints::Fixed,
             proposal: ProposalCovariance::Diagonal(vec![0.02; 3]),
+            early_rejection: true,
             adapt: None,
         },
     )

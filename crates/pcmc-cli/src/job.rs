@@ -210,6 +210,10 @@ pub struct McmcSection {
     pub init: Option<String>,
     /// Log-scale spread of dispersed starting points (default 0.5).
     pub init_sd: Option<f64>,
+    /// Stop a proposal's filter pass as soon as it can no longer be accepted
+    /// (default true; the chain is the same either way).
+    #[serde(default = "yes")]
+    pub early_rejection: bool,
 }
 
 fn default_iterations() -> u64 {
@@ -248,6 +252,7 @@ impl Default for McmcSection {
             proposal_cov: None,
             init: None,
             init_sd: None,
+            early_rejection: true,
         }
     }
 }
@@ -641,6 +646,7 @@ impl Job {
             start,
             proposal,
             adapt,
+            early_rejection: m.early_rejection,
         };
         Ok(Job {
             path: path.to_path_buf(),
@@ -806,9 +812,11 @@ impl Job {
         f.name = None;
         f.data = None;
         // Neither the number of chains nor of iterations changes a chain's
-        // rows, nor does the kernel (all kernels give the same bits).
+        // rows, nor does the kernel (all kernels give the same bits), nor
+        // early rejection (it stops only passes that would be rejected).
         f.mcmc.iterations = 0;
         f.mcmc.chains = 1;
+        f.mcmc.early_rejection = true;
         f.filter.kernel = String::new();
         h.update(serde_json::to_vec(&f).unwrap_or_default());
         h.update(

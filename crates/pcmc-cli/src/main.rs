@@ -44,6 +44,11 @@ enum Command {
         /// SSA kernel: simd (default), scalar or batch — same results.
         #[arg(long)]
         kernel: Option<String>,
+        /// Run every proposal's filter pass to the end instead of stopping it
+        /// once the proposal can no longer be accepted (same chain; for
+        /// timing comparisons).
+        #[arg(long)]
+        no_early_rejection: bool,
         /// Iterations after burn-in.
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
         iterations: Option<u64>,
@@ -211,6 +216,7 @@ fn dispatch(cmd: Command) -> Result<()> {
             partitions,
             particles,
             kernel,
+            no_early_rejection,
             iterations,
             chains,
             first_chain,
@@ -227,6 +233,7 @@ fn dispatch(cmd: Command) -> Result<()> {
                 partitions: partitions.map(|v| v as usize),
                 particles: particles.map(|v| v as usize),
                 kernel,
+                no_early_rejection,
                 iterations,
                 chains: chains.map(|v| v as usize),
                 first_chain,

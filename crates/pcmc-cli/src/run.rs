@@ -34,6 +34,8 @@ pub struct Overrides {
     pub particles: Option<usize>,
     /// `--kernel`.
     pub kernel: Option<String>,
+    /// `--no-early-rejection`: run every proposal's filter pass to the end.
+    pub no_early_rejection: bool,
     /// `--iterations`.
     pub iterations: Option<u64>,
     /// `--chains`.
@@ -106,6 +108,9 @@ pub fn prepare(job_path: &Path, ov: &Overrides) -> Result<Prepared> {
                 format!("{k:?} is not one of scalar, batch, simd"),
             )
         })?;
+    }
+    if ov.no_early_rejection {
+        job.mcmc.early_rejection = false;
     }
     if let Some(n) = ov.iterations {
         if n == 0 {
@@ -819,14 +824,13 @@ fn finish_run(s: &mut Setup, mut r: RunProgress) -> Result<()> {
     stats.event_limit_hits = 0;
     stats.collapses = 0;
     stats.outside_prior = 0;
+    stats.early_rejections = 0;
+    stats.early_intervals_skipped = 0;
+    stats.early_events_saved = 0;
+    stats.early_rejection = job.mcmc.early_rejection;
     stats.acceptance_per_chain.clear();
     for st in &r.states {
-        stats.ssa_events += st.counters.events;
-        stats.cap_hits += st.counters.cap_hits;
-        stats.cap_events += st.counters.cap_events;
-        stats.event_limit_hits += st.counters.limit_hits;
-        stats.collapses += st.collapses;
-        stats.outside_prior += st.outside_prior;
+        stats.add_chain(st);
         stats
             .acceptance_per_chain
             .push(st.accepted_after_burn_in as f64 / job.mcmc.iterations.max(1) as f64);
@@ -1182,17 +1186,7 @@ pub fn merge(out: &Path, dirs: &[PathBuf], quiet: bool) -> Result<()> {
         stats.kernel.clone_from(&st.kernel);
         stats.workers = stats.workers.max(st.workers);
         stats.wall_seconds = stats.wall_seconds.max(st.wall_seconds);
-        stats.ssa_events += st.ssa_events;
-        stats.cap_hits += st.cap_hits;
-        stats.cap_events += st.cap_events;
-        stats.event_limit_hits += st.event_limit_hits;
-        stats.collapses += st.collapses;
-        stats.outside_prior += st.outside_prior;
-        stats.filter_passes += st.filter_passes;
-        stats.kept_intervals += st.kept_intervals;
-        stats.kept_cap_hits += st.kept_cap_hits;
-        stats.kept_limit_hits += st.kept_limit_hits;
-        stats.stages.add(&st.stages);
+        stats.add_run(st);
         stats.acceptance_per_chain.extend(&st.acceptance_per_chain);
         stats.iterations_done = st.iterations_done;
     }

@@ -83,6 +83,19 @@ pub struct RunStats {
     /// Of those, trajectories stopped by the event limit.
     #[serde(default)]
     pub kept_limit_hits: u64,
+    /// Whether early rejection was on.
+    #[serde(default)]
+    pub early_rejection: bool,
+    /// Filter passes stopped early (the proposal could no longer be accepted).
+    #[serde(default)]
+    pub early_rejections: u64,
+    /// Particle-intervals those passes did not simulate.
+    #[serde(default)]
+    pub early_intervals_skipped: u64,
+    /// SSA events those passes did not simulate (estimated per pass from its
+    /// own events per interval before it stopped).
+    #[serde(default)]
+    pub early_events_saved: u64,
 }
 
 impl RunStats {
@@ -92,6 +105,40 @@ impl RunStats {
         self.kept_intervals += st.current_intervals;
         self.kept_cap_hits += st.current_counters.cap_hits;
         self.kept_limit_hits += st.current_counters.limit_hits;
+    }
+
+    /// Adds a chain's counters (events, cap and limit hits, collapses,
+    /// proposals outside the prior, early rejections).
+    pub fn add_chain(&mut self, st: &ChainState) {
+        self.ssa_events += st.counters.events;
+        self.cap_hits += st.counters.cap_hits;
+        self.cap_events += st.counters.cap_events;
+        self.event_limit_hits += st.counters.limit_hits;
+        self.collapses += st.collapses;
+        self.outside_prior += st.outside_prior;
+        self.early_rejections += st.early_rejections;
+        self.early_intervals_skipped += st.early_intervals_skipped;
+        self.early_events_saved += st.early_events_saved;
+    }
+
+    /// Adds the counters of another process's or array task's run (`pcmc
+    /// merge`).
+    pub fn add_run(&mut self, st: &RunStats) {
+        self.ssa_events += st.ssa_events;
+        self.cap_hits += st.cap_hits;
+        self.cap_events += st.cap_events;
+        self.event_limit_hits += st.event_limit_hits;
+        self.collapses += st.collapses;
+        self.outside_prior += st.outside_prior;
+        self.filter_passes += st.filter_passes;
+        self.kept_intervals += st.kept_intervals;
+        self.kept_cap_hits += st.kept_cap_hits;
+        self.kept_limit_hits += st.kept_limit_hits;
+        self.early_rejection |= st.early_rejection;
+        self.early_rejections += st.early_rejections;
+        self.early_intervals_skipped += st.early_intervals_skipped;
+        self.early_events_saved += st.early_events_saved;
+        self.stages.add(&st.stages);
     }
 
     /// The fraction of particle-intervals at kept θ that hit the cap or the
@@ -227,6 +274,26 @@ pub fn summary_json(s: &SummaryInput<'_>) -> Value {
             o.insert("collapses".into(), json!(st.collapses));
             o.insert("outside_prior".into(), json!(st.outside_prior));
             o.insert("filter_passes".into(), json!(st.filter_passes));
+            o.insert(
+                "early_rejection".into(),
+                json!({
+                    "enabled": st.early_rejection,
+                    "passes_stopped": st.early_rejections,
+                    "fraction_of_passes": if st.filter_passes > 0 {
+                        num(st.early_rejections as f64 / st.filter_passes as f64)
+                    } else {
+                        Value::Null
+                    },
+                    "particle_intervals_skipped": st.early_intervals_skipped,
+                    "events_saved_estimate": st.early_events_saved,
+                    "events_saved_fraction": if st.ssa_events + st.early_events_saved > 0 {
+                        num(st.early_events_saved as f64
+                            / (st.ssa_events + st.early_events_saved) as f64)
+                    } else {
+                        Value::Null
+                    },
+                }),
+            );
             o.insert("iterations_done".into(), json!(st.iterations_done));
             o.insert(
                 "stages".into(),

@@ -139,6 +139,46 @@ fn thread_count_does_not_change_the_chain() {
 }
 
 #[test]
+fn early_rejection_does_not_change_the_chain() {
+    let tmp = tempfile::tempdir().unwrap();
+    let summary = |dir: &Path| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap()
+    };
+    for (job, extra) in [
+        ("lv11-quick.toml", vec![]),
+        ("lv12-quick.toml", vec!["--particles", "7"]),
+        ("hare-lynx-quick.toml", vec![]),
+    ] {
+        let full = tmp.path().join(format!("full-{job}"));
+        let mut args = vec!["--quiet", "--no-early-rejection", "--threads", "2"];
+        args.extend(&extra);
+        run_quick(job, &full, &args);
+        let reference = std::fs::read(full.join("chain.csv")).unwrap();
+        let s = summary(&full);
+        assert_eq!(s["early_rejection"]["enabled"], false);
+        assert_eq!(s["early_rejection"]["passes_stopped"], 0);
+        for (executor, threads) in [("serial", "1"), ("rayon", "1"), ("rayon", "3")] {
+            let dir = tmp.path().join(format!("{executor}{threads}-{job}"));
+            let mut args = vec!["--quiet", "--executor", executor, "--threads", threads];
+            args.extend(&extra);
+            run_quick(job, &dir, &args);
+            assert_eq!(
+                std::fs::read(dir.join("chain.csv")).unwrap(),
+                reference,
+                "{job} on {executor} × {threads}"
+            );
+            let s2 = summary(&dir);
+            let er = &s2["early_rejection"];
+            assert_eq!(er["enabled"], true);
+            let stopped = er["passes_stopped"].as_u64().unwrap();
+            assert!(stopped > 0, "{job}: {er}");
+            assert!(er["events_saved_estimate"].as_u64().unwrap() > 0, "{er}");
+            assert!(s2["ssa_events"].as_u64().unwrap() < s["ssa_events"].as_u64().unwrap());
+        }
+    }
+}
+
+#[test]
 fn simulate_reproduces_the_shipped_datasets() {
     let tmp = tempfile::tempdir().unwrap();
     for name in ["lv11", "lv12", "lv13"] {

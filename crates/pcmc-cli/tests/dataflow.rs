@@ -38,9 +38,31 @@ fn summary(dir: &Path) -> serde_json::Value {
 fn dataflow_chains_equal_rayon_at_1_2_3_8_64_partitions() {
     let tmp = tempfile::tempdir().unwrap();
     for job_name in ["lv11-quick.toml", "lv12-quick.toml"] {
+        // The reference runs every filter pass to the end; the dataflow runs
+        // stop hopeless passes early (the default).
         let rdir = tmp.path().join(format!("rayon-{job_name}"));
-        ok(&run(&rdir, job_name, &["--threads", "2"], &[]));
+        ok(&run(
+            &rdir,
+            job_name,
+            &["--threads", "2", "--no-early-rejection"],
+            &[],
+        ));
         let reference = chain(&rdir);
+        let dir = tmp.path().join(format!("df-full-{job_name}"));
+        ok(&run(
+            &dir,
+            job_name,
+            &[
+                "--executor",
+                "dataflow",
+                "--partitions",
+                "3",
+                "--no-early-rejection",
+            ],
+            &[],
+        ));
+        assert_eq!(chain(&dir), reference, "{job_name}: full passes");
+        assert_eq!(summary(&dir)["early_rejection"]["passes_stopped"], 0);
         for parts in [1, 2, 3, 8, 64] {
             let dir = tmp.path().join(format!("df{parts}-{job_name}"));
             let p = parts.to_string();
@@ -63,6 +85,10 @@ fn dataflow_chains_equal_rayon_at_1_2_3_8_64_partitions() {
                 "{job_name}: dataflow with {parts} partitions differs from rayon"
             );
             let s = summary(&dir);
+            assert!(
+                s["early_rejection"]["passes_stopped"].as_u64().unwrap() > 0,
+                "{s}"
+            );
             assert_eq!(s["executor"], "dataflow");
             assert_eq!(s["workers"], parts);
             assert_eq!(s["task_retries"], 0);

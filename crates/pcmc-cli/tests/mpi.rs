@@ -60,11 +60,21 @@ fn mpi_chain(
 #[test]
 fn mpi_chains_equal_rayon_at_1_2_3_ranks() {
     let tmp = tempfile::tempdir().unwrap();
-    // lv11-quick: 100 particles (3 does not divide it), 2 chains.
-    let reference = rayon_chain(tmp.path(), "lv11-quick.toml", &[]);
+    // lv11-quick: 100 particles (3 does not divide it), 2 chains. The
+    // reference runs every pass to the end; the MPI runs stop hopeless
+    // passes early (the default) and must still give the same bytes.
+    let reference = rayon_chain(tmp.path(), "lv11-quick.toml", &["--no-early-rejection"]);
     for ranks in [1, 2, 3] {
         let (chain, summary) = mpi_chain(tmp.path(), "lv11-quick.toml", ranks, &[]);
         assert_eq!(chain, reference, "lv11-quick on {ranks} ranks");
+        assert_eq!(summary["early_rejection"]["enabled"], true);
+        assert!(
+            summary["early_rejection"]["passes_stopped"]
+                .as_u64()
+                .unwrap()
+                > 0,
+            "{summary}"
+        );
         assert_eq!(summary["workers"], ranks);
         assert_eq!(summary["executor"], "mpi");
         // The 2 chains run on min(2, ranks) groups; particles move between
@@ -90,6 +100,18 @@ fn mpi_chains_equal_rayon_at_1_2_3_ranks() {
         let imbalance = summary["load_imbalance"].as_f64().unwrap();
         assert!((1.0..1.8).contains(&imbalance), "{summary}");
     }
+    // Without early rejection on MPI too.
+    let (chain, summary) = mpi_chain(
+        tmp.path(),
+        "lv12-quick.toml",
+        2,
+        &["--particles", "7", "--no-early-rejection"],
+    );
+    assert_eq!(
+        chain, reference,
+        "lv12-quick on 2 ranks, every pass to the end"
+    );
+    assert_eq!(summary["early_rejection"]["passes_stopped"], 0);
 }
 
 #[test]

@@ -3,8 +3,10 @@
 
 use crate::error::Result;
 use crate::filter::{
-    BlockRunner, FilterKey, FilterOutput, FilterProblem, SerialRunner, Workspace, run_filter,
+    BlockRunner, FilterKey, FilterOutput, FilterProblem, SerialRunner, SingleProcess, Workspace,
+    run_filter_on,
 };
+use crate::pmmh::AcceptTest;
 
 /// Which chains a worker runs when the workers are split into groups, one
 /// group per chain (or per set of chains): chain `i` of a run (counting from
@@ -44,17 +46,34 @@ pub trait LikelihoodExecutor {
     fn name(&self) -> &str;
     /// Number of workers (threads, ranks or partitions).
     fn workers(&self) -> usize;
-    /// One filter pass at `theta` with the random streams of `key`.
+    /// One filter pass at `theta` with the random streams of `key`, stopped
+    /// early (see [`FilterProblem::cannot_accept`]) once the proposal can no
+    /// longer pass `stop`, if given: the output then has
+    /// [`FilterOutput::stopped_after`] set.
     ///
     /// # Errors
     /// Only for executor failures (a lost worker, a failed task); numerical
     /// events give a −∞ estimate instead.
+    fn filter(
+        &mut self,
+        problem: &FilterProblem,
+        theta: &[f64],
+        key: FilterKey,
+        stop: Option<&AcceptTest>,
+    ) -> Result<FilterOutput>;
+
+    /// One full filter pass (never stopped early).
+    ///
+    /// # Errors
+    /// As [`LikelihoodExecutor::filter`].
     fn log_likelihood(
         &mut self,
         problem: &FilterProblem,
         theta: &[f64],
         key: FilterKey,
-    ) -> Result<FilterOutput>;
+    ) -> Result<FilterOutput> {
+        self.filter(problem, theta, key, None)
+    }
 
     /// Threads used by each worker (1 unless a distributed executor runs a
     /// thread pool per rank).
@@ -154,19 +173,22 @@ impl<R: BlockRunner> LikelihoodExecutor for BlockExecutor<R> {
     fn threads_per_worker(&self) -> usize {
         1
     }
-    fn log_likelihood(
+    fn filter(
         &mut self,
         problem: &FilterProblem,
         theta: &[f64],
         key: FilterKey,
+        stop: Option<&AcceptTest>,
     ) -> Result<FilterOutput> {
-        Ok(run_filter(
+        run_filter_on(
             &self.runner,
+            &SingleProcess,
             problem,
             theta,
             key,
+            stop,
             &mut self.workspace,
-        ))
+        )
     }
 }
 

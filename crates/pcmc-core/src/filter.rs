@@ -20,10 +20,18 @@
 //!    observation, resample (stream: `Resample`, step `k`).
 //! 3. If every weight is zero (all particles capped or impossible), the
 //!    estimate is −∞ and the pass stops: no NaN is ever produced.
+//! 4. Exact early rejection (optional, PMMH proposals): after each
+//!    observation, if even the largest value the remaining observations
+//!    could add ([`ObservationModel::log_density_bound`] for each) cannot
+//!    bring the estimate past the proposal's acceptance threshold, the pass
+//!    stops ([`FilterProblem::cannot_accept`]). Such a proposal is rejected
+//!    whatever the rest of the pass would give, so the chain is unchanged;
+//!    only the work of hopeless proposals is saved.
 
 use crate::error::{Error, Result};
 use crate::model::Network;
 use crate::observation::{Data, InitialPrior, ObservationModel};
+use crate::pmmh::AcceptTest;
 use crate::resample::{self, MAX_PARTICLES, Resampling};
 use crate::rng::{Purpose, StreamKey};
 use crate::ssa::{BlockScratch, Outcome, Ssa, SsaCounters};
@@ -111,7 +119,21 @@ pub struct FilterProblem {
     initial: InitialPrior,
     t0: f64,
     config: FilterConfig,
+    /// `bound_suffix[k] = Σ_{j ≥ k} B_j`, `B_j` the observation density's
+    /// bound at observation `j` (length `K + 1`).
+    bound_suffix: Vec<f64>,
+    /// `Σ_{j ≥ k} (|B_j| + ln N + 64)`: the magnitude of what the remaining
+    /// increments add, for the rounding margin.
+    bound_scale: Vec<f64>,
 }
+
+/// Relative margin of [`FilterProblem::cannot_accept`]. The log-likelihood
+/// is a sum of at most a few thousand increments, each computed with a
+/// handful of correctly rounded operations (relative error ~10⁻¹⁶ each), so
+/// the computed estimate exceeds the exact bound by less than ~10⁻¹³ of the
+/// magnitudes involved; 10⁻⁹ leaves four orders of magnitude to spare and
+/// costs ~10⁻⁶ nats of rejection power.
+pub const EARLY_REJECTION_MARGIN: f64 = 1e-9;
 
 impl FilterProblem {
     /// Validates and assembles a filtering problem. `t0` is the time of the
@@ -172,6 +194,15 @@ impl FilterProblem {
         {
             return Err(Error::Data("the data were built for another model".into()));
         }
+        let k = data.len();
+        let ln_n = (config.particles as f64).ln();
+        let mut bound_suffix = vec![0.0; k + 1];
+        let mut bound_scale = vec![0.0; k + 1];
+        for j in (0..k).rev() {
+            let b = observation.log_density_bound(data.row(j));
+            bound_suffix[j] = bound_suffix[j + 1] + b;
+            bound_scale[j] = bound_scale[j + 1] + b.abs() + ln_n + 64.0;
+        }
         Ok(FilterProblem {
             network,
             data,
@@ -179,7 +210,34 @@ impl FilterProblem {
             initial,
             t0,
             config,
+            bound_suffix,
+            bound_scale,
         })
+    }
+
+    /// Whether a pass that has processed the first `done` observations with
+    /// partial log-likelihood `partial` can no longer be accepted by `test`,
+    /// whatever the remaining observations give: the early-rejection rule.
+    ///
+    /// Each remaining increment `M_k + ln(Σq/2^62) − ln N` is at most `M_k`
+    /// (every quantised weight is at most 2^62), and `M_k`, the largest
+    /// log-weight, is at most the observation density's bound `B_k`
+    /// ([`ObservationModel::log_density_bound`]). So the final estimate is at
+    /// most `partial + Σ_{k ≥ done} B_k`, plus rounding, covered by a margin
+    /// of [`EARLY_REJECTION_MARGIN`] times the magnitudes involved. The test
+    /// is evaluated by the same monotone expression as the final decision
+    /// ([`AcceptTest::accepts`]), so a pass stopped here would have been
+    /// rejected had it run to the end: the chain is unchanged.
+    ///
+    /// Never true once every observation is processed, or when the bound is
+    /// not a finite number.
+    pub fn cannot_accept(&self, done: usize, partial: f64, test: &AcceptTest) -> bool {
+        if done >= self.data.len() {
+            return false;
+        }
+        let margin = EARLY_REJECTION_MARGIN * (1.0 + partial.abs() + self.bound_scale[done]);
+        let upper = partial + self.bound_suffix[done] + margin;
+        upper.is_finite() && !test.accepts(upper)
     }
 
     /// The model.
@@ -336,6 +394,10 @@ pub struct FilterOutput {
     pub rows_moved: u64,
     /// Tasks that failed and were run again (dataflow executor).
     pub task_retries: u64,
+    /// Set when the pass stopped early because the proposal could no longer
+    /// be accepted ([`FilterProblem::cannot_accept`]): the number of
+    /// observations processed. `loglik` is then the partial sum over those.
+    pub stopped_after: Option<usize>,
 }
 
 impl FilterOutput {
@@ -350,6 +412,7 @@ impl FilterOutput {
             bytes_sent: 0,
             rows_moved: 0,
             task_retries: 0,
+            stopped_after: None,
         }
     }
 }
@@ -563,7 +626,7 @@ pub fn run_filter<R: BlockRunner>(
     key: FilterKey,
     ws: &mut Workspace,
 ) -> FilterOutput {
-    run_filter_on(runner, &SingleProcess, problem, theta, key, ws)
+    run_filter_on(runner, &SingleProcess, problem, theta, key, None, ws)
         .expect("a single process cannot fail to communicate")
 }
 
@@ -574,6 +637,9 @@ pub fn run_filter<R: BlockRunner>(
 /// bit for bit equal to [`run_filter`]'s. Stage times are this rank's own;
 /// `bytes_sent` counts the particle data this rank sent to other ranks.
 ///
+/// With `stop`, the pass ends (every rank at the same observation, since all
+/// hold the same partial sum) as soon as [`FilterProblem::cannot_accept`].
+///
 /// # Errors
 /// Communication failures; [`Error::Setting`] for a resampling scheme that
 /// cannot be distributed (multinomial, residual) on more than one rank.
@@ -583,6 +649,7 @@ pub fn run_filter_on<R: BlockRunner, C: Collective + ?Sized>(
     problem: &FilterProblem,
     theta: &[f64],
     key: FilterKey,
+    stop: Option<&AcceptTest>,
     ws: &mut Workspace,
 ) -> Result<FilterOutput> {
     let net = &problem.network;
@@ -605,6 +672,10 @@ pub fn run_filter_on<R: BlockRunner, C: Collective + ?Sized>(
     let mut out = FilterOutput::new(data.len());
     if !theta_is_valid(net, theta) {
         out.loglik = f64::NEG_INFINITY;
+        return Ok(out);
+    }
+    if stop.is_some_and(|s| problem.cannot_accept(0, 0.0, s)) {
+        out.stopped_after = Some(0);
         return Ok(out);
     }
     let ssa = Ssa::new(net, theta, &cfg.caps, cfg.max_events);
@@ -726,6 +797,10 @@ pub fn run_filter_on<R: BlockRunner, C: Collective + ?Sized>(
         } else {
             (a1 as f64) * (a1 as f64) / (a2 as f64)
         });
+        if stop.is_some_and(|s| problem.cannot_accept(k + 1, out.loglik, s)) {
+            out.stopped_after = Some(k + 1);
+            break;
+        }
 
         // Resample.
         if k + 1 < data.len() {

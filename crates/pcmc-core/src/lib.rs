@@ -52,6 +52,8 @@ pub mod simd;
 pub mod simulate;
 pub mod ssa;
 pub mod workloads;
+pub mod ziggurat;
+mod ziggurat_tables;
 
 pub use error::{Error, Result};
 pub use executor::{BlockExecutor, ChainGroup, LikelihoodExecutor, SerialExecutor, serial};
@@ -63,7 +65,8 @@ pub mod prelude {
     pub use crate::model::{Network, ReactionSpec, Term};
     pub use crate::observation::{Data, InitialPrior, ObservationModel};
     pub use crate::pmmh::{
-        AdaptConfig, ChainState, IterationRecord, Pmmh, PmmhConfig, ProposalCovariance, StartPoints,
+        AcceptTest, AdaptConfig, ChainState, IterationRecord, Pmmh, PmmhConfig, ProposalCovariance,
+        StartPoints,
     };
     pub use crate::prior::Prior;
     pub use crate::resample::Resampling;

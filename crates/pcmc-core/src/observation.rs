@@ -194,6 +194,36 @@ impl ObservationModel {
         Ok(())
     }
 
+    /// An upper bound on [`ObservationModel::log_density`]`(y, x)` over every
+    /// state `x`: the log-density of `y` at the state that explains it best.
+    ///
+    /// - Gaussian: `Σ −ln(σ_i √(2π))`, the density at `x_i = y_i` (the
+    ///   quadratic term is ≤ 0);
+    /// - Poisson: `Σ ln p(y_i; λ = y_i)`, since `λ ↦ y ln λ − λ` is largest at
+    ///   `λ = y` over all real `λ ≥ 0`, so over the integer counts too
+    ///   (`p(0; 0) = 1`).
+    ///
+    /// Each term is computed by the same expression as the density itself, so
+    /// the bound is the density's value at its mode to the last bit; the
+    /// early-rejection rule adds a margin for rounding on top.
+    pub fn log_density_bound(&self, y: &[f64]) -> f64 {
+        let mut lp = 0.0;
+        match self {
+            ObservationModel::Gaussian { sd } => {
+                for s in sd.iter().take(y.len()) {
+                    // −0.5·0² − ln σ is −ln σ exactly.
+                    lp += -s.ln() - LN_SQRT_2PI;
+                }
+            }
+            ObservationModel::Poisson => {
+                for yv in y {
+                    lp += poisson_ln_pmf(*yv, *yv);
+                }
+            }
+        }
+        lp
+    }
+
     /// Log-density of observation row `y` given the observed counts `x`
     /// (one per observed species, same order as `y`).
     #[inline]

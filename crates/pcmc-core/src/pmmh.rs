@@ -18,6 +18,13 @@
 //! `(seed, chain, iteration, Accept)`, the filter by `(seed, chain, iteration)`.
 //! A chain is therefore a pure function of the job and seed.
 //!
+//! The accept uniform is drawn before the proposal's filter pass, so that the
+//! pass can stop as soon as the proposal cannot be accepted whatever its
+//! remaining observations give ([`AcceptTest`],
+//! [`crate::filter::FilterProblem::cannot_accept`]): with
+//! [`PmmhConfig::early_rejection`] on or off the chain is the same bit for
+//! bit.
+//!
 //! A proposal outside the prior's support is rejected without running the
 //! filter; a proposal whose estimate is −∞ is rejected. If the current state's
 //! estimate is −∞ (only possible at a poor starting point), any proposal with a
@@ -82,6 +89,47 @@ pub struct AdaptConfig {
     pub every: u64,
 }
 
+/// The Metropolis–Hastings acceptance test of one proposal, fixed before its
+/// filter pass runs: everything but the proposal's log-likelihood estimate.
+///
+/// The proposal is accepted iff `ln u < ℓ̂' − ℓ̂ + ln p(θ') − ln p(θ) + J`,
+/// evaluated left to right by [`AcceptTest::accepts`]. That expression is
+/// non-decreasing in `ℓ̂'` in floating point (each operation is a correctly
+/// rounded, monotone function of its argument), so if a value `b ≥ ℓ̂'` is
+/// rejected, `ℓ̂'` is rejected too: this is what makes early rejection
+/// exact (see [`crate::filter::FilterProblem::cannot_accept`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AcceptTest {
+    /// `ln u` of the iteration's keyed uniform.
+    pub log_u: f64,
+    /// The current state's log-likelihood estimate.
+    pub current_loglik: f64,
+    /// The proposal's log prior density.
+    pub log_prior: f64,
+    /// The current state's log prior density.
+    pub current_log_prior: f64,
+    /// The log Jacobian of the log-scale random walk, `Σ (ln θ'_i − ln θ_i)`.
+    pub log_jacobian: f64,
+}
+
+impl AcceptTest {
+    /// Whether a proposal whose log-likelihood estimate is `loglik` is
+    /// accepted. A −∞ or NaN estimate is never accepted; a finite one always
+    /// is when the current estimate is −∞.
+    #[inline]
+    pub fn accepts(&self, loglik: f64) -> bool {
+        if !(loglik > f64::NEG_INFINITY) || self.log_prior == f64::NEG_INFINITY {
+            false
+        } else if self.current_loglik == f64::NEG_INFINITY {
+            true
+        } else {
+            let log_alpha = loglik - self.current_loglik + self.log_prior - self.current_log_prior
+                + self.log_jacobian;
+            self.log_u < log_alpha
+        }
+    }
+}
+
 /// PMMH settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PmmhConfig {
@@ -103,6 +151,10 @@ pub struct PmmhConfig {
     pub proposal: ProposalCovariance,
     /// Burn-in adaptation, if any.
     pub adapt: Option<AdaptConfig>,
+    /// Stop a proposal's filter pass as soon as it can no longer be accepted
+    /// ([`crate::filter::FilterProblem::cannot_accept`]). The chain is the
+    /// same bit for bit either way; only the work differs.
+    pub early_rejection: bool,
 }
 
 /// Everything about one chain that its continuation needs.
@@ -140,6 +192,18 @@ pub struct ChainState {
     /// steps reached).
     #[serde(default)]
     pub current_intervals: u64,
+    /// Filter passes stopped early because the proposal could no longer be
+    /// accepted.
+    #[serde(default)]
+    pub early_rejections: u64,
+    /// Particle-intervals those passes did not simulate (particles ×
+    /// observation steps left).
+    #[serde(default)]
+    pub early_intervals_skipped: u64,
+    /// SSA events those passes did not simulate, estimated from each pass's
+    /// own events per interval before it stopped.
+    #[serde(default)]
+    pub early_events_saved: u64,
     /// Lower Cholesky factor of Σ, row-major d×d.
     pub chol: Vec<f64>,
     /// Adaptation: number of states averaged.
@@ -443,6 +507,9 @@ impl Pmmh {
             counters,
             current_counters: out.counters,
             current_intervals: self.intervals(&out),
+            early_rejections: 0,
+            early_intervals_skipped: 0,
+            early_events_saved: 0,
             chol: self.chol0.clone(),
             adapt_n: 0,
             adapt_mean: vec![0.0; d],
@@ -490,26 +557,35 @@ impl Pmmh {
         }
         st.proposed += 1;
         let lp = self.log_prior(&prop);
-        let (ll, filter) = if lp == f64::NEG_INFINITY || lp.is_nan() {
+        let test = AcceptTest {
+            log_u: uniform_open0(&mut key.stream(Purpose::Accept, 0, 0).rng()).ln(),
+            current_loglik: st.loglik,
+            log_prior: lp,
+            current_log_prior: st.log_prior,
+            log_jacobian: log_jac,
+        };
+        let (accept, filter) = if lp == f64::NEG_INFINITY || lp.is_nan() {
             st.outside_prior += 1;
-            (f64::NEG_INFINITY, None)
+            (false, None)
         } else {
-            let out = exec.log_likelihood(&self.problem, &prop, key)?;
+            let stop = self.config.early_rejection.then_some(&test);
+            let out = exec.filter(&self.problem, &prop, key, stop)?;
             st.counters.add(&out.counters);
-            if out.loglik == f64::NEG_INFINITY {
-                st.collapses += 1;
-            }
-            (out.loglik, Some(out))
+            let accept = if let Some(done) = out.stopped_after {
+                st.early_rejections += 1;
+                let left = (self.problem.data().len() - done) as u64;
+                st.early_intervals_skipped += self.problem.particles() as u64 * left;
+                st.early_events_saved += out.counters.events / done.max(1) as u64 * left;
+                false
+            } else {
+                if out.loglik == f64::NEG_INFINITY {
+                    st.collapses += 1;
+                }
+                test.accepts(out.loglik)
+            };
+            (accept, Some(out))
         };
-        let accept = if ll == f64::NEG_INFINITY || lp == f64::NEG_INFINITY {
-            false
-        } else if st.loglik == f64::NEG_INFINITY {
-            true
-        } else {
-            let log_alpha = ll - st.loglik + lp - st.log_prior + log_jac;
-            let u = uniform_open0(&mut key.stream(Purpose::Accept, 0, 0).rng());
-            u.ln() < log_alpha
-        };
+        let ll = filter.as_ref().map_or(f64::NEG_INFINITY, |f| f.loglik);
         if accept {
             if let Some(f) = &filter {
                 st.current_counters = f.counters;

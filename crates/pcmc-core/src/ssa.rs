@@ -21,18 +21,20 @@
 //! chosen at run time when the CPU has AVX2), refilling a register lane
 //! with the next particle as soon as its particle is done.
 //!
-//! Per event the kernel draws two uniforms from the particle's stream:
-//! `u₁ ∈ (0, 1]` for the waiting time `−ln(u₁)/h₀` and `u₂ ∈ [0, 1)` for the
-//! reaction, chosen as the first `j` with `u₂·h₀ < Σ_{i≤j} h_i`.
+//! Per event the kernel draws from the particle's stream a unit exponential
+//! `E` for the waiting time `E/h₀` (by the ziggurat method,
+//! [`crate::ziggurat`]: one 64-bit word on its fast path, no logarithm) and
+//! then a uniform `u ∈ [0, 1)` for the reaction, chosen as the first `j`
+//! with `u·h₀ < Σ_{i≤j} h_i`.
 //!
 //! # Bit identity between kernels
 //! Every kernel performs, for every particle, the same IEEE-754 operations
 //! in the same order: only `+ − × ÷` and exact conversions, never a fused
 //! multiply-add, so the results do not depend on the instruction set. The
-//! logarithm is therefore not the C library's `log` (whose last bit differs
-//! between libraries and cannot be vectorised identically) but [`ln_unit`],
-//! fdlibm's algorithm written with those operations only, used by all
-//! kernels.
+//! exponential's tables are stored bit patterns and its rare slow path uses
+//! [`ln_unit`], fdlibm's logarithm written with those operations only, never
+//! the C library's `log` or `exp` (whose last bit differs between libraries
+//! and cannot be vectorised identically).
 //!
 //! # Stopping rules
 //! - zero total hazard: the state is absorbing and the particle jumps to the
@@ -47,7 +49,8 @@
 //!   reversible pairs at extreme rates) that the cap cannot stop.
 
 use crate::model::Network;
-use crate::rng::{StreamKey, Xoshiro256PlusPlus, rng_from_state, uniform_open0};
+use crate::rng::{StreamKey, Xoshiro256PlusPlus, rng_from_state};
+use crate::ziggurat::exp1;
 use rand::{Rng, RngExt};
 use serde::{Deserialize, Serialize};
 
@@ -485,8 +488,7 @@ impl Ssa {
         if !(h0 < f64::INFINITY) {
             return Step::Done(Outcome::Capped);
         }
-        let u1 = uniform_open0(rng);
-        let tn = *t - ln_unit(u1) / h0;
+        let tn = *t + exp1(rng) / h0;
         if tn > t_end {
             *t = t_end;
             return Step::Done(Outcome::Reached);

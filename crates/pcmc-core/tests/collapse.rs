@@ -55,6 +55,9 @@ fn config(iterations: u64, init: Vec<f64>) -> PmmhConfig {
         init,
         start: StartPoints::Fixed,
         proposal: ProposalCovariance::Diagonal(vec![0.5; 3]),
+        // These tests are about the −∞ paths: early rejection would stop
+        // many hopeless passes before they collapse.
+        early_rejection: false,
         adapt: None,
     }
 }

@@ -76,7 +76,7 @@ fn distributed(
                 };
                 s.spawn(move || {
                     let mut ws = Workspace::default();
-                    run_filter_on(&SerialRunner, &comm, problem, theta, key, &mut ws).unwrap()
+                    run_filter_on(&SerialRunner, &comm, problem, theta, key, None, &mut ws).unwrap()
                 })
             })
             .collect();
@@ -161,6 +161,7 @@ fn undistributable_schemes_are_refused_on_several_ranks() {
             chain: 0,
             iteration: 0,
         },
+        None,
         &mut Workspace::default(),
     )
     .unwrap_err();

@@ -117,6 +117,7 @@ fn pmmh_matches_the_grid_posterior() {
             init: vec![mean[0].exp(), mean[1].exp()],
             start: StartPoints::Dispersed { sd: 0.3 },
             proposal: ProposalCovariance::Full(proposal),
+            early_rejection: true,
             adapt: None,
         },
     )
@@ -179,6 +180,7 @@ fn sbc_ranks(r: u64) -> [usize; 2] {
             init: vec![10.0, 0.5],
             start: StartPoints::Prior,
             proposal: ProposalCovariance::Diagonal(vec![0.2, 0.2]),
+            early_rejection: true,
             adapt: Some(AdaptConfig {
                 start: 100,
                 every: 50,

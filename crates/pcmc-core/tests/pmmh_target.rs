@@ -34,11 +34,12 @@ impl<F: FnMut(&[f64], FilterKey) -> f64> LikelihoodExecutor for Formula<F> {
     fn workers(&self) -> usize {
         1
     }
-    fn log_likelihood(
+    fn filter(
         &mut self,
         problem: &FilterProblem,
         theta: &[f64],
         key: FilterKey,
+        _stop: Option<&AcceptTest>,
     ) -> pcmc_core::Result<FilterOutput> {
         let mut out = FilterOutput::new(problem.data().len());
         out.loglik = (self.0)(theta, key);
@@ -71,6 +72,7 @@ fn draws<E: LikelihoodExecutor>(
             init,
             start: StartPoints::Fixed,
             proposal: ProposalCovariance::Diagonal(sd),
+            early_rejection: true,
             adapt: None,
         },
     )

@@ -57,6 +57,7 @@ use datafusion::physical_plan::{ExecutionPlan, Partitioning, displayable};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use futures::TryStreamExt;
 use pcmc_core::filter::{FilterKey, FilterOutput, FilterProblem, rank_slice, theta_is_valid};
+use pcmc_core::pmmh::AcceptTest;
 use pcmc_core::resample::ln_total;
 use pcmc_core::ssa::{Ssa, SsaCounters};
 use pcmc_core::{Error, LikelihoodExecutor, Result};
@@ -515,11 +516,12 @@ impl LikelihoodExecutor for DataflowExecutor {
         self.config.threads
     }
 
-    fn log_likelihood(
+    fn filter(
         &mut self,
         problem: &FilterProblem,
         theta: &[f64],
         key: FilterKey,
+        stop: Option<&AcceptTest>,
     ) -> Result<FilterOutput> {
         let data = problem.data();
         let n = problem.particles();
@@ -527,6 +529,10 @@ impl LikelihoodExecutor for DataflowExecutor {
         let net = problem.network();
         if !theta_is_valid(net, theta) {
             out.loglik = f64::NEG_INFINITY;
+            return Ok(out);
+        }
+        if stop.is_some_and(|s| problem.cannot_accept(0, 0.0, s)) {
+            out.stopped_after = Some(0);
             return Ok(out);
         }
         out.times.planning += self.ensure_plans(problem)?;
@@ -648,6 +654,11 @@ impl LikelihoodExecutor for DataflowExecutor {
                 (a1 as f64) * (a1 as f64) / (a2 as f64)
             });
             out.times.reduce += elapsed(t);
+            if stop.is_some_and(|s| problem.cannot_accept(k + 1, out.loglik, s)) {
+                out.stopped_after = Some(k + 1);
+                plans.prop.take();
+                break;
+            }
 
             // 4. Resample: offspring per partition and the range shuffle.
             if k + 1 < data.len() {

@@ -31,6 +31,7 @@ use mpi::traits::*;
 use pcmc_core::filter::{
     BlockRunner, Collective, FilterKey, FilterOutput, FilterProblem, Workspace, run_filter_on,
 };
+use pcmc_core::pmmh::AcceptTest;
 use pcmc_core::{ChainGroup, Error, LikelihoodExecutor, Result};
 
 /// A [`Collective`] over an MPI communicator.
@@ -231,11 +232,12 @@ impl<R: BlockRunner> LikelihoodExecutor for MpiExecutor<R> {
         self.world.rank() == 0
     }
 
-    fn log_likelihood(
+    fn filter(
         &mut self,
         problem: &FilterProblem,
         theta: &[f64],
         key: FilterKey,
+        stop: Option<&AcceptTest>,
     ) -> Result<FilterOutput> {
         run_filter_on(
             &self.runner,
@@ -243,6 +245,7 @@ impl<R: BlockRunner> LikelihoodExecutor for MpiExecutor<R> {
             problem,
             theta,
             key,
+            stop,
             &mut self.workspace,
         )
     }

@@ -42,6 +42,7 @@ fn sampler(problem: FilterProblem, theta: &[f64], chains: usize) -> Pmmh {
             init,
             start: StartPoints::Dispersed { sd: 0.1 },
             proposal: ProposalCovariance::Diagonal(vec![0.05; d]),
+            early_rejection: true,
             adapt: Some(AdaptConfig { start: 3, every: 2 }),
         },
     )

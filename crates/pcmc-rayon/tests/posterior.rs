@@ -24,6 +24,7 @@ fn lv11_recovers_true_parameters() {
             init: vec![0.8, 0.006, 0.5],
             start: StartPoints::Dispersed { sd: 0.1 },
             proposal: ProposalCovariance::Diagonal(vec![0.03; 3]),
+            early_rejection: true,
             adapt: Some(AdaptConfig {
                 start: 100,
                 every: 50,

@@ -1,0 +1,175 @@
+//! Unit exponential waiting times by the ziggurat method (Marsaglia & Tsang,
+//! 2000, "The ziggurat method for generating random variables", J. Stat.
+//! Softw. 5(8)), written so that the scalar and the AVX2 kernels draw the
+//! same bits from each stream and return the same value.
+//!
+//! The density `e^{−x}` is covered by 256 layers of equal area: a base strip
+//! with the tail beyond `r ≈ 7.697`, and 255 rectangles (tables in
+//! `ziggurat_tables.rs`, generated once by `scripts/ziggurat_tables.py` and
+//! stored as exact bit patterns). One 64-bit draw picks a layer `i` (its low
+//! 8 bits) and a uniform `u ∈ (0, 1)` (its high 52 bits); `x = u·X_i` is
+//! accepted at once when `x < X_{i+1}`, which happens for 97.8 % of
+//! draws. That fast path ([`first_try`]) costs an integer mask, a shift, two
+//! table reads, a multiplication and a comparison: no logarithm, no
+//! division. The rest ([`exp1_slow`]: the tail of the base strip, or a
+//! wedge of a rectangle) is the rare slow path, shared by every kernel.
+//!
+//! The slow path decides a wedge point `(x, y)` by `ln y < −x` with
+//! [`ln_unit`] (pcmc's own logarithm, operation for operation the same on
+//! every machine) rather than `y < e^{−x}` with the C library's `exp`, so
+//! that no chain depends on a platform's libm. The draws are the same as
+//! `rand_distr::Exp1`'s in layout (rand_distr uses this construction too),
+//! but the tables and the slow path are pcmc's, hence so are the values.
+
+use crate::ssa::ln_unit;
+use crate::ziggurat_tables::{ZIG_EXP_F, ZIG_EXP_R, ZIG_EXP_X};
+
+/// A source of 64-bit random words: any `rand::Rng`, or one AVX2 lane's
+/// xoshiro256++ state taken out of its registers for the slow path.
+pub trait Bits {
+    /// The next 64 random bits.
+    fn next_bits(&mut self) -> u64;
+}
+
+impl<R: rand::Rng + ?Sized> Bits for R {
+    #[inline(always)]
+    fn next_bits(&mut self) -> u64 {
+        self.next_u64()
+    }
+}
+
+/// One xoshiro256++ generator as four bare words (Blackman & Vigna): the
+/// same sequence as `rand_xoshiro::Xoshiro256PlusPlus` from the same state,
+/// for the AVX2 kernel's slow path, which must read and write a lane's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LaneRng(pub(crate) [u64; 4]);
+
+impl Bits for LaneRng {
+    #[inline]
+    fn next_bits(&mut self) -> u64 {
+        let s = &mut self.0;
+        let out = s[0].wrapping_add(s[3]).rotate_left(23).wrapping_add(s[0]);
+        let t = s[1] << 17;
+        s[2] ^= s[0];
+        s[3] ^= s[1];
+        s[1] ^= s[2];
+        s[0] ^= s[3];
+        s[2] ^= t;
+        s[3] = s[3].rotate_left(45);
+        out
+    }
+}
+
+/// `1 − 2^−53`: subtracted from a double in `[1, 2)` to give `(0, 1)`.
+pub(crate) const ONE_MINUS_HALF_EPS: f64 = 1.0 - f64::EPSILON / 2.0;
+
+/// The fast path's candidate from one 64-bit draw: the layer `i` (low 8
+/// bits) and `x = u·X_i` with `u = 1.b₁…b₅₂ − (1 − 2^−53) ∈ (0, 1)` from the
+/// high 52 bits. The candidate is accepted iff `x < X_{i+1}`.
+#[inline(always)]
+pub(crate) fn first_try(bits: u64) -> (f64, usize) {
+    let i = (bits & 0xff) as usize;
+    let u = f64::from_bits((bits >> 12) | 1.0f64.to_bits()) - ONE_MINUS_HALF_EPS;
+    (u * ZIG_EXP_X[i], i)
+}
+
+/// A `[0, 1)` double from 53 random bits (rand's standard conversion).
+#[inline(always)]
+fn unit(bits: u64) -> f64 {
+    (bits >> 11) as f64 * (1.0 / 9_007_199_254_740_992.0)
+}
+
+/// A unit exponential draw. Consumes one 64-bit word on the fast path.
+#[inline(always)]
+pub fn exp1<B: Bits + ?Sized>(rng: &mut B) -> f64 {
+    let (x, i) = first_try(rng.next_bits());
+    if x < ZIG_EXP_X[i + 1] {
+        return x;
+    }
+    exp1_slow(rng, x, i)
+}
+
+/// The slow path after a rejected fast-path candidate `x` in layer `i`:
+/// the tail (layer 0) or the wedge test, then new draws until one is
+/// accepted. The AVX2 kernel calls this for a lane whose fast path failed,
+/// with that lane's generator, so both kernels consume the same words.
+#[cold]
+#[inline(never)]
+pub(crate) fn exp1_slow<B: Bits + ?Sized>(rng: &mut B, mut x: f64, mut i: usize) -> f64 {
+    loop {
+        if i == 0 {
+            // The tail beyond r: r + Exp(1) (memorylessness).
+            return ZIG_EXP_R - ln_unit(1.0 - unit(rng.next_bits()));
+        }
+        // A point of the rectangle's band [F_i, F_{i+1}] above x: under the
+        // curve iff y < e^{−x}, i.e. ln y < −x.
+        let y = ZIG_EXP_F[i + 1] + (ZIG_EXP_F[i] - ZIG_EXP_F[i + 1]) * unit(rng.next_bits());
+        if ln_unit(y) < -x {
+            return x;
+        }
+        (x, i) = first_try(rng.next_bits());
+        if x < ZIG_EXP_X[i + 1] {
+            return x;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::{Purpose, StreamKey};
+    use rand::Rng;
+
+    #[test]
+    fn lane_generator_matches_rand_xoshiro() {
+        let key = StreamKey::new(3, 1, 4, 1, 5, Purpose::Test);
+        let mut a = key.rng();
+        let mut b = LaneRng(key.state());
+        for _ in 0..10_000 {
+            assert_eq!(a.next_u64(), b.next_bits());
+        }
+    }
+
+    #[test]
+    fn tables_are_monotone_and_consistent() {
+        assert_eq!(ZIG_EXP_X[1], ZIG_EXP_R);
+        assert_eq!(ZIG_EXP_X[256], 0.0);
+        assert_eq!(ZIG_EXP_F[256], 1.0);
+        for i in 1..256 {
+            assert!(ZIG_EXP_X[i + 1] < ZIG_EXP_X[i]);
+            assert!(ZIG_EXP_F[i + 1] > ZIG_EXP_F[i]);
+            // F_i = e^{−X_i} to within rounding of the generator's output.
+            assert!((ZIG_EXP_F[i] - (-ZIG_EXP_X[i]).exp()).abs() <= 2e-15 * ZIG_EXP_F[i]);
+            // Equal areas: X_i (F_{i+1} − F_i) = v.
+            let area = ZIG_EXP_X[i] * (ZIG_EXP_F[i + 1] - ZIG_EXP_F[i]);
+            assert!((area / 3.949_659_822_581_557e-3 - 1.0).abs() < 1e-12, "{i}");
+        }
+        // The base strip: x_0·f(r) = v = (r + 1)e^{−r}.
+        let v = ZIG_EXP_X[0] * ZIG_EXP_F[1];
+        assert!((v / ((ZIG_EXP_R + 1.0) * (-ZIG_EXP_R).exp()) - 1.0).abs() < 1e-14);
+    }
+
+    #[test]
+    fn fast_path_takes_most_draws() {
+        let mut rng = StreamKey::new(1, 0, 0, 0, 0, Purpose::Test).rng();
+        let n = 1_000_000;
+        let fast = (0..n)
+            .filter(|_| {
+                let (x, i) = first_try(rng.next_u64());
+                x < ZIG_EXP_X[i + 1]
+            })
+            .count();
+        // The fast region's share of the 256 layers' area: the base strip's
+        // [0, r] × [0, f(r)] and each rectangle's part left of X_{i+1}
+        // (≈ 0.9778; the base strip alone rejects 1/(r + 1) of its draws).
+        let v = ZIG_EXP_X[0] * ZIG_EXP_F[1];
+        let area: f64 = ZIG_EXP_X[1] * ZIG_EXP_F[1]
+            + (1..256)
+                .map(|i| ZIG_EXP_X[i + 1] * (ZIG_EXP_F[i + 1] - ZIG_EXP_F[i]))
+                .sum::<f64>();
+        let p = area / (256.0 * v);
+        let rate = fast as f64 / n as f64;
+        let se = (p * (1.0 - p) / n as f64).sqrt();
+        assert!((rate - p).abs() < 5.0 * se, "{rate} vs {p}");
+    }
+}
