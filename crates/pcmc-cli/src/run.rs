@@ -805,13 +805,22 @@ fn finish_run(s: &mut Setup, mut r: RunProgress) -> Result<()> {
         stats.filter_passes = exec.sum_over_workers(mine(stats.filter_passes as f64))? as u64;
         stats.filter_steps = exec.sum_over_workers(mine(stats.filter_steps as f64))? as u64;
         stats.task_retries = exec.sum_over_workers(mine(stats.task_retries as f64))? as u64;
+        let b = &mut stats.balance;
+        b.steps = exec.sum_over_workers(mine(b.steps as f64))? as u64;
+        b.sum_ratio = exec.sum_over_workers(mine(b.sum_ratio))?;
+        b.max_ratio = exec.max_over_workers(b.max_ratio)?;
+        b.sum_max = exec.sum_over_workers(mine(b.sum_max))?;
+        b.sum_mean = exec.sum_over_workers(mine(b.sum_mean))?;
     }
+    // The per-step measure (Σ over steps of the slowest worker's propagation
+    // time over Σ of the mean) where the filter reported one; else the
+    // whole-run busy times of the workers (processes).
     let max_busy = exec.max_over_workers(busy)?;
     let mean_busy = exec.sum_over_workers(busy)? / exec.workers() as f64;
-    stats.load_imbalance = if mean_busy > 0.0 {
-        max_busy / mean_busy
-    } else {
-        1.0
+    stats.load_imbalance = match stats.balance.weighted_ratio() {
+        Some(r) => r,
+        None if mean_busy > 0.0 => max_busy / mean_busy,
+        None => 1.0,
     };
     stats.bytes_sent_all = exec.sum_over_workers(stats.bytes_sent as f64)? as u64;
     stats.rows_moved = exec.sum_over_workers(stats.rows_moved as f64)? as u64;
@@ -862,6 +871,7 @@ fn account(rec: &IterationRecord, stats: &mut RunStats) {
         stats.filter_passes += 1;
         stats.filter_steps += f.ess.len() as u64;
         stats.stages.add(&f.times);
+        stats.balance.add(&f.balance);
         stats.task_retries += f.task_retries;
         stats.bytes_sent += f.bytes_sent;
         stats.rows_moved += f.rows_moved;

@@ -2,7 +2,7 @@
 
 use crate::output::ChainRow;
 use pcmc_core::diagnostics::{ParamSummary, summarize};
-use pcmc_core::filter::StageTimes;
+use pcmc_core::filter::{LoadBalance, StageTimes};
 use pcmc_core::pmmh::ChainState;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -48,7 +48,9 @@ pub struct RunStats {
     /// Particle bytes sent between workers, all workers together.
     #[serde(default)]
     pub bytes_sent_all: u64,
-    /// Busy time of the slowest worker over the mean (1 = balanced).
+    /// Propagation busy time of the slowest worker over the mean, step by
+    /// step: Σ_steps max / Σ_steps mean (1 = balanced; see
+    /// [`LoadBalance::weighted_ratio`]).
     #[serde(default)]
     pub load_imbalance: f64,
     /// Particles that changed worker or partition in resampling, all
@@ -83,6 +85,10 @@ pub struct RunStats {
     /// Of those, trajectories stopped by the event limit.
     #[serde(default)]
     pub kept_limit_hits: u64,
+    /// Per-step load balance of the propagation step, over all filter passes
+    /// (each chain group's once).
+    #[serde(default)]
+    pub balance: LoadBalance,
     /// Whether early rejection was on.
     #[serde(default)]
     pub early_rejection: bool,
@@ -139,6 +145,7 @@ impl RunStats {
         self.early_intervals_skipped += st.early_intervals_skipped;
         self.early_events_saved += st.early_events_saved;
         self.stages.add(&st.stages);
+        self.balance.add(&st.balance);
     }
 
     /// The fraction of particle-intervals at kept θ that hit the cap or the
@@ -315,6 +322,16 @@ pub fn summary_json(s: &SummaryInput<'_>) -> Value {
             o.insert("task_retries".into(), json!(st.task_retries));
             o.insert("chain_groups".into(), json!(st.chain_groups.max(1)));
             o.insert("load_imbalance".into(), num(st.load_imbalance));
+            let b = &st.balance;
+            o.insert(
+                "load_imbalance_per_step".into(),
+                json!({
+                    "steps": b.steps,
+                    "mean": b.mean_ratio().map_or(Value::Null, num),
+                    "max": if b.steps > 0 { num(b.max_ratio) } else { Value::Null },
+                    "weighted": b.weighted_ratio().map_or(Value::Null, num),
+                }),
+            );
             o.insert("peak_rss_bytes".into(), json!(st.peak_rss_bytes));
             o.insert("peak_rss_bytes_all".into(), json!(st.peak_rss_bytes_all));
             o.insert("kept_particle_intervals".into(), json!(st.kept_intervals));
@@ -495,6 +512,19 @@ pub fn summary_table(v: &Value) -> String {
         out.push_str(&format!(
             "\nstopped by cap or event limit at kept θ: {:.3}% of particle-intervals",
             100.0 * f
+        ));
+    }
+    let er = &v["early_rejection"];
+    if er["enabled"] == true
+        && let (Some(p), Some(e)) = (
+            er["fraction_of_passes"].as_f64(),
+            er["events_saved_fraction"].as_f64(),
+        )
+    {
+        out.push_str(&format!(
+            "\nearly rejection: {:.1}% of filter passes stopped early, ≈{:.1}% of SSA events saved",
+            100.0 * p,
+            100.0 * e
         ));
     }
     out.push('\n');

@@ -8,7 +8,7 @@ use pcmc_core::LikelihoodExecutor;
 use pcmc_core::filter::{BLOCK, FilterKey};
 use pcmc_core::rng::{Purpose, StreamKey};
 use pcmc_core::ssa::{BlockScratch, KernelChoice, Outcome, Ssa};
-use pcmc_core::workloads::kernel_case;
+use pcmc_core::workloads::{kernel_case, reference_lv_loop};
 use plotters::prelude::*;
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -68,6 +68,16 @@ pub fn bench_ssa(model: &str, trajectories: u64, kernel: &str) -> Result<()> {
         first += lanes as u64;
     }
     let seconds = start.elapsed().as_secs_f64();
+    // The yardstick, in the same process on the same trajectories' count: a
+    // tight C-like loop written for this model (its own streams, so its
+    // event count differs slightly; rates are compared).
+    let start = Instant::now();
+    let reference_events: u64 = (0..trajectories)
+        .map(|i| reference_lv_loop(&case, i, pcmc_core::filter::DEFAULT_CAP))
+        .sum();
+    let reference_seconds = start.elapsed().as_secs_f64();
+    let rate = events as f64 / seconds.max(1e-12);
+    let reference_rate = reference_events as f64 / reference_seconds.max(1e-12);
     println!(
         "{}",
         json!({
@@ -77,7 +87,13 @@ pub fn bench_ssa(model: &str, trajectories: u64, kernel: &str) -> Result<()> {
             "trajectories": trajectories,
             "events": events,
             "seconds": seconds,
-            "events_per_second": events as f64 / seconds.max(1e-12),
+            "events_per_second": rate,
+            "reference_loop": {
+                "events": reference_events,
+                "seconds": reference_seconds,
+                "events_per_second": reference_rate,
+            },
+            "ratio_to_reference_loop": rate / reference_rate,
         })
     );
     Ok(())

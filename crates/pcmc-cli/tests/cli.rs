@@ -258,6 +258,12 @@ fn bench_ssa_kernels_simulate_the_same_events() {
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(v["model"], "lv11");
         assert!(v["events_per_second"].as_f64().unwrap() > 0.0);
+        // The C-like reference loop ran on as many trajectories of the same
+        // model: about as many events (other streams), and a ratio.
+        let r = v["reference_loop"]["events"].as_u64().unwrap() as f64;
+        let e = v["events"].as_u64().unwrap() as f64;
+        assert!((r / e - 1.0).abs() < 0.3, "{v}");
+        assert!(v["ratio_to_reference_loop"].as_f64().unwrap() > 0.0);
         events.push(v["events"].as_u64().unwrap());
     }
     assert_eq!(events[0], events[1]);

@@ -373,6 +373,62 @@ impl StageTimes {
     }
 }
 
+/// Load balance of the propagation step, observation step by observation
+/// step: each worker's (thread's, rank's or partition's) busy time
+/// propagating particles, compared across the workers that share the step.
+/// Sums over steps, so that passes and runs add up.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct LoadBalance {
+    /// Observation steps measured.
+    pub steps: u64,
+    /// Σ over steps of (slowest worker's busy time / mean busy time).
+    pub sum_ratio: f64,
+    /// The largest such ratio.
+    pub max_ratio: f64,
+    /// Σ over steps of the slowest worker's busy time (seconds): the
+    /// step's propagation wall time when workers wait for each other.
+    pub sum_max: f64,
+    /// Σ over steps of the mean busy time (seconds): that wall time with
+    /// perfect balance.
+    pub sum_mean: f64,
+}
+
+impl LoadBalance {
+    /// Records one step whose workers were busy for `max` seconds at most
+    /// and `mean` seconds on average.
+    pub fn record(&mut self, max: f64, mean: f64) {
+        if !(mean > 0.0) {
+            return;
+        }
+        let r = max / mean;
+        self.steps += 1;
+        self.sum_ratio += r;
+        self.max_ratio = self.max_ratio.max(r);
+        self.sum_max += max;
+        self.sum_mean += mean;
+    }
+
+    /// Adds another record (other passes, another chain group).
+    pub fn add(&mut self, o: &LoadBalance) {
+        self.steps += o.steps;
+        self.sum_ratio += o.sum_ratio;
+        self.max_ratio = self.max_ratio.max(o.max_ratio);
+        self.sum_max += o.sum_max;
+        self.sum_mean += o.sum_mean;
+    }
+
+    /// Mean over steps of the per-step ratio (`None` before any step).
+    pub fn mean_ratio(&self) -> Option<f64> {
+        (self.steps > 0).then(|| self.sum_ratio / self.steps as f64)
+    }
+
+    /// Σ max / Σ mean: the propagation wall time over its balanced ideal
+    /// (`None` before any step).
+    pub fn weighted_ratio(&self) -> Option<f64> {
+        (self.sum_mean > 0.0).then(|| self.sum_max / self.sum_mean)
+    }
+}
+
 /// The result of one filter pass.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FilterOutput {
@@ -398,6 +454,8 @@ pub struct FilterOutput {
     /// be accepted ([`FilterProblem::cannot_accept`]): the number of
     /// observations processed. `loglik` is then the partial sum over those.
     pub stopped_after: Option<usize>,
+    /// Load balance of the propagation step across all workers of the pass.
+    pub balance: LoadBalance,
 }
 
 impl FilterOutput {
@@ -413,6 +471,7 @@ impl FilterOutput {
             rows_moved: 0,
             task_retries: 0,
             stopped_after: None,
+            balance: LoadBalance::default(),
         }
     }
 }
@@ -430,6 +489,11 @@ pub fn theta_is_valid(net: &Network, theta: &[f64]) -> bool {
 pub trait BlockRunner: Sync {
     /// Number of worker threads used.
     fn workers(&self) -> usize;
+    /// The calling thread's index in `0..workers()`, inside [`BlockRunner::map`]
+    /// (for per-thread busy times).
+    fn current_worker(&self) -> usize {
+        0
+    }
     /// Applies `f` to every item, returning the results in order.
     fn map<I, R, F>(&self, items: &mut [I], f: F) -> Vec<R>
     where
@@ -706,19 +770,28 @@ pub fn run_filter_on<R: BlockRunner, C: Collective + ?Sized>(
 
     let mut t_prev = problem.t0;
     let ln_n = (n as f64).ln();
+    let mut busy: Vec<f64> = Vec::new();
     for k in 0..data.len() {
         let t_k = data.times()[k];
         // Propagate.
         if t_k > t_prev {
             let t = Instant::now();
             let mut items = ws.items(first, local, species);
-            let counters = runner.map(&mut items, |it| {
-                propagate_block(&ssa, cfg.kernel, it, key, k as u64, t_prev, t_k)
+            let done = runner.map(&mut items, |it| {
+                let t = Instant::now();
+                let c = propagate_block(&ssa, cfg.kernel, it, key, k as u64, t_prev, t_k);
+                (c, runner.current_worker(), elapsed(t))
             });
-            for c in &counters {
+            busy.clear();
+            busy.resize(runner.workers(), 0.0);
+            let last = busy.len() - 1;
+            for (c, w, secs) in &done {
                 out.counters.add(c);
+                busy[(*w).min(last)] += secs;
             }
             out.times.propagate += elapsed(t);
+        } else {
+            busy.clear();
         }
         // Weight.
         let t = Instant::now();
@@ -774,14 +847,27 @@ pub fn run_filter_on<R: BlockRunner, C: Collective + ?Sized>(
         out.times.weight += elapsed(t);
         // Exact totals: every rank's three u128 sums, as u64 halves.
         let t = Instant::now();
-        let words: Vec<u64> = mine
+        // Two more words carry this rank's slowest thread's and total
+        // propagation busy time (f64 bits), for the load balance.
+        let busy_max = busy.iter().copied().fold(0.0, f64::max);
+        let busy_sum: f64 = busy.iter().sum();
+        let mut words: Vec<u64> = mine
             .iter()
             .flat_map(|v| [*v as u64, (*v >> 64) as u64])
             .collect();
+        words.extend([busy_max.to_bits(), busy_sum.to_bits()]);
         let all = comm.all_gather_u64(&words)?;
         out.times.communicate += elapsed(t);
+        if !busy.is_empty() {
+            let max = all
+                .chunks_exact(8)
+                .map(|w| f64::from_bits(w[6]))
+                .fold(0.0, f64::max);
+            let sum: f64 = all.chunks_exact(8).map(|w| f64::from_bits(w[7])).sum();
+            out.balance.record(max, sum / (size * busy.len()) as f64);
+        }
         let per_rank: Vec<[u128; 3]> = all
-            .chunks_exact(6)
+            .chunks_exact(8)
             .map(|w| {
                 let v = |i: usize| u128::from(w[2 * i]) | (u128::from(w[2 * i + 1]) << 64);
                 [v(0), v(1), v(2)]

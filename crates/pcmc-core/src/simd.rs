@@ -518,7 +518,9 @@ mod tests {
             x: [zero; MAX_SPECIES],
             t: _mm256_setzero_pd(),
             events: zero,
-            rng: std::array::from_fn(|w| from_lanes_i(std::array::from_fn(|l| states[l][w] as i64))),
+            rng: std::array::from_fn(|w| {
+                from_lanes_i(std::array::from_fn(|l| states[l][w] as i64))
+            }),
             active: _mm256_set1_epi64x(-1),
             slot: [0; 4],
         };
@@ -538,7 +540,10 @@ mod tests {
             for lane in 0..4 {
                 let mut probe = rngs[lane].clone();
                 let mut lane_rng = LaneRng(std::array::from_fn(|w| words[w][lane] as u64));
-                assert_eq!(probe.next_u64(), crate::ziggurat::Bits::next_bits(&mut lane_rng));
+                assert_eq!(
+                    probe.next_u64(),
+                    crate::ziggurat::Bits::next_bits(&mut lane_rng)
+                );
             }
         }
         // About 2 % of 800 000 draws take the slow path: it was exercised.

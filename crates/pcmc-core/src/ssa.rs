@@ -230,9 +230,100 @@ pub struct Ssa {
     /// second-order reactions of at most [`SMALL`] species): the fast path
     /// of [`Ssa::hazards`], with `a`, `b` = `n_species` standing for 1.
     products: bool,
+    /// The specialised scalar kernel's layout, when it covers this network
+    /// and caps.
+    small: Option<SmallNet>,
     /// The AVX2 kernel's layout, when it covers this network and caps.
     #[cfg(target_arch = "x86_64")]
     simd: Option<crate::simd::Plan>,
+}
+
+/// Most species of the specialised scalar kernel.
+const SMALL_SPECIES: usize = 4;
+/// Most reactions of the specialised scalar kernel.
+const SMALL_REACTIONS: usize = 8;
+
+/// A small product network (at most [`SMALL_SPECIES`] species and
+/// [`SMALL_REACTIONS`] reactions, every hazard `(θ·x_a)·x_b`, caps below
+/// 2^51) laid out for [`Ssa::advance_small`]: fixed-size arrays that the
+/// compiler keeps in registers and unrolls, one instance per reaction
+/// count. Index [`SMALL_SPECIES`] of the state stands for the constant 1.
+#[derive(Debug, Clone)]
+struct SmallNet {
+    reactions: usize,
+    rate: [f64; SMALL_REACTIONS],
+    a: [usize; SMALL_REACTIONS],
+    b: [usize; SMALL_REACTIONS],
+    /// Net change of each species per reaction (0 for padding species).
+    delta: [[i64; SMALL_SPECIES]; SMALL_REACTIONS],
+    /// Whether the reaction increases the species (the cap test).
+    grows: [[bool; SMALL_SPECIES]; SMALL_REACTIONS],
+    caps: [u64; SMALL_SPECIES],
+    /// `Some(k)` when the network is exactly Lotka–Volterra with `k`
+    /// predators in [`crate::model::Network::lotka_volterra`]'s species and
+    /// reaction order: [`Ssa::advance_lv`] runs it as straight-line code.
+    lotka_volterra: Option<usize>,
+}
+
+impl SmallNet {
+    /// Whether this is Lotka–Volterra with `k` predators, species `prey,
+    /// pred1..k`, reactions `birth, predation1..k, death1..k`.
+    fn lv_shape(&self, ns: usize) -> Option<usize> {
+        let k = ns.checked_sub(1)?;
+        if !(1..=3).contains(&k) || self.reactions != 2 * k + 1 {
+            return None;
+        }
+        let one = SMALL_SPECIES;
+        let d = |j: usize| &self.delta[j][..ns];
+        let mut want = vec![0i64; ns];
+        want[0] = 1;
+        let mut ok = (self.a[0], self.b[0]) == (0, one) && d(0) == want.as_slice();
+        for i in 1..=k {
+            let mut w = vec![0i64; ns];
+            (w[0], w[i]) = (-1, 1);
+            ok &= (self.a[i], self.b[i]) == (0, i) && d(i) == w.as_slice();
+            let mut w = vec![0i64; ns];
+            w[i] = -1;
+            ok &= (self.a[k + i], self.b[k + i]) == (i, one) && d(k + i) == w.as_slice();
+        }
+        ok.then_some(k)
+    }
+
+    fn new(ssa: &Ssa) -> Option<SmallNet> {
+        let (ns, nr) = (ssa.n_species, ssa.rates.len());
+        if !ssa.products
+            || ns > SMALL_SPECIES
+            || nr == 0
+            || nr > SMALL_REACTIONS
+            || ssa.caps.iter().any(|&c| c >= 1 << 51)
+            || ssa.change.iter().any(|&(_, d)| d.unsigned_abs() >= 1 << 32)
+        {
+            return None;
+        }
+        let one = |i: usize| if i == ns { SMALL_SPECIES } else { i };
+        let mut net = SmallNet {
+            reactions: nr,
+            rate: [0.0; SMALL_REACTIONS],
+            a: [SMALL_SPECIES; SMALL_REACTIONS],
+            b: [SMALL_SPECIES; SMALL_REACTIONS],
+            delta: [[0; SMALL_SPECIES]; SMALL_REACTIONS],
+            grows: [[false; SMALL_SPECIES]; SMALL_REACTIONS],
+            caps: [u64::MAX; SMALL_SPECIES],
+            lotka_volterra: None,
+        };
+        for (j, p) in ssa.props.iter().enumerate() {
+            net.rate[j] = p.rate;
+            net.a[j] = one(p.a);
+            net.b[j] = one(p.b);
+            for &(s, d) in &ssa.change[j * ssa.width..(j + 1) * ssa.width] {
+                net.delta[j][s] += d;
+                net.grows[j][s] |= d > 0;
+            }
+        }
+        net.caps[..ns].copy_from_slice(&ssa.caps);
+        net.lotka_volterra = net.lv_shape(ns);
+        Some(net)
+    }
 }
 
 /// The shape of a reaction's hazard, so that the common mass-action forms
@@ -336,6 +427,34 @@ pub fn ln_unit(x: f64) -> f64 {
     k * LN2_HI - ((hfsq - (s * (hfsq + r) + k * LN2_LO)) - f)
 }
 
+/// The time part of one event of the direct method, shared by every scalar
+/// path: with total hazard `h0` at time `*t`, either the particle stops
+/// (`Err`: zero hazard or the target time passed — `*t` becomes `t_end` —
+/// or an overflowed hazard) or the event happens at `*t + E/h0`, `E` a unit
+/// exponential, and the reaction's target `u·h0` is returned.
+#[inline(always)]
+fn waiting_time<R: Rng + ?Sized>(
+    h0: f64,
+    t: &mut f64,
+    t_end: f64,
+    rng: &mut R,
+) -> Result<f64, Outcome> {
+    if h0 <= 0.0 {
+        *t = t_end;
+        return Err(Outcome::Reached);
+    }
+    if !(h0 < f64::INFINITY) {
+        return Err(Outcome::Capped);
+    }
+    let tn = *t + exp1(rng) / h0;
+    if tn > t_end {
+        *t = t_end;
+        return Err(Outcome::Reached);
+    }
+    *t = tn;
+    Ok(rng.random::<f64>() * h0)
+}
+
 impl Ssa {
     /// Compiles `net` for simulation with parameters `theta`.
     ///
@@ -401,9 +520,10 @@ impl Ssa {
                 }
             }
         }
-        Ssa {
+        let mut ssa = Ssa {
             products,
             n_species,
+            small: None,
             #[cfg(target_arch = "x86_64")]
             simd,
             props,
@@ -414,7 +534,9 @@ impl Ssa {
             width,
             caps: caps[..net.species().len()].to_vec(),
             max_events,
-        }
+        };
+        ssa.small = SmallNet::new(&ssa);
+        ssa
     }
 
     /// Number of species.
@@ -481,20 +603,10 @@ impl Ssa {
         cum: &mut [f64],
     ) -> Step {
         let h0 = self.hazards(x, cum);
-        if h0 <= 0.0 {
-            *t = t_end;
-            return Step::Done(Outcome::Reached);
-        }
-        if !(h0 < f64::INFINITY) {
-            return Step::Done(Outcome::Capped);
-        }
-        let tn = *t + exp1(rng) / h0;
-        if tn > t_end {
-            *t = t_end;
-            return Step::Done(Outcome::Reached);
-        }
-        *t = tn;
-        let target = rng.random::<f64>() * h0;
+        let target = match waiting_time(h0, t, t_end, rng) {
+            Ok(target) => target,
+            Err(o) => return Step::Done(o),
+        };
         // The first j with target < cum[j] is the number of cum[i] ≤ target
         // (cum is non-decreasing): counted without branches.
         let nr = self.rates.len();
@@ -531,6 +643,33 @@ impl Ssa {
         rng: &mut R,
         cum: &mut [f64],
     ) -> (Outcome, u64) {
+        if let Some(net) = &self.small
+            && x[..self.n_species].iter().all(|&v| v < 1 << 51)
+        {
+            macro_rules! dispatch {
+                ($($s:literal),*) => {
+                    match self.n_species {
+                        $($s => match net.reactions {
+                            1 => self.advance_small::<$s, 1, R>(net, x, t, t_end, rng),
+                            2 => self.advance_small::<$s, 2, R>(net, x, t, t_end, rng),
+                            3 => self.advance_small::<$s, 3, R>(net, x, t, t_end, rng),
+                            4 => self.advance_small::<$s, 4, R>(net, x, t, t_end, rng),
+                            5 => self.advance_small::<$s, 5, R>(net, x, t, t_end, rng),
+                            6 => self.advance_small::<$s, 6, R>(net, x, t, t_end, rng),
+                            7 => self.advance_small::<$s, 7, R>(net, x, t, t_end, rng),
+                            _ => self.advance_small::<$s, 8, R>(net, x, t, t_end, rng),
+                        },)*
+                        _ => unreachable!("SmallNet::new admits 1 to 4 species"),
+                    }
+                };
+            }
+            return match net.lotka_volterra {
+                Some(1) => self.advance_lv::<1, R>(net, x, t, t_end, rng),
+                Some(2) => self.advance_lv::<2, R>(net, x, t, t_end, rng),
+                Some(3) => self.advance_lv::<3, R>(net, x, t, t_end, rng),
+                _ => dispatch!(1, 2, 3, 4),
+            };
+        }
         let mut events = 0u64;
         loop {
             let (e, done) = self.step(x, &mut t, t_end, rng, cum).resolve();
@@ -542,6 +681,181 @@ impl Ssa {
                 return (Outcome::EventLimit, events);
             }
         }
+    }
+
+    /// [`Ssa::advance`] for a [`SmallNet`] of `NR` reactions: the same
+    /// operations in the same order as [`Ssa::step`] (hazards `(θ·x_a)·x_b`
+    /// summed in reaction order, `t + E/h₀`, the branch-free reaction count
+    /// and its fix-up, the state update and cap test), so the same bits,
+    /// with the state and hazards in fixed-size arrays, the loops unrolled
+    /// and no bounds checks.
+    #[inline(never)]
+    fn advance_small<const NS: usize, const NR: usize, R: Rng + ?Sized>(
+        &self,
+        net: &SmallNet,
+        x: &mut [u64],
+        mut t: f64,
+        t_end: f64,
+        rng: &mut R,
+    ) -> (Outcome, u64) {
+        // The state as doubles, slots NS.. holding the constant 1 (eight
+        // slots, indices masked with 7: no bounds checks). Counts start below
+        // 2^51 (checked by the caller) and stop at a cap below 2^51 plus one
+        // increment below 2^32, so every value is an integer below 2^53,
+        // exact in a double: the same doubles the generic step converts its
+        // counts to, with no conversion per event.
+        let mut xf = [1.0f64; 8];
+        for s in 0..NS {
+            xf[s] = x[s] as f64;
+        }
+        let rate: [f64; NR] = std::array::from_fn(|j| net.rate[j]);
+        // Index NS stands for the constant 1 here (SMALL_SPECIES in `net`).
+        let one = |i: usize| if i >= NS { NS } else { i };
+        let a: [usize; NR] = std::array::from_fn(|j| one(net.a[j]));
+        let b: [usize; NR] = std::array::from_fn(|j| one(net.b[j]));
+        let delta: [[f64; NS]; NR] =
+            std::array::from_fn(|j| std::array::from_fn(|s| net.delta[j][s] as f64));
+        let grows: [[bool; NS]; NR] =
+            std::array::from_fn(|j| std::array::from_fn(|s| net.grows[j][s]));
+        let caps: [f64; NS] = std::array::from_fn(|s| net.caps[s] as f64);
+        let mut events = 0u64;
+        let outcome = loop {
+            let mut cum = [0.0f64; NR];
+            let mut acc = 0.0;
+            for j in 0..NR {
+                acc += rate[j] * xf[a[j] & 7] * xf[b[j] & 7];
+                cum[j] = acc;
+            }
+            let target = match waiting_time(acc, &mut t, t_end, rng) {
+                Ok(target) => target,
+                Err(o) => break o,
+            };
+            let mut j = 0;
+            for c in &cum[..NR - 1] {
+                j += usize::from(target >= *c);
+            }
+            if j == NR - 1 && NR > 1 && cum[j] <= cum[j - 1] {
+                while j > 0 && cum[j] <= cum[j - 1] {
+                    j -= 1;
+                }
+            }
+            let j = j.min(NR - 1);
+            let (delta, grows) = (&delta[j], &grows[j]);
+            let mut capped = false;
+            for s in 0..NS {
+                xf[s] += delta[s];
+                capped |= grows[s] & (xf[s] > caps[s]);
+            }
+            events += 1;
+            if capped {
+                break Outcome::Capped;
+            }
+            if events >= self.max_events {
+                break Outcome::EventLimit;
+            }
+        };
+        for s in 0..NS {
+            x[s] = xf[s] as u64;
+        }
+        (outcome, events)
+    }
+
+    /// [`Ssa::advance`] for Lotka–Volterra with `K` predators (see
+    /// [`SmallNet::lv_shape`]): the hazards written out with the prey and
+    /// each predator in its own register, and the reaction's effect applied
+    /// by a branch on its index. The same floating-point operations in the
+    /// same order as [`Ssa::step`] — `0 + θ_b·x`, then `(θ_i·x)·y_i`, then
+    /// `θ_{d,i}·y_i` (the generic step's `·1` is exact) — so the same bits.
+    #[inline(never)]
+    fn advance_lv<const K: usize, R: Rng + ?Sized>(
+        &self,
+        net: &SmallNet,
+        x: &mut [u64],
+        mut t: f64,
+        t_end: f64,
+        rng: &mut R,
+    ) -> (Outcome, u64) {
+        let birth = net.rate[0];
+        let pred: [f64; K] = std::array::from_fn(|i| net.rate[1 + i]);
+        let death: [f64; K] = std::array::from_fn(|i| net.rate[1 + K + i]);
+        let cap_prey = net.caps[0];
+        let cap_y: [u64; K] = std::array::from_fn(|i| net.caps[1 + i]);
+        let mut prey = x[0];
+        let mut y: [u64; K] = std::array::from_fn(|i| x[1 + i]);
+        let mut events = 0u64;
+        // 2K + 1 reactions; the count below runs over the first 2K.
+        let mut cum = [0.0f64; 7];
+        let outcome = loop {
+            // Counts below 2^51 (checked by the caller; caps below 2^51):
+            // the signed conversion gives the same doubles.
+            let xp = prey as i64 as f64;
+            let yf: [f64; K] = std::array::from_fn(|i| y[i] as i64 as f64);
+            let mut acc = 0.0;
+            acc += birth * xp;
+            cum[0] = acc;
+            for i in 0..K {
+                acc += pred[i] * xp * yf[i];
+                cum[1 + i] = acc;
+            }
+            for i in 0..K {
+                acc += death[i] * yf[i];
+                cum[1 + K + i] = acc;
+            }
+            let target = match waiting_time(acc, &mut t, t_end, rng) {
+                Ok(target) => target,
+                Err(o) => break o,
+            };
+            // The first j with target < cum[j] (cum is non-decreasing: the
+            // generic step's count of cum[i] ≤ target), found by a search
+            // that applies the reaction where it stops: branches the CPU
+            // speculates past, as a hand-written loop would have.
+            events += 1;
+            let capped = 'chosen: {
+                if target < cum[0] {
+                    prey += 1;
+                    break 'chosen prey > cap_prey;
+                }
+                for i in 0..K {
+                    if target < cum[1 + i] {
+                        prey -= 1;
+                        y[i] += 1;
+                        break 'chosen y[i] > cap_y[i];
+                    }
+                }
+                for i in 0..K - 1 {
+                    if target < cum[1 + K + i] {
+                        y[i] -= 1;
+                        break 'chosen false;
+                    }
+                }
+                // No match: the last reaction, or (target rounded up to h₀
+                // and trailing zero hazards) the last with a positive hazard.
+                let mut j = 2 * K;
+                while j > 0 && cum[j] <= cum[j - 1] {
+                    j -= 1;
+                }
+                if j == 0 {
+                    prey += 1;
+                    prey > cap_prey
+                } else if j <= K {
+                    prey -= 1;
+                    y[j - 1] += 1;
+                    y[j - 1] > cap_y[j - 1]
+                } else {
+                    y[j - 1 - K] -= 1;
+                    false
+                }
+            };
+            if capped {
+                break Outcome::Capped;
+            }
+            if events >= self.max_events {
+                break Outcome::EventLimit;
+            }
+        };
+        x[0] = prey;
+        x[1..=K].copy_from_slice(&y);
+        (outcome, events)
     }
 
     /// Advances every lane `0..rngs.len()` of a structure-of-arrays block
@@ -822,6 +1136,27 @@ mod tests {
             ssa.advance(&mut x, 0.0, 10.0, &mut rng, &mut cum),
             (Outcome::Reached, 0)
         );
+    }
+
+    #[test]
+    fn specialised_scalar_paths_are_chosen_by_shape() {
+        for k in 1..=3 {
+            let net = Network::lotka_volterra(k).unwrap();
+            let theta = vec![1.0; net.parameters().len()];
+            let ssa = Ssa::new(&net, &theta, &vec![1000; k + 1], 1000);
+            assert_eq!(ssa.small.as_ref().unwrap().lotka_volterra, Some(k));
+            // No cap below 2^51: the generic step.
+            let ssa = Ssa::new(&net, &theta, &vec![u64::MAX; k + 1], 1000);
+            assert!(ssa.small.is_none());
+        }
+        // Four predators: beyond the specialised sizes.
+        let net = Network::lotka_volterra(4).unwrap();
+        let ssa = Ssa::new(&net, &[1.0; 9], &[1000; 5], 1000);
+        assert!(ssa.small.is_none());
+        // A product network of another shape: the fixed-size path only.
+        let net = Network::immigration_death();
+        let ssa = Ssa::new(&net, &[1.0, 1.0], &[1000], 1000);
+        assert_eq!(ssa.small.as_ref().unwrap().lotka_volterra, None);
     }
 
     #[test]

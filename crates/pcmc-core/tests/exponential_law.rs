@@ -32,7 +32,11 @@ fn equiprobable_bins() {
     let crit = ChiSquared::new((bins - 1) as f64)
         .unwrap()
         .inverse_cdf(0.999);
-    assert!(chi2 < crit, "χ² = {chi2} on {} df (critical {crit})", bins - 1);
+    assert!(
+        chi2 < crit,
+        "χ² = {chi2} on {} df (critical {crit})",
+        bins - 1
+    );
 }
 
 #[test]

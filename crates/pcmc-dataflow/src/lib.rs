@@ -441,18 +441,20 @@ fn initial_population(schema: &SchemaRef, n: usize, parts: usize) -> Result<Part
 
 /// Runs every partition of the propagation plan as its own task, retrying a
 /// failed task from its input up to `max_attempts` times. Returns the
-/// partitions and the number of retries.
+/// partitions, the number of retries and each task's busy time (seconds,
+/// retries included).
 async fn run_tasks(
     plan: Arc<dyn ExecutionPlan>,
     ctx: Arc<TaskContext>,
     shared: SharedRef,
     parts: usize,
     max_attempts: u32,
-) -> Result<(Partitions, u64)> {
+) -> Result<(Partitions, u64, Vec<f64>)> {
     let mut handles = Vec::with_capacity(parts);
     for p in 0..parts {
         let (plan, ctx, shared) = (plan.clone(), ctx.clone(), shared.clone());
         handles.push(tokio::spawn(async move {
+            let started = Instant::now();
             let mut last = None;
             for attempt in 0..max_attempts {
                 shared.set_attempt(p, attempt);
@@ -462,7 +464,7 @@ async fn run_tasks(
                         .await
                 };
                 match run.await {
-                    Ok(b) => return Ok((b, u64::from(attempt))),
+                    Ok(b) => return Ok((b, u64::from(attempt), elapsed(started))),
                     Err(e) => last = Some(e),
                 }
             }
@@ -474,12 +476,14 @@ async fn run_tasks(
     }
     let mut out = Vec::with_capacity(parts);
     let mut retries = 0;
+    let mut busy = Vec::with_capacity(parts);
     let mut first_err = None;
     for h in handles {
         match h.await {
-            Ok(Ok((b, r))) => {
+            Ok(Ok((b, r, secs))) => {
                 out.push(b);
                 retries += r;
+                busy.push(secs);
             }
             Ok(Err(e)) => {
                 first_err.get_or_insert(e);
@@ -491,7 +495,7 @@ async fn run_tasks(
     }
     match first_err {
         Some(e) => Err(e),
-        None => Ok((out, retries)),
+        None => Ok((out, retries, busy)),
     }
 }
 
@@ -575,7 +579,7 @@ impl LikelihoodExecutor for DataflowExecutor {
             }
             // 1. Propagate and weight.
             let t = Instant::now();
-            let (prop, retries) = self.runtime.block_on(run_tasks(
+            let (prop, retries, busy) = self.runtime.block_on(run_tasks(
                 plans.propagate.clone(),
                 task_ctx.clone(),
                 self.shared.clone(),
@@ -583,6 +587,11 @@ impl LikelihoodExecutor for DataflowExecutor {
                 max_attempts,
             ))?;
             out.task_retries += retries;
+            if t_k > t_prev || k == 0 {
+                let max = busy.iter().copied().fold(0.0, f64::max);
+                let mean = busy.iter().sum::<f64>() / busy.len().max(1) as f64;
+                out.balance.record(max, mean);
+            }
             plans.prop.set(prop);
             plans.pop.take();
             out.times.propagate += elapsed(t);

@@ -33,6 +33,15 @@ use pcmc_core::filter::{
 };
 use pcmc_core::pmmh::AcceptTest;
 use pcmc_core::{ChainGroup, Error, LikelihoodExecutor, Result};
+use std::time::{Duration, Instant};
+
+/// How long a rank waiting for the others after propagation polls before it
+/// starts sleeping.
+const SPIN: Duration = Duration::from_micros(50);
+/// The first sleep of a waiting rank.
+const MIN_PAUSE: Duration = Duration::from_micros(20);
+/// The longest sleep of a waiting rank: the most a step can be delayed.
+const MAX_PAUSE: Duration = Duration::from_micros(500);
 
 /// A [`Collective`] over an MPI communicator.
 pub struct MpiComm {
@@ -60,10 +69,34 @@ impl Collective for MpiComm {
         self.comm.rank() as usize
     }
 
+    /// The first collective after each propagation step, where ranks that
+    /// finished their particles wait for the slowest: a non-blocking
+    /// all-reduce, tested in a short spin and then with sleeps of growing
+    /// length (up to [`MAX_PAUSE`]), so that a waiting rank gives its core
+    /// back instead of spinning inside MPI. On machines whose cores share
+    /// execution units (SMT siblings, or oversubscribed ranks), a spinning
+    /// rank slows down the rank it waits for.
     fn max_f64(&self, x: f64) -> Result<f64> {
         let mut out = f64::NEG_INFINITY;
-        self.comm
-            .all_reduce_into(&x, &mut out, SystemOperation::max());
+        mpi::request::scope(|scope| {
+            let mut req =
+                self.comm
+                    .immediate_all_reduce_into(scope, &x, &mut out, SystemOperation::max());
+            let start = Instant::now();
+            let mut pause = MIN_PAUSE;
+            loop {
+                match req.test() {
+                    Ok(_) => break,
+                    Err(r) => req = r,
+                }
+                if start.elapsed() > SPIN {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(MAX_PAUSE);
+                } else {
+                    std::hint::spin_loop();
+                }
+            }
+        });
         Ok(out)
     }
 

@@ -54,6 +54,12 @@ impl BlockRunner for RayonRunner {
         self.pool.current_num_threads()
     }
 
+    fn current_worker(&self) -> usize {
+        // Inside `map`, the calling thread is one of this pool's (or the
+        // caller itself when the pool has one thread).
+        rayon::current_thread_index().unwrap_or(0)
+    }
+
     fn map<I, R, F>(&self, items: &mut [I], f: F) -> Vec<R>
     where
         I: Send,
