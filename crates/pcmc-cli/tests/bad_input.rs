@@ -377,6 +377,13 @@ fn cases() -> Vec<Case> {
             "mcmc.init_sd",
         ),
         c(
+            "early_rejection not a boolean",
+            edit(|j| j.replace("iterations = 2", "iterations = 2\nearly_rejection = \"yes\"")),
+            None,
+            run(),
+            "early_rejection",
+        ),
+        c(
             "init_sd with prior starts",
             edit(|j| j.replace("iterations = 2", "iterations = 2\ninit = \"prior\"\ninit_sd = 0.1")),
             None,
