@@ -138,7 +138,7 @@ pub trait LikelihoodExecutor {
     }
 }
 
-/// An executor that runs [`run_filter`] over a [`BlockRunner`], keeping its
+/// An executor that runs [`run_filter_on`] over a [`BlockRunner`], keeping its
 /// buffers between passes.
 #[derive(Debug)]
 pub struct BlockExecutor<R> {

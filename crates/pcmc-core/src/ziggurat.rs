@@ -9,9 +9,9 @@
 //! stored as exact bit patterns). One 64-bit draw picks a layer `i` (its low
 //! 8 bits) and a uniform `u ∈ (0, 1)` (its high 52 bits); `x = u·X_i` is
 //! accepted at once when `x < X_{i+1}`, which happens for 97.8 % of
-//! draws. That fast path ([`first_try`]) costs an integer mask, a shift, two
+//! draws. That fast path (`first_try`) costs an integer mask, a shift, two
 //! table reads, a multiplication and a comparison: no logarithm, no
-//! division. The rest ([`exp1_slow`]: the tail of the base strip, or a
+//! division. The rest (`exp1_slow`: the tail of the base strip, or a
 //! wedge of a rectangle) is the rare slow path, shared by every kernel.
 //!
 //! The slow path decides a wedge point `(x, y)` by `ln y < −x` with
