@@ -72,7 +72,7 @@ impl Collective for MpiComm {
     /// The first collective after each propagation step, where ranks that
     /// finished their particles wait for the slowest: a non-blocking
     /// all-reduce, tested in a short spin and then with sleeps of growing
-    /// length (up to [`MAX_PAUSE`]), so that a waiting rank gives its core
+    /// length (up to 500 µs), so that a waiting rank gives its core
     /// back instead of spinning inside MPI. On machines whose cores share
     /// execution units (SMT siblings, or oversubscribed ranks), a spinning
     /// rank slows down the rank it waits for.
