@@ -174,6 +174,18 @@ fn early_rejection_does_not_change_the_chain() {
             assert!(stopped > 0, "{job}: {er}");
             assert!(er["events_saved_estimate"].as_u64().unwrap() > 0, "{er}");
             assert!(s2["ssa_events"].as_u64().unwrap() < s["ssa_events"].as_u64().unwrap());
+            // Per-step load balance over the workers (threads here).
+            let b = &s2["load_imbalance_per_step"];
+            let workers: f64 = threads.parse().unwrap();
+            assert!(b["steps"].as_u64().unwrap() > 0, "{b}");
+            let (mean, max, weighted) = (
+                b["mean"].as_f64().unwrap(),
+                b["max"].as_f64().unwrap(),
+                b["weighted"].as_f64().unwrap(),
+            );
+            assert!(1.0 <= mean && mean <= max && max <= workers + 1e-9, "{b}");
+            assert!((1.0..=workers + 1e-9).contains(&weighted), "{b}");
+            assert_eq!(s2["load_imbalance"].as_f64().unwrap(), weighted);
         }
     }
 }

@@ -89,6 +89,14 @@ fn dataflow_chains_equal_rayon_at_1_2_3_8_64_partitions() {
                 s["early_rejection"]["passes_stopped"].as_u64().unwrap() > 0,
                 "{s}"
             );
+            // Per-step load balance over the partitions' tasks.
+            let b = &s["load_imbalance_per_step"];
+            assert!(b["steps"].as_u64().unwrap() > 0, "{b}");
+            let (mean, max) = (b["mean"].as_f64().unwrap(), b["max"].as_f64().unwrap());
+            assert!(
+                1.0 <= mean && mean <= max && max <= parts as f64 + 1e-9,
+                "{b}"
+            );
             assert_eq!(s["executor"], "dataflow");
             assert_eq!(s["workers"], parts);
             assert_eq!(s["task_retries"], 0);
