@@ -833,9 +833,7 @@ fn finish_run(s: &mut Setup, mut r: RunProgress) -> Result<()> {
     stats.event_limit_hits = 0;
     stats.collapses = 0;
     stats.outside_prior = 0;
-    stats.early_rejections = 0;
-    stats.early_intervals_skipped = 0;
-    stats.early_events_saved = 0;
+    stats.early = Default::default();
     stats.early_rejection = job.mcmc.early_rejection;
     stats.acceptance_per_chain.clear();
     for st in &r.states {

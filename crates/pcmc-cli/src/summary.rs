@@ -3,7 +3,7 @@
 use crate::output::ChainRow;
 use pcmc_core::diagnostics::{ParamSummary, summarize};
 use pcmc_core::filter::{LoadBalance, StageTimes};
-use pcmc_core::pmmh::ChainState;
+use pcmc_core::pmmh::{ChainState, EarlyRejections};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
@@ -92,16 +92,10 @@ pub struct RunStats {
     /// Whether early rejection was on.
     #[serde(default)]
     pub early_rejection: bool,
-    /// Filter passes stopped early (the proposal could no longer be accepted).
+    /// Filter passes stopped early (the proposal could no longer be
+    /// accepted) and the work they skipped.
     #[serde(default)]
-    pub early_rejections: u64,
-    /// Particle-intervals those passes did not simulate.
-    #[serde(default)]
-    pub early_intervals_skipped: u64,
-    /// SSA events those passes did not simulate (estimated per pass from its
-    /// own events per interval before it stopped).
-    #[serde(default)]
-    pub early_events_saved: u64,
+    pub early: EarlyRejections,
 }
 
 impl RunStats {
@@ -122,9 +116,7 @@ impl RunStats {
         self.event_limit_hits += st.counters.limit_hits;
         self.collapses += st.collapses;
         self.outside_prior += st.outside_prior;
-        self.early_rejections += st.early_rejections;
-        self.early_intervals_skipped += st.early_intervals_skipped;
-        self.early_events_saved += st.early_events_saved;
+        self.early.add(&st.early);
     }
 
     /// Adds the counters of another process's or array task's run (`pcmc
@@ -141,9 +133,7 @@ impl RunStats {
         self.kept_cap_hits += st.kept_cap_hits;
         self.kept_limit_hits += st.kept_limit_hits;
         self.early_rejection |= st.early_rejection;
-        self.early_rejections += st.early_rejections;
-        self.early_intervals_skipped += st.early_intervals_skipped;
-        self.early_events_saved += st.early_events_saved;
+        self.early.add(&st.early);
         self.stages.add(&st.stages);
         self.balance.add(&st.balance);
     }
@@ -285,17 +275,17 @@ pub fn summary_json(s: &SummaryInput<'_>) -> Value {
                 "early_rejection".into(),
                 json!({
                     "enabled": st.early_rejection,
-                    "passes_stopped": st.early_rejections,
+                    "passes_stopped": st.early.passes,
                     "fraction_of_passes": if st.filter_passes > 0 {
-                        num(st.early_rejections as f64 / st.filter_passes as f64)
+                        num(st.early.passes as f64 / st.filter_passes as f64)
                     } else {
                         Value::Null
                     },
-                    "particle_intervals_skipped": st.early_intervals_skipped,
-                    "events_saved_estimate": st.early_events_saved,
-                    "events_saved_fraction": if st.ssa_events + st.early_events_saved > 0 {
-                        num(st.early_events_saved as f64
-                            / (st.ssa_events + st.early_events_saved) as f64)
+                    "particle_intervals_skipped": st.early.intervals_skipped,
+                    "events_saved_estimate": st.early.events_saved,
+                    "events_saved_fraction": if st.ssa_events + st.early.events_saved > 0 {
+                        num(st.early.events_saved as f64
+                            / (st.ssa_events + st.early.events_saved) as f64)
                     } else {
                         Value::Null
                     },

@@ -65,8 +65,8 @@ pub mod prelude {
     pub use crate::model::{Network, ReactionSpec, Term};
     pub use crate::observation::{Data, InitialPrior, ObservationModel};
     pub use crate::pmmh::{
-        AcceptTest, AdaptConfig, ChainState, IterationRecord, Pmmh, PmmhConfig, ProposalCovariance,
-        StartPoints,
+        AcceptTest, AdaptConfig, ChainState, EarlyRejections, IterationRecord, Pmmh, PmmhConfig,
+        ProposalCovariance, StartPoints,
     };
     pub use crate::prior::Prior;
     pub use crate::resample::Resampling;

@@ -157,6 +157,38 @@ pub struct PmmhConfig {
     pub early_rejection: bool,
 }
 
+/// Filter passes stopped by early rejection and the work they skipped
+/// (sums, so that chains and runs add up).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EarlyRejections {
+    /// Passes stopped early.
+    pub passes: u64,
+    /// Particle-intervals they did not simulate (particles × observation
+    /// steps left).
+    pub intervals_skipped: u64,
+    /// SSA events they did not simulate, estimated from each pass's own
+    /// events per observation step before it stopped.
+    pub events_saved: u64,
+}
+
+impl EarlyRejections {
+    /// Records a pass of `particles` particles over `steps` observations
+    /// that stopped after `done` of them, having simulated `events`.
+    pub fn record(&mut self, particles: u64, steps: usize, done: usize, events: u64) {
+        let left = (steps - done) as u64;
+        self.passes += 1;
+        self.intervals_skipped += particles * left;
+        self.events_saved += events / done.max(1) as u64 * left;
+    }
+
+    /// Adds another set of counts.
+    pub fn add(&mut self, o: &EarlyRejections) {
+        self.passes += o.passes;
+        self.intervals_skipped += o.intervals_skipped;
+        self.events_saved += o.events_saved;
+    }
+}
+
 /// Everything about one chain that its continuation needs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChainState {
@@ -193,17 +225,9 @@ pub struct ChainState {
     #[serde(default)]
     pub current_intervals: u64,
     /// Filter passes stopped early because the proposal could no longer be
-    /// accepted.
+    /// accepted, and the work they skipped.
     #[serde(default)]
-    pub early_rejections: u64,
-    /// Particle-intervals those passes did not simulate (particles ×
-    /// observation steps left).
-    #[serde(default)]
-    pub early_intervals_skipped: u64,
-    /// SSA events those passes did not simulate, estimated from each pass's
-    /// own events per interval before it stopped.
-    #[serde(default)]
-    pub early_events_saved: u64,
+    pub early: EarlyRejections,
     /// Lower Cholesky factor of Σ, row-major d×d.
     pub chol: Vec<f64>,
     /// Adaptation: number of states averaged.
@@ -507,9 +531,7 @@ impl Pmmh {
             counters,
             current_counters: out.counters,
             current_intervals: self.intervals(&out),
-            early_rejections: 0,
-            early_intervals_skipped: 0,
-            early_events_saved: 0,
+            early: EarlyRejections::default(),
             chol: self.chol0.clone(),
             adapt_n: 0,
             adapt_mean: vec![0.0; d],
@@ -572,10 +594,12 @@ impl Pmmh {
             let out = exec.filter(&self.problem, &prop, key, stop)?;
             st.counters.add(&out.counters);
             let accept = if let Some(done) = out.stopped_after {
-                st.early_rejections += 1;
-                let left = (self.problem.data().len() - done) as u64;
-                st.early_intervals_skipped += self.problem.particles() as u64 * left;
-                st.early_events_saved += out.counters.events / done.max(1) as u64 * left;
+                st.early.record(
+                    self.problem.particles() as u64,
+                    self.problem.data().len(),
+                    done,
+                    out.counters.events,
+                );
                 false
             } else {
                 if out.loglik == f64::NEG_INFINITY {

@@ -290,17 +290,17 @@ fn same_chain(problem: FilterProblem, theta: &[f64], sd: f64) {
     let (off, off_states) = run_chain(&sampler(problem.clone(), theta, false, sd), &mut serial());
     let (on, on_states) = run_chain(&sampler(problem.clone(), theta, true, sd), &mut serial());
     assert_eq!(on, off);
-    let stopped: u64 = on_states.iter().map(|s| s.early_rejections).sum();
+    let stopped: u64 = on_states.iter().map(|s| s.early.passes).sum();
     let accepted: u64 = on_states.iter().map(|s| s.accepted).sum();
     let proposed: u64 = on_states.iter().map(|s| s.proposed).sum();
-    assert!(off_states.iter().all(|s| s.early_rejections == 0));
+    assert!(off_states.iter().all(|s| s.early.passes == 0));
     assert!(accepted > 0 && accepted < proposed, "weak test");
     assert!(stopped > 0, "no pass stopped early: weak test");
     assert!(stopped <= proposed - accepted);
     let events = |s: &[ChainState]| s.iter().map(|c| c.counters.events).sum::<u64>();
     assert!(events(&on_states) < events(&off_states));
     // The counts and the estimate of saved events are consistent.
-    let skipped: u64 = on_states.iter().map(|s| s.early_intervals_skipped).sum();
+    let skipped: u64 = on_states.iter().map(|s| s.early.intervals_skipped).sum();
     assert!(skipped >= stopped * problem.particles() as u64);
     eprintln!(
         "{stopped} of {} rejections stopped early; events {} vs {}",
