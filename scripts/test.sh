@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The full test suite on a fresh machine: installs the system packages the MPI
 # executor needs (Debian/Ubuntu: OpenMPI, and libclang for the bindings), then
-# runs every test of the workspace with the MPI and dataflow executors compiled
-# in (the first build compiles DataFusion: 20-35 minutes on 2 cores).
+# runs every test of the workspace with the MPI, dataflow and Ballista
+# executors compiled in (`ballista` implies `dataflow`; the first build
+# compiles DataFusion and Ballista: about 30 minutes on 2 cores).
 #
 #   scripts/test.sh            # everything
 #   PCMC_NO_INSTALL=1 scripts/test.sh   # do not touch system packages
@@ -27,4 +28,4 @@ if [ "$(id -u)" -eq 0 ]; then
     export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 fi
 
-cargo test --workspace --release --features pcmc-cli/mpi,pcmc-cli/dataflow
+cargo test --workspace --release --features pcmc-cli/mpi,pcmc-cli/ballista

@@ -7,7 +7,10 @@
 #     exit 75, the script requeues the job, and the requeued job resumes to a
 #     chain byte-identical to an uninterrupted run;
 #  3. the array script runs one chain per task and merges them into the chain
-#     of a single multi-chain run.
+#     of a single multi-chain run;
+#  4. pcmc-ballista.sbatch (when pcmc has the `ballista` feature) starts a
+#     scheduler and 2 executors on the node, waits for them, runs, stops the
+#     cluster: chain byte-identical to a direct rayon run.
 # Installs Slurm and munge with apt-get if missing; starts and stops its own
 # daemons. Usage: slurm/local/test.sh PCMC_BINARY (built with --features mpi,dataflow)
 set -euo pipefail
@@ -83,6 +86,18 @@ echo "== pcmc-array.sbatch: one chain per task, merged"
 sbatch --wait --output="$WORK/array-%A_%a.out" --array=0-1 slurm/pcmc-array.sbatch jobs/lv11-quick.toml "$WORK/array" >/dev/null
 "$PCMC" merge "$WORK/array/merged" "$WORK/array/chain-0" "$WORK/array/chain-1" --quiet
 same "$WORK/ref11/chain.csv" "$WORK/array/merged/chain.csv" "merged array chains = one 2-chain run"
+
+if "$PCMC" cluster wait --help >/dev/null 2>&1 && ! "$PCMC" cluster wait --scheduler 127.0.0.1:1 --timeout 0 2>&1 | grep -q "not compiled"; then
+    echo "== pcmc-ballista.sbatch (scheduler + 2 executors × 1 slot on one node)"
+    short=(--iterations 6 --chains 1)
+    "$PCMC" run jobs/lv11-quick.toml --out "$WORK/ref-short" --quiet "${short[@]}"
+    sbatch --wait --ntasks=2 --cpus-per-task=1 --output="$WORK/ballista-%j.out" \
+        slurm/pcmc-ballista.sbatch jobs/lv11-quick.toml "$WORK/ballista" --quiet "${short[@]}" >/dev/null || true
+    same "$WORK/ref-short/chain.csv" "$WORK/ballista/chain.csv" "ballista sbatch chain = direct rayon chain"
+    grep -q '"executor": "ballista"' "$WORK/ballista/summary.json" 2>/dev/null && echo "ok   ballista executor" || { echo "FAIL not ballista"; fail=1; }
+    grep -q "2 executor(s) ready" "$WORK"/ballista/pcmc-*.log && echo "ok   2 executors registered" || { echo "FAIL executors"; fail=1; }
+    if pgrep -f "pcmc cluster" >/dev/null; then echo "FAIL cluster processes left running"; fail=1; else echo "ok   cluster stopped"; fi
+fi
 
 if [ "$fail" -ne 0 ]; then
     echo "slurm tests FAILED; logs in $WORK"

@@ -4,7 +4,10 @@
 //! them alike. Writes `bench.csv` (every run), `bench.md` (medians, speedup,
 //! parallel efficiency, events/s, peak RSS, bytes moved, stage breakdown)
 //! and `bench.svg` (median wall time against workers), and checks that every
-//! run wrote the same chain.
+//! run wrote the same chain. `ballista` runs the dataflow executor on a
+//! Ballista cluster started here for the purpose: a scheduler and W
+//! executors with one slot each on 127.0.0.1; its stage breakdown includes
+//! `scheduling`, the time from a job's submission to its first task.
 
 use crate::error::{InputError, input};
 use crate::run::{Overrides, prepare, write_atomic};
@@ -22,7 +25,7 @@ use std::time::Instant;
 pub struct CompareArgs {
     /// The job file (TOML).
     pub job: PathBuf,
-    /// Executors to compare (comma-separated: rayon, mpi, dataflow, serial).
+    /// Executors to compare (comma-separated: rayon, mpi, dataflow, ballista, serial).
     #[arg(long, value_delimiter = ',', default_value = "rayon")]
     pub executors: Vec<String>,
     /// Worker counts (threads, MPI ranks or partitions; comma-separated).
@@ -40,7 +43,7 @@ pub struct CompareArgs {
 }
 
 /// The stages reported in `summary.json`, in display order.
-const STAGES: [&str; 7] = [
+const STAGES: [&str; 8] = [
     "propagate",
     "weight",
     "resample",
@@ -48,6 +51,7 @@ const STAGES: [&str; 7] = [
     "planning",
     "reduce",
     "shuffle",
+    "scheduling",
 ];
 
 /// One run's measurements.
@@ -88,6 +92,9 @@ fn compiled(executor: &str) -> bool {
     if cfg!(feature = "dataflow") {
         available.push("dataflow");
     }
+    if cfg!(feature = "ballista") {
+        available.push("ballista");
+    }
     available.contains(&executor)
 }
 
@@ -104,6 +111,7 @@ fn command(
     job: &Path,
     dir: &Path,
     extra: &[String],
+    scheduler: Option<&str>,
 ) -> Command {
     let w = workers.to_string();
     let mut cmd = if executor == "mpi" {
@@ -121,11 +129,19 @@ fn command(
     } else {
         Command::new(exe)
     };
-    cmd.arg("run").arg(job).args(["--executor", executor]);
-    match executor {
-        "mpi" => cmd.args(["--threads", "1"]),
-        "dataflow" => cmd.args(["--threads", &w, "--partitions", &w]),
-        _ => cmd.args(["--threads", &w]),
+    cmd.arg("run").arg(job);
+    match (executor, scheduler) {
+        ("ballista", Some(s)) => cmd.args([
+            "--executor",
+            "dataflow",
+            "--scheduler",
+            s,
+            "--partitions",
+            &w,
+        ]),
+        ("mpi", _) => cmd.args(["--executor", executor, "--threads", "1"]),
+        ("dataflow", _) => cmd.args(["--executor", executor, "--threads", &w, "--partitions", &w]),
+        _ => cmd.args(["--executor", executor, "--threads", &w]),
     };
     cmd.arg("--out").arg(dir).arg("--quiet").args(extra);
     cmd
@@ -142,10 +158,13 @@ pub fn compare(args: &CompareArgs) -> Result<()> {
         return Err(InputError::flag("--executors/--workers", "give at least one of each").into());
     }
     for e in &args.executors {
-        if !matches!(e.as_str(), "rayon" | "serial" | "mpi" | "dataflow") {
+        if !matches!(
+            e.as_str(),
+            "rayon" | "serial" | "mpi" | "dataflow" | "ballista"
+        ) {
             return Err(InputError::flag(
                 "--executors",
-                format!("{e:?} is not one of rayon, mpi, dataflow, serial"),
+                format!("{e:?} is not one of rayon, mpi, dataflow, ballista, serial"),
             )
             .into());
         }
@@ -178,12 +197,38 @@ pub fn compare(args: &CompareArgs) -> Result<()> {
     let mut records = Vec::new();
     let mut chains: Vec<(String, Vec<u8>)> = Vec::new();
     let total = args.repeat * args.workers.len() * args.executors.len();
+    // Ballista: W executors with one slot each on this machine, one cluster
+    // per worker count, kept up for every repeat.
+    let mut clusters: BTreeMap<usize, crate::cluster::LocalCluster> = BTreeMap::new();
     for r in 0..args.repeat {
         for &w in &args.workers {
             for e in &args.executors {
                 let dir = out.join("runs").join(format!("{e}-w{w}-r{r}"));
                 let _ = std::fs::remove_dir_all(&dir);
-                let mut cmd = command(&exe, e, w, &args.job, &dir, &args.extra);
+                let scheduler = if e == "ballista" {
+                    let c = match clusters.entry(w) {
+                        std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
+                        std::collections::btree_map::Entry::Vacant(v) => {
+                            v.insert(crate::cluster::LocalCluster::start(
+                                &exe,
+                                &out.join("cluster").join(format!("w{w}")),
+                                w,
+                            )?)
+                        }
+                    };
+                    Some(c.address())
+                } else {
+                    None
+                };
+                let mut cmd = command(
+                    &exe,
+                    e,
+                    w,
+                    &args.job,
+                    &dir,
+                    &args.extra,
+                    scheduler.as_deref(),
+                );
                 if e == "mpi" {
                     cmd.env("OMPI_ALLOW_RUN_AS_ROOT", "1")
                         .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1");

@@ -267,6 +267,13 @@ pub struct ExecutorSection {
     pub threads: Option<usize>,
     /// Partitions of the dataflow executor.
     pub partitions: Option<usize>,
+    /// A Ballista scheduler `df://HOST:PORT`: run the dataflow executor's
+    /// steps as jobs on that cluster.
+    pub scheduler: Option<String>,
+    /// The directory for particles between steps on a Ballista cluster
+    /// (default: `work` in the run directory); every executor must see it at
+    /// the same path.
+    pub work_dir: Option<PathBuf>,
 }
 
 /// `[output]`.

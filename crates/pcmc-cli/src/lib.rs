@@ -6,6 +6,7 @@
 
 pub mod bench;
 pub mod checkpoint;
+pub mod cluster;
 pub mod data;
 pub mod error;
 pub mod job;

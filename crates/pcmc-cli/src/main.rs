@@ -77,6 +77,19 @@ enum Command {
         /// Write a checkpoint every N iterations (default: the job's, else 100).
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
         checkpoint_every: Option<u64>,
+        /// Run the dataflow executor's steps as jobs on this Ballista
+        /// scheduler, df://HOST:PORT (started with `pcmc cluster scheduler`).
+        #[arg(long)]
+        scheduler: Option<String>,
+        /// Directory for particles between steps on a cluster, seen by every
+        /// executor at the same path (default: `work` in the run directory).
+        #[arg(long)]
+        work_dir: Option<PathBuf>,
+    },
+    /// pcmc's Ballista cluster processes (for `pcmc run --scheduler`).
+    Cluster {
+        #[command(subcommand)]
+        what: pcmc_cli::cluster::ClusterCommand,
     },
     /// Simulate a dataset from the job's model at its true parameters.
     Simulate {
@@ -178,20 +191,30 @@ fn main() -> ExitCode {
             | Command::Report { quiet: true, .. }
             | Command::Merge { quiet: true, .. }
     );
-    let level = if quiet {
-        tracing::Level::WARN
+    let level = if quiet { "warn" } else { "info" };
+    // A driver on a Ballista cluster runs two jobs per observation step:
+    // Ballista's client logs each at INFO, which would drown pcmc's own
+    // lines. The cluster processes keep Ballista's INFO lines. RUST_LOG
+    // overrides both.
+    let quiet_ballista = if matches!(cli.command, Command::Cluster { .. }) {
+        ""
     } else {
-        tracing::Level::INFO
+        ",ballista=warn,ballista_core=warn,ballista_scheduler=warn,ballista_executor=warn"
     };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level}{quiet_ballista}")));
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_max_level(level)
+        .with_env_filter(filter)
         .init();
     match dispatch(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) if e.downcast_ref::<Interrupted>().is_some() => {
+        Err(e)
+            if e.downcast_ref::<Interrupted>().is_some()
+                || e.downcast_ref::<ClusterLost>().is_some() =>
+        {
             eprintln!("pcmc: {e}");
             ExitCode::from(run::EXIT_INTERRUPTED)
         }
@@ -206,6 +229,12 @@ fn main() -> ExitCode {
 #[derive(Debug, thiserror::Error)]
 #[error("interrupted by a signal; the checkpoint is written (resume with --resume)")]
 struct Interrupted;
+
+/// A run stopped because its cluster became unavailable, after writing the
+/// checkpoint of its last complete iteration.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct ClusterLost(String);
 
 fn dispatch(cmd: Command) -> Result<()> {
     match cmd {
@@ -226,6 +255,8 @@ fn dispatch(cmd: Command) -> Result<()> {
             quiet,
             resume,
             checkpoint_every,
+            scheduler,
+            work_dir,
         } => {
             let ov = run::Overrides {
                 executor,
@@ -240,6 +271,8 @@ fn dispatch(cmd: Command) -> Result<()> {
                 seed,
                 data,
                 out,
+                scheduler,
+                work_dir,
             };
             let opts = run::RunOptions {
                 quiet,
@@ -249,9 +282,11 @@ fn dispatch(cmd: Command) -> Result<()> {
             match run::run(&job, &ov, opts)? {
                 run::RunOutcome::Finished => Ok(()),
                 run::RunOutcome::Interrupted => Err(Interrupted.into()),
+                run::RunOutcome::ClusterLost(why) => Err(ClusterLost(why).into()),
             }
         }
         Command::Simulate { job, seed, out } => simulate(&job, seed, out),
+        Command::Cluster { what } => pcmc_cli::cluster::run(what),
         Command::Check { job, data } => check(&job, data),
         Command::Report { dir, quiet } => run::report(&dir, quiet),
         Command::Merge { out, dirs, quiet } => run::merge(&out, &dirs, quiet),

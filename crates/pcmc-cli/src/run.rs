@@ -49,6 +49,19 @@ pub struct Overrides {
     pub data: Option<PathBuf>,
     /// `--out`.
     pub out: Option<PathBuf>,
+    /// `--scheduler`: a Ballista scheduler for the dataflow executor.
+    pub scheduler: Option<String>,
+    /// `--work-dir`: where particles live between steps on a cluster.
+    pub work_dir: Option<PathBuf>,
+}
+
+/// A Ballista cluster to run the dataflow executor's steps on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterTarget {
+    /// The scheduler, `df://HOST:PORT`.
+    pub scheduler: String,
+    /// The work directory (absolute), seen by every executor.
+    pub work_dir: PathBuf,
 }
 
 /// Settings of a run as executed, stored in `run.json`.
@@ -152,17 +165,30 @@ pub fn prepare(job_path: &Path, ov: &Overrides) -> Result<Prepared> {
 }
 
 /// Builds the executor named `kind` for a run of `chains` chains (the MPI
-/// executor splits its ranks into one group per chain).
+/// executor splits its ranks into one group per chain). With `cluster`, the
+/// dataflow executor runs its steps on that Ballista cluster.
 ///
 /// # Errors
-/// An input error for an unknown executor or one not compiled in.
+/// An input error for an unknown executor or one not compiled in, or a bad
+/// scheduler address; an error naming the scheduler if it cannot be reached.
 pub fn make_executor(
     kind: &str,
     threads: usize,
     partitions: Option<usize>,
     chains: usize,
+    cluster: Option<&ClusterTarget>,
 ) -> Result<Box<dyn LikelihoodExecutor>> {
     let _ = chains;
+    if let Some(c) = cluster {
+        if kind != "dataflow" {
+            return Err(InputError::flag(
+                "--scheduler",
+                format!("a Ballista scheduler runs the dataflow executor's steps; use it with --executor dataflow, not {kind}"),
+            )
+            .into());
+        }
+        return ballista_executor(c, partitions.unwrap_or(threads));
+    }
     #[cfg(not(feature = "dataflow"))]
     let _ = partitions;
     match kind {
@@ -205,6 +231,41 @@ pub fn make_executor(
         .into()),
     }
 }
+
+#[cfg(feature = "ballista")]
+fn ballista_executor(c: &ClusterTarget, partitions: usize) -> Result<Box<dyn LikelihoodExecutor>> {
+    pcmc_ballista::driver::parse_scheduler(&c.scheduler)
+        .map_err(|e| InputError::flag("--scheduler", e.to_string()))?;
+    let mut cfg = pcmc_ballista::ClusterConfig::new(&c.scheduler, partitions, c.work_dir.clone());
+    if let Ok(v) = std::env::var(JOB_TIMEOUT_ENV) {
+        let secs: u64 = v.trim().parse().ok().filter(|s| *s >= 1).ok_or_else(|| {
+            InputError::flag(
+                JOB_TIMEOUT_ENV,
+                format!("{v:?} is not a number of seconds of at least 1"),
+            )
+        })?;
+        cfg.job_timeout = Duration::from_secs(secs);
+    }
+    Ok(Box::new(pcmc_ballista::BallistaExecutor::new(cfg)?))
+}
+
+#[cfg(not(feature = "ballista"))]
+fn ballista_executor(
+    _c: &ClusterTarget,
+    _partitions: usize,
+) -> Result<Box<dyn LikelihoodExecutor>> {
+    Err(InputError::flag(
+        "--scheduler",
+        "running on a Ballista cluster is not compiled into this pcmc: build it with the cargo feature `ballista` \
+         (cargo build --release -p pcmc-cli --features ballista)",
+    )
+    .into())
+}
+
+/// Environment variable: the longest wait in seconds for one job on a
+/// Ballista cluster before the run stops as if the cluster were gone
+/// (default 600).
+pub const JOB_TIMEOUT_ENV: &str = "PCMC_BALLISTA_JOB_TIMEOUT";
 
 struct Progress {
     bar: Option<ProgressBar>,
@@ -322,13 +383,17 @@ pub struct RunOptions {
 }
 
 /// How a run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RunOutcome {
     /// Every iteration ran and the outputs are complete.
     Finished,
     /// A signal (SIGTERM, SIGINT, SIGUSR1) stopped the run after a checkpoint;
     /// `pcmc run --resume` continues it.
     Interrupted,
+    /// The cluster became unavailable (the message says which and why); the
+    /// checkpoint after the last complete iteration is written, and `pcmc
+    /// run --resume` continues once the cluster is back.
+    ClusterLost(String),
 }
 
 /// Exit status of a run stopped by a signal after writing its checkpoint
@@ -392,8 +457,9 @@ pub fn run(job_path: &Path, ov: &Overrides, opts: RunOptions) -> Result<RunOutco
     let stop = signal_flag()?;
     let mut s = setup(job_path, ov, opts)?;
     let mut r = open_run(&mut s, opts)?;
-    if iterate(&mut s, &mut r, &stop)? == RunOutcome::Interrupted {
-        return Ok(RunOutcome::Interrupted);
+    match iterate(&mut s, &mut r, &stop)? {
+        RunOutcome::Finished => {}
+        stopped => return Ok(stopped),
     }
     finish_run(&mut s, r)?;
     Ok(RunOutcome::Finished)
@@ -455,7 +521,45 @@ fn setup(job_path: &Path, ov: &Overrides, opts: RunOptions) -> Result<Setup> {
     if checkpoint_every == 0 {
         return Err(InputError::flag("--checkpoint-every", "must be at least 1").into());
     }
-    let exec = make_executor(&kind, threads, partitions, job.mcmc.chains)?;
+    let dir = run_dir(job, ov);
+    let cluster = match ov
+        .scheduler
+        .clone()
+        .or_else(|| job.file.executor.scheduler.clone())
+    {
+        None => {
+            if ov.work_dir.is_some() {
+                return Err(InputError::flag(
+                    "--work-dir",
+                    "applies to runs on a Ballista cluster (--scheduler) only",
+                )
+                .into());
+            }
+            None
+        }
+        Some(scheduler) => {
+            let work = ov
+                .work_dir
+                .clone()
+                .or_else(|| job.file.executor.work_dir.clone())
+                .unwrap_or_else(|| dir.join("work"));
+            std::fs::create_dir_all(&work)
+                .map_err(|e| input(&work, format!("cannot create the work directory: {e}")))?;
+            let work = std::fs::canonicalize(&work)
+                .map_err(|e| input(&work, format!("cannot resolve the work directory: {e}")))?;
+            Some(ClusterTarget {
+                scheduler,
+                work_dir: work,
+            })
+        }
+    };
+    let exec = make_executor(
+        &kind,
+        threads,
+        partitions,
+        job.mcmc.chains,
+        cluster.as_ref(),
+    )?;
     #[cfg(feature = "dataflow")]
     if kind == "dataflow" {
         pcmc_dataflow::check_species(job.network.species())
@@ -480,7 +584,6 @@ fn setup(job_path: &Path, ov: &Overrides, opts: RunOptions) -> Result<Setup> {
             "--partitions applies to the dataflow executor only; the {kind} executor ignores it"
         );
     }
-    let dir = run_dir(job, ov);
     let fingerprint = job.fingerprint(&prep.data);
     let names = job.network.parameters().to_vec();
     let group = exec.chain_group();
@@ -701,12 +804,22 @@ fn iterate(
     let mut progress = Progress::new(total, s.quiet);
     let mut last_save = Instant::now();
     for it in r.first..=total {
+        // Where to go back to if the cluster is lost during the iteration.
+        let before = (r.states.clone(), r.stats.clone());
+        let mut lost = None;
         let mut mine = Vec::new();
         for (i, st) in r.states.iter_mut().enumerate() {
             if !s.group.runs(i) {
                 continue;
             }
-            let rec = pmmh.step(s.exec.as_mut(), st)?;
+            let rec = match pmmh.step(s.exec.as_mut(), st) {
+                Ok(rec) => rec,
+                Err(pcmc_core::Error::Unavailable(why)) => {
+                    lost = Some(why);
+                    break;
+                }
+                Err(e) => return Err(e.into()),
+            };
             account(&rec, &mut r.stats);
             if s.exec.workers() > 1 {
                 let mut v = rec.theta.clone();
@@ -719,6 +832,20 @@ fn iterate(
                 accepted: rec.accepted,
                 kept: rec.kept,
             });
+        }
+        if let Some(why) = lost {
+            (r.states, r.stats) = before;
+            r.save(s, it - 1)?;
+            progress.finish();
+            if let Some(w) = r.writer.take() {
+                w.finish()?;
+            }
+            return Ok(RunOutcome::ClusterLost(format!(
+                "{why}; checkpoint written after iteration {}: continue with `pcmc run {} --out {} --resume` once the cluster is back",
+                it - 1,
+                s.job_path.display(),
+                s.dir.display()
+            )));
         }
         // Chains of other groups arrive here; rows go out in chain order.
         for sh in share_chains(s.exec.as_mut(), s.group, r.states.len(), mine)? {
@@ -871,6 +998,8 @@ fn account(rec: &IterationRecord, stats: &mut RunStats) {
         stats.stages.add(&f.times);
         stats.balance.add(&f.balance);
         stats.task_retries += f.task_retries;
+        stats.jobs += f.jobs;
+        stats.jobs_resubmitted += f.jobs_resubmitted;
         stats.bytes_sent += f.bytes_sent;
         stats.rows_moved += f.rows_moved;
     }

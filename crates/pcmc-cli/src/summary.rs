@@ -60,9 +60,16 @@ pub struct RunStats {
     /// Observation steps run, summed over filter passes.
     #[serde(default)]
     pub filter_steps: u64,
-    /// Tasks that failed and were run again (dataflow executor).
+    /// Tasks that failed and were run again (dataflow executor; on a
+    /// Ballista cluster, tasks the cluster ran again).
     #[serde(default)]
     pub task_retries: u64,
+    /// Distributed jobs submitted (Ballista executor).
+    #[serde(default)]
+    pub jobs: u64,
+    /// Jobs the driver submitted again after they failed (Ballista).
+    #[serde(default)]
+    pub jobs_resubmitted: u64,
     /// Groups of workers running chains side by side (MPI: one
     /// communicator per group).
     #[serde(default)]
@@ -310,6 +317,19 @@ pub fn summary_json(s: &SummaryInput<'_>) -> Value {
             o.insert("rows_moved_per_step".into(), per_step(st.rows_moved));
             o.insert("bytes_moved_per_step".into(), per_step(st.bytes_sent_all));
             o.insert("task_retries".into(), json!(st.task_retries));
+            if st.jobs > 0 {
+                o.insert(
+                    "cluster".into(),
+                    json!({
+                        "jobs": st.jobs,
+                        "jobs_per_step": per_step(st.jobs),
+                        "jobs_resubmitted": st.jobs_resubmitted,
+                        "tasks_rerun": st.task_retries,
+                        "scheduling_seconds": num(st.stages.scheduling),
+                        "scheduling_seconds_per_job": num(st.stages.scheduling / st.jobs as f64),
+                    }),
+                );
+            }
             o.insert("chain_groups".into(), json!(st.chain_groups.max(1)));
             o.insert("load_imbalance".into(), num(st.load_imbalance));
             let b = &st.balance;
@@ -474,7 +494,23 @@ pub fn summary_table(v: &Value) -> String {
                 fmt(v["load_imbalance"].as_f64(), 3)
             ));
         }
-        if v["executor"] == "dataflow" {
+        if v["executor"] == "ballista" {
+            let c = &v["cluster"];
+            out.push_str(&format!(
+                "\ncluster: {} jobs, scheduling {} s per job | tasks re-run {}, jobs resubmitted {} | offspring moved {} rows per step",
+                c["jobs"],
+                fmt(c["scheduling_seconds_per_job"].as_f64(), 3),
+                c["tasks_rerun"],
+                c["jobs_resubmitted"],
+                fmt(v["rows_moved_per_step"].as_f64(), 1),
+            ));
+            out.push_str(&format!(
+                "\nstages: propagate (advance jobs) {} s, reduce (sum jobs) {} s, of which scheduling {} s",
+                fmt(st["propagate"].as_f64(), 2),
+                fmt(st["reduce"].as_f64(), 2),
+                fmt(st["scheduling"].as_f64(), 2)
+            ));
+        } else if v["executor"] == "dataflow" {
             out.push_str(&format!(
                 "\nshuffled {} rows ({} bytes) per step | tasks retried {}",
                 fmt(v["rows_moved_per_step"].as_f64(), 1),

@@ -41,6 +41,11 @@ pub enum Error {
     /// An executor failed (thread pool, communication, task failure).
     #[error("executor failure: {0}")]
     Executor(String),
+    /// The executor's cluster cannot be reached (a scheduler that is down or
+    /// does not answer): the run can continue from its checkpoint once the
+    /// cluster is back.
+    #[error("cluster unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl Error {

@@ -46,7 +46,7 @@ pub const BLOCK: usize = 16;
 pub use crate::ssa::KernelChoice;
 
 /// Settings of the particle filter.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FilterConfig {
     /// Number of particles N (1 ≤ N ≤ 2^32).
     pub particles: usize,
@@ -111,7 +111,11 @@ impl FilterConfig {
 }
 
 /// Everything a filter pass needs except θ and the random key.
-#[derive(Debug, Clone)]
+///
+/// Serialisable so that it can travel to remote executors inside their
+/// plans (a wire format between pcmc processes: deserialising does not
+/// validate again).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FilterProblem {
     network: Network,
     data: Data,
@@ -318,7 +322,7 @@ impl FilterProblem {
 }
 
 /// Identifies one filter pass: its random streams are keyed by these.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct FilterKey {
     /// Run seed.
     pub seed: u64,
@@ -358,6 +362,10 @@ pub struct StageTimes {
     /// (dataflow executor).
     #[serde(default)]
     pub shuffle: f64,
+    /// From submitting a distributed job to the start of its first task
+    /// (Ballista executor): the cluster's scheduling overhead.
+    #[serde(default)]
+    pub scheduling: f64,
 }
 
 impl StageTimes {
@@ -370,6 +378,7 @@ impl StageTimes {
         self.planning += o.planning;
         self.reduce += o.reduce;
         self.shuffle += o.shuffle;
+        self.scheduling += o.scheduling;
     }
 }
 
@@ -448,8 +457,15 @@ pub struct FilterOutput {
     pub bytes_sent: u64,
     /// Particles that changed worker or partition in resampling.
     pub rows_moved: u64,
-    /// Tasks that failed and were run again (dataflow executor).
+    /// Tasks that failed and were run again (dataflow executor; on a
+    /// Ballista cluster, tasks the cluster ran again, e.g. after losing an
+    /// executor).
     pub task_retries: u64,
+    /// Distributed jobs submitted (Ballista executor).
+    pub jobs: u64,
+    /// Jobs that failed and were submitted again by the driver (Ballista
+    /// executor; every step is deterministic, so the result is unchanged).
+    pub jobs_resubmitted: u64,
     /// Set when the pass stopped early because the proposal could no longer
     /// be accepted ([`FilterProblem::cannot_accept`]): the number of
     /// observations processed. `loglik` is then the partial sum over those.
@@ -470,6 +486,8 @@ impl FilterOutput {
             bytes_sent: 0,
             rows_moved: 0,
             task_retries: 0,
+            jobs: 0,
+            jobs_resubmitted: 0,
             stopped_after: None,
             balance: LoadBalance::default(),
         }

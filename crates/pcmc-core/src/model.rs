@@ -42,7 +42,7 @@ pub struct ReactionSpec {
 }
 
 /// One validated reaction in index form.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Reaction {
     /// Name for messages.
     pub name: String,
@@ -55,7 +55,11 @@ pub struct Reaction {
 }
 
 /// A validated mass-action reaction network.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// Serialisable so that a filtering problem can travel to remote executors
+/// (the Ballista executor); deserialising does not validate again, so it is
+/// a wire format between pcmc processes, not an input format.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Network {
     species: Vec<String>,
     parameters: Vec<String>,

@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 use statrs::function::factorial::ln_factorial;
 
 /// A time series of observations of some species of a network.
-#[derive(Debug, Clone, PartialEq)]
+/// (Serialisable as a wire format between pcmc processes.)
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Data {
     times: Vec<f64>,
     observed: Vec<usize>,

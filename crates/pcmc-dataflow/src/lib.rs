@@ -295,56 +295,18 @@ async fn build_plans(
         ctx.remove_optimizer_rule(rule);
     }
     let n = shape.n;
-    let mut pop_fields = vec![
-        Field::new("particle", DataType::UInt64, false),
-        Field::new("log_weight", DataType::Float64, false),
-    ];
-    pop_fields.extend(
-        shape
-            .species
-            .iter()
-            .map(|s| Field::new(s, DataType::UInt64, false)),
-    );
-    let pop_schema: SchemaRef = Arc::new(Schema::new(pop_fields.clone()));
-    let mut prop_fields = pop_fields;
-    prop_fields.extend(
-        COUNTERS
-            .iter()
-            .map(|c| Field::new(*c, DataType::UInt64, false)),
-    );
-    let prop_schema: SchemaRef = Arc::new(Schema::new(prop_fields));
+    let pop_schema = population_schema(&shape.species);
+    let prop_schema = propagated_schema(&shape.species);
     let pop = Slot::new("particles", pop_schema.clone(), parts);
     let prop = Slot::new("propagated", prop_schema.clone(), parts);
 
     // 1. Propagate and weight, partition by partition.
-    let propagate =
-        ScalarUDF::new_from_impl(Propagate::new(shared.clone(), &shape.species, n, parts));
-    let weight = ScalarUDF::new_from_impl(LogWeight::new(shared.clone(), shape.observed.len()));
-    let mut args = vec![column("particle")];
-    args.extend(shape.species.iter().map(|s| column(s)));
-    let st = || column("_state");
-    let mut wargs = vec![get_field(st(), udf::ALIVE)];
-    wargs.extend(
-        shape
-            .observed
-            .iter()
-            .map(|s| get_field(st(), shape.species[*s].as_str())),
-    );
-    let mut exprs = vec![column("particle"), weight.call(wargs).alias("log_weight")];
-    exprs.extend(
-        shape
-            .species
-            .iter()
-            .map(|s| get_field(st(), s.as_str()).alias(s)),
-    );
-    exprs.extend(COUNTERS.iter().map(|c| get_field(st(), *c).alias(*c)));
+    let (first, second) =
+        propagation_projections(&shared, &shape.species, &shape.observed, n, parts);
     let propagate = ctx
         .read_table(Arc::new(SlotTable::new(pop.clone())))?
-        .select(vec![
-            column("particle"),
-            propagate.call(args).alias("_state"),
-        ])?
-        .select(exprs)?
+        .select(first)?
+        .select(second)?
         .create_physical_plan()
         .await?;
 
@@ -358,37 +320,136 @@ async fn build_plans(
         .await?;
 
     // 3. Exact weight sums per partition.
-    let part_of = ScalarUDF::new_from_impl(PartitionOf::new(shared.clone(), n, parts));
-    let ws = |w| AggregateUDF::new_from_impl(WeightSumUdaf::new(shared.clone(), w));
+    let (group, aggs) = weight_sum_aggregate(&shared, n, parts);
     let sums = ctx
         .read_table(Arc::new(SlotTable::new(prop.clone())))?
-        .aggregate(
-            vec![part_of.call(vec![column("particle")]).alias("partition")],
-            vec![
-                ws(WeightSum::Total)
-                    .call(vec![column("log_weight")])
-                    .alias("total"),
-                ws(WeightSum::High)
-                    .call(vec![column("log_weight")])
-                    .alias("high"),
-                ws(WeightSum::HighSquared)
-                    .call(vec![column("log_weight")])
-                    .alias("high_squared"),
-            ],
-        )?
+        .aggregate(group, aggs)?
         .create_physical_plan()
         .await?;
 
     // 4. Offspring per partition, then the range shuffle.
     let scan: Arc<dyn ExecutionPlan> = Arc::new(SlotExec::new(prop.clone(), None)?);
+    let resample = resample_plan(scan, shared, &shape.species, n, parts)?;
+    Ok(Plans {
+        shape,
+        parts,
+        pop,
+        prop,
+        propagate,
+        reduce,
+        sums,
+        resample,
+        task_ctx: ctx.task_ctx(),
+    })
+}
+
+/// The particle table: `particle`, `log_weight` and one `UInt64` column per
+/// species.
+pub fn population_schema(species: &[String]) -> SchemaRef {
+    let mut fields = vec![
+        Field::new("particle", DataType::UInt64, false),
+        Field::new("log_weight", DataType::Float64, false),
+    ];
+    fields.extend(
+        species
+            .iter()
+            .map(|s| Field::new(s, DataType::UInt64, false)),
+    );
+    Arc::new(Schema::new(fields))
+}
+
+/// The propagated table: the particle table plus the SSA counters of each
+/// row ([`COUNTERS`]).
+pub fn propagated_schema(species: &[String]) -> SchemaRef {
+    let mut fields: Vec<Field> = population_schema(species)
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields.extend(
+        COUNTERS
+            .iter()
+            .map(|c| Field::new(*c, DataType::UInt64, false)),
+    );
+    Arc::new(Schema::new(fields))
+}
+
+/// The two projections of the propagation step over the particle table:
+/// first `particle` and the struct `_state = pcmc_propagate(particle,
+/// species…)`, then the propagated table's columns, with `log_weight =
+/// pcmc_log_weight(_state._alive, observed species…)`. Two projections so
+/// that the (volatile) propagation runs once per row.
+pub fn propagation_projections(
+    shared: &SharedRef,
+    species: &[String],
+    observed: &[usize],
+    n: usize,
+    parts: usize,
+) -> (Vec<Expr>, Vec<Expr>) {
+    let propagate = ScalarUDF::new_from_impl(Propagate::new(shared.clone(), species, n, parts));
+    let weight = ScalarUDF::new_from_impl(LogWeight::new(shared.clone(), observed.len()));
+    let mut args = vec![column("particle")];
+    args.extend(species.iter().map(|s| column(s)));
+    let first = vec![column("particle"), propagate.call(args).alias("_state")];
+    let st = || column("_state");
+    let mut wargs = vec![get_field(st(), udf::ALIVE)];
+    wargs.extend(
+        observed
+            .iter()
+            .map(|s| get_field(st(), species[*s].as_str())),
+    );
+    let mut second = vec![column("particle"), weight.call(wargs).alias("log_weight")];
+    second.extend(species.iter().map(|s| get_field(st(), s.as_str()).alias(s)));
+    second.extend(COUNTERS.iter().map(|c| get_field(st(), *c).alias(*c)));
+    (first, second)
+}
+
+/// The grouping and aggregates of the exact weight sums: per partition
+/// (`pcmc_partition(particle)`), `total`, `high` and `high_squared`.
+pub fn weight_sum_aggregate(shared: &SharedRef, n: usize, parts: usize) -> (Vec<Expr>, Vec<Expr>) {
+    let part_of = ScalarUDF::new_from_impl(PartitionOf::new(shared.clone(), n, parts));
+    let ws = |w| AggregateUDF::new_from_impl(WeightSumUdaf::new(shared.clone(), w));
+    (
+        vec![part_of.call(vec![column("particle")]).alias("partition")],
+        vec![
+            ws(WeightSum::Total)
+                .call(vec![column("log_weight")])
+                .alias("total"),
+            ws(WeightSum::High)
+                .call(vec![column("log_weight")])
+                .alias("high"),
+            ws(WeightSum::HighSquared)
+                .call(vec![column("log_weight")])
+                .alias("high_squared"),
+        ],
+    )
+}
+
+/// Resampling over a scan of the propagated table (`parts` partitions, each
+/// its slice): sort each partition by particle, derive the offspring
+/// ([`OffspringExec`]) and range-repartition them on their new index (the
+/// shuffle), so that partition `p` of the result is the new population's
+/// slice `p`.
+///
+/// # Errors
+/// Planning errors.
+pub fn resample_plan(
+    scan: Arc<dyn ExecutionPlan>,
+    shared: SharedRef,
+    species: &[String],
+    n: usize,
+    parts: usize,
+) -> datafusion::common::Result<Arc<dyn ExecutionPlan>> {
+    let pop_schema = population_schema(species);
     let by_particle = |schema: &SchemaRef| -> datafusion::common::Result<LexOrdering> {
         LexOrdering::new(vec![PhysicalSortExpr::new_default(physical_col(
             "particle", schema,
         )?)])
         .ok_or_else(|| DataFusionError::Internal("empty ordering".into()))
     };
-    let sorted: Arc<dyn ExecutionPlan> =
-        Arc::new(SortExec::new(by_particle(&prop_schema)?, scan).with_preserve_partitioning(true));
+    let sorted: Arc<dyn ExecutionPlan> = Arc::new(
+        SortExec::new(by_particle(&scan.schema())?, scan).with_preserve_partitioning(true),
+    );
     let off: Arc<dyn ExecutionPlan> = Arc::new(OffspringExec::new(
         sorted,
         shared,
@@ -404,39 +465,134 @@ async fn build_plans(
         })
         .collect();
     let range = RangePartitioning::try_new(by_particle(&pop_schema)?, split)?;
-    let resample: Arc<dyn ExecutionPlan> =
-        Arc::new(RepartitionExec::try_new(off, Partitioning::Range(range))?);
-    Ok(Plans {
-        shape,
-        parts,
-        pop,
-        prop,
-        propagate,
-        reduce,
-        sums,
-        resample,
-        task_ctx: ctx.task_ctx(),
-    })
+    Ok(Arc::new(RepartitionExec::try_new(
+        off,
+        Partitioning::Range(range),
+    )?))
 }
 
-/// The initial population: particle indices of each partition's slice.
-fn initial_population(schema: &SchemaRef, n: usize, parts: usize) -> Result<Partitions> {
-    let species = schema.fields().len() - 2;
-    (0..parts)
-        .map(|p| {
-            let (s, e) = rank_slice(n, parts, p);
-            let mut cols: Vec<ArrayRef> = vec![
-                Arc::new(UInt64Array::from_iter_values(s as u64..e as u64)),
-                Arc::new(Float64Array::from(vec![0.0; e - s])),
-            ];
-            let zeros: ArrayRef = Arc::new(UInt64Array::from(vec![0u64; e - s]));
-            cols.extend(std::iter::repeat_n(zeros, species));
-            Ok(vec![
-                RecordBatch::try_new(schema.clone(), cols)
-                    .map_err(|e| Error::Executor(format!("dataflow: {e}")))?,
-            ])
+/// What every dataflow pass checks first, for `parts` partitions: a θ that
+/// cannot be filtered (estimate −∞) or a proposal that cannot be accepted
+/// whatever the data give ends the pass at once (`Some` output); resampling
+/// that needs every weight in one place is refused on several partitions.
+///
+/// # Errors
+/// [`Error::Setting`] naming `filter.resampling`.
+pub fn start_pass(
+    problem: &FilterProblem,
+    theta: &[f64],
+    stop: Option<&AcceptTest>,
+    parts: usize,
+) -> Result<Option<FilterOutput>> {
+    let mut out = FilterOutput::new(problem.data().len());
+    if !theta_is_valid(problem.network(), theta) {
+        out.loglik = f64::NEG_INFINITY;
+        return Ok(Some(out));
+    }
+    if stop.is_some_and(|s| problem.cannot_accept(0, 0.0, s)) {
+        out.stopped_after = Some(0);
+        return Ok(Some(out));
+    }
+    if parts > 1 && !problem.config().resampling.is_distributable() {
+        return Err(Error::setting(
+            "filter.resampling",
+            format!(
+                "{:?} resampling needs every weight in one place; with several partitions use systematic or stratified",
+                problem.config().resampling
+            ),
+        ));
+    }
+    Ok(None)
+}
+
+/// The exact weight sums `[total, high, high²]` of each of `parts`
+/// partitions from the rows of a weight-sum aggregate (columns
+/// `partition`, `total`, `high`, `high_squared`).
+///
+/// # Errors
+/// [`Error::Executor`] for a missing column or a partition out of range.
+pub fn read_weight_sums(batches: &[RecordBatch], parts: usize) -> Result<Vec<[u128; 3]>> {
+    let mut per = vec![[0u128; 3]; parts];
+    for b in batches {
+        let part = b
+            .column_by_name("partition")
+            .and_then(|c| c.as_primitive_opt::<UInt64Type>())
+            .ok_or_else(|| Error::Executor("dataflow: no partition column".into()))?;
+        for r in 0..b.num_rows() {
+            let p = part.value(r) as usize;
+            let slot = per.get_mut(p).ok_or_else(|| {
+                Error::Executor(format!(
+                    "dataflow: a weight sum for partition {p} of {parts}"
+                ))
+            })?;
+            for (j, name) in ["total", "high", "high_squared"].iter().enumerate() {
+                let c = b
+                    .column_by_name(name)
+                    .ok_or_else(|| Error::Executor(format!("dataflow: no {name} column")))?;
+                slot[j] += udf::decimal_u128(c.as_ref(), r).unwrap_or(0);
+            }
+        }
+    }
+    Ok(per)
+}
+
+/// Adds a step's likelihood increment `m + ln(Σq/2^62) − ln N` and its
+/// effective sample size to `out`, from the partitions' exact sums `per`
+/// and the step's largest log-weight `m`; returns the total and the sum of
+/// the partitions before each partition (the resampling prefixes).
+pub fn account_weight_sums(
+    per: &[[u128; 3]],
+    m: f64,
+    n: usize,
+    out: &mut FilterOutput,
+) -> (u128, Vec<u128>) {
+    let total: u128 = per.iter().map(|x| x[0]).sum();
+    let a1: u128 = per.iter().map(|x| x[1]).sum();
+    let a2: u128 = per.iter().map(|x| x[2]).sum();
+    out.loglik += m + ln_total(total) - (n as f64).ln();
+    out.ess.push(if a2 == 0 {
+        1.0
+    } else {
+        (a1 as f64) * (a1 as f64) / (a2 as f64)
+    });
+    let mut c = 0u128;
+    let before = per
+        .iter()
+        .map(|x| {
+            let b = c;
+            c += x[0];
+            b
         })
+        .collect();
+    (total, before)
+}
+
+/// The initial population: particle indices of each partition's slice
+/// (species and log-weights zero: the first step draws the initial states).
+///
+/// # Errors
+/// Arrow errors.
+pub fn initial_population(schema: &SchemaRef, n: usize, parts: usize) -> Result<Partitions> {
+    (0..parts)
+        .map(|p| Ok(vec![initial_slice(schema, n, parts, p)?]))
         .collect()
+}
+
+/// Partition `p` of [`initial_population`].
+///
+/// # Errors
+/// Arrow errors.
+pub fn initial_slice(schema: &SchemaRef, n: usize, parts: usize, p: usize) -> Result<RecordBatch> {
+    let species = schema.fields().len() - 2;
+    let (s, e) = rank_slice(n, parts, p);
+    let mut cols: Vec<ArrayRef> = vec![
+        Arc::new(UInt64Array::from_iter_values(s as u64..e as u64)),
+        Arc::new(Float64Array::from(vec![0.0; e - s])),
+    ];
+    let zeros: ArrayRef = Arc::new(UInt64Array::from(vec![0u64; e - s]));
+    cols.extend(std::iter::repeat_n(zeros, species));
+    RecordBatch::try_new(schema.clone(), cols)
+        .map_err(|e| Error::Executor(format!("dataflow: {e}")))
 }
 
 /// Runs every partition of the propagation plan as its own task, retrying a
@@ -529,33 +685,20 @@ impl LikelihoodExecutor for DataflowExecutor {
     ) -> Result<FilterOutput> {
         let data = problem.data();
         let n = problem.particles();
-        let mut out = FilterOutput::new(data.len());
         let net = problem.network();
-        if !theta_is_valid(net, theta) {
-            out.loglik = f64::NEG_INFINITY;
-            return Ok(out);
+        if let Some(done) = start_pass(problem, theta, stop, self.config.partitions.min(n))? {
+            return Ok(done);
         }
-        if stop.is_some_and(|s| problem.cannot_accept(0, 0.0, s)) {
-            out.stopped_after = Some(0);
-            return Ok(out);
-        }
+        let mut out = FilterOutput::new(data.len());
         out.times.planning += self.ensure_plans(problem)?;
         let plans = self.plans.as_ref().expect("plans were just built");
         let parts = plans.parts;
-        if parts > 1 && !problem.config().resampling.is_distributable() {
-            return Err(Error::setting(
-                "filter.resampling",
-                format!(
-                    "{:?} resampling needs every weight in one place; with several partitions use systematic or stratified",
-                    problem.config().resampling
-                ),
-            ));
-        }
         let cfg = problem.config();
         {
             let mut p = self.shared.write();
             p.problem = Some(Arc::new(problem.clone()));
             p.ssa = Some(Arc::new(Ssa::new(net, theta, &cfg.caps, cfg.max_events)));
+            p.theta = theta.to_vec();
             p.key = Some(key);
         }
         self.shared.reset_attempts(parts);
@@ -565,7 +708,6 @@ impl LikelihoodExecutor for DataflowExecutor {
             .set(initial_population(&plans.pop.schema(), n, parts)?);
         let task_ctx = plans.task_ctx.clone();
         let species = net.species().len();
-        let ln_n = (n as f64).ln();
         let mut t_prev = problem.t0();
         let max_attempts = self.config.max_attempts;
         for k in 0..data.len() {
@@ -637,31 +779,8 @@ impl LikelihoodExecutor for DataflowExecutor {
             let batches = self
                 .runtime
                 .block_on(collect(plans.sums.clone(), task_ctx.clone()))?;
-            let mut per = vec![[0u128; 3]; parts];
-            for b in &batches {
-                let part = b
-                    .column_by_name("partition")
-                    .and_then(|c| c.as_primitive_opt::<UInt64Type>())
-                    .ok_or_else(|| Error::Executor("dataflow: no partition column".into()))?;
-                for r in 0..b.num_rows() {
-                    let p = part.value(r) as usize;
-                    for (j, name) in ["total", "high", "high_squared"].iter().enumerate() {
-                        let c = b.column_by_name(name).ok_or_else(|| {
-                            Error::Executor(format!("dataflow: no {name} column"))
-                        })?;
-                        per[p][j] += udf::decimal_u128(c.as_ref(), r).unwrap_or(0);
-                    }
-                }
-            }
-            let total: u128 = per.iter().map(|x| x[0]).sum();
-            let a1: u128 = per.iter().map(|x| x[1]).sum();
-            let a2: u128 = per.iter().map(|x| x[2]).sum();
-            out.loglik += m + ln_total(total) - ln_n;
-            out.ess.push(if a2 == 0 {
-                1.0
-            } else {
-                (a1 as f64) * (a1 as f64) / (a2 as f64)
-            });
+            let per = read_weight_sums(&batches, parts)?;
+            let (total, before) = account_weight_sums(&per, m, n, &mut out);
             out.times.reduce += elapsed(t);
             if stop.is_some_and(|s| problem.cannot_accept(k + 1, out.loglik, s)) {
                 out.stopped_after = Some(k + 1);
@@ -674,15 +793,7 @@ impl LikelihoodExecutor for DataflowExecutor {
                 let t = Instant::now();
                 {
                     let mut p = self.shared.write();
-                    let mut c = 0u128;
-                    p.before = per
-                        .iter()
-                        .map(|x| {
-                            let b = c;
-                            c += x[0];
-                            b
-                        })
-                        .collect();
+                    p.before = before;
                     p.total = total;
                 }
                 let new = self.runtime.block_on(collect_partitioned(

@@ -79,6 +79,7 @@ pub struct Propagate {
     shared: SharedRef,
     signature: Signature,
     fields: Fields,
+    names: Vec<String>,
     species: usize,
     n: usize,
     parts: usize,
@@ -101,10 +102,24 @@ impl Propagate {
             shared,
             signature: Signature::any(1 + species.len(), Volatility::Volatile),
             fields: fields.into(),
+            names: species.to_vec(),
             species: species.len(),
             n,
             parts,
         }
+    }
+
+    /// The shared step values it reads.
+    pub fn shared(&self) -> &SharedRef {
+        &self.shared
+    }
+    /// The species names.
+    pub fn species(&self) -> &[String] {
+        &self.names
+    }
+    /// Particles and partitions it was built for.
+    pub fn layout(&self) -> (usize, usize) {
+        (self.n, self.parts)
     }
 }
 
@@ -236,6 +251,7 @@ impl ScalarUDFImpl for Propagate {
 pub struct LogWeight {
     shared: SharedRef,
     signature: Signature,
+    observed: usize,
 }
 
 impl LogWeight {
@@ -244,7 +260,17 @@ impl LogWeight {
         LogWeight {
             shared,
             signature: Signature::any(1 + observed, Volatility::Immutable),
+            observed,
         }
+    }
+
+    /// The shared step values it reads.
+    pub fn shared(&self) -> &SharedRef {
+        &self.shared
+    }
+    /// The number of observed species.
+    pub fn observed(&self) -> usize {
+        self.observed
     }
 }
 
@@ -308,6 +334,15 @@ impl PartitionOf {
             parts,
         }
     }
+
+    /// The shared step values.
+    pub fn shared(&self) -> &SharedRef {
+        &self.shared
+    }
+    /// Particles and partitions it was built for.
+    pub fn layout(&self) -> (usize, usize) {
+        (self.n, self.parts)
+    }
 }
 
 shared_identity!(PartitionOf);
@@ -366,6 +401,15 @@ impl WeightSumUdaf {
             which,
             signature: Signature::exact(vec![DataType::Float64], Volatility::Immutable),
         }
+    }
+
+    /// The shared step values it reads (the largest log-weight).
+    pub fn shared(&self) -> &SharedRef {
+        &self.shared
+    }
+    /// Which sum it computes.
+    pub fn which(&self) -> WeightSum {
+        self.which
     }
 }
 

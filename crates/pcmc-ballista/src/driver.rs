@@ -1,0 +1,516 @@
+//! The driver: a [`LikelihoodExecutor`] that runs each filter step as two
+//! Ballista jobs ([`crate::plans`]) on a running cluster and keeps only
+//! scalars between them.
+
+use crate::codec::PcmcPhysicalCodec;
+use crate::plans::{Layout, ProbeExec, StepJob, first_offspring, reruns, tokens};
+use ballista_core::execution_plans::execute_physical_plan;
+use ballista_core::extension::SessionConfigExt;
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use datafusion::arrow::datatypes::{Float64Type, UInt64Type};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::prelude::SessionConfig;
+use datafusion_proto::protobuf::PhysicalPlanNode;
+use futures::TryStreamExt;
+use pcmc_core::filter::{FilterKey, FilterOutput, FilterProblem, rank_slice};
+use pcmc_core::pmmh::AcceptTest;
+use pcmc_core::ssa::SsaCounters;
+use pcmc_core::{Error, LikelihoodExecutor, Result};
+use pcmc_dataflow::params::StepWire;
+use pcmc_dataflow::{account_weight_sums, check_species, read_weight_sums, start_pass};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Settings of the Ballista executor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterConfig {
+    /// The scheduler, `df://HOST:PORT` or `HOST:PORT`.
+    pub scheduler: String,
+    /// Partitions P (tasks per job).
+    pub partitions: usize,
+    /// The work directory: particles between steps live here. Every
+    /// executor and the driver must see it at the same path.
+    pub work_dir: PathBuf,
+    /// Longest wait for one job before the cluster counts as unavailable.
+    pub job_timeout: Duration,
+    /// Times a failed job is submitted again before the run fails.
+    pub max_resubmits: u32,
+}
+
+impl ClusterConfig {
+    /// `partitions` partitions on the scheduler at `scheduler`, particles in
+    /// `work_dir`; jobs time out after 10 minutes and are submitted again up
+    /// to 3 times.
+    pub fn new(scheduler: impl Into<String>, partitions: usize, work_dir: PathBuf) -> Self {
+        ClusterConfig {
+            scheduler: scheduler.into(),
+            partitions,
+            work_dir,
+            job_timeout: Duration::from_secs(600),
+            max_resubmits: 3,
+        }
+    }
+}
+
+/// `df://HOST:PORT` or `HOST:PORT` as host and port.
+///
+/// # Errors
+/// [`Error::Setting`] naming `--scheduler` for anything else.
+pub fn parse_scheduler(s: &str) -> Result<(String, u16)> {
+    let bad = |why: &str| {
+        Error::setting(
+            "--scheduler",
+            format!("{s:?} is not a scheduler address df://HOST:PORT ({why})"),
+        )
+    };
+    let rest = s.strip_prefix("df://").unwrap_or(s);
+    let (host, port) = rest.rsplit_once(':').ok_or_else(|| bad("no port"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| bad("the port is not a number in 1..65535"))?;
+    if port == 0 {
+        return Err(bad("port 0"));
+    }
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || host.contains('/') || host.chars().any(char::is_whitespace) {
+        return Err(bad("no host name"));
+    }
+    Ok((host.to_string(), port))
+}
+
+/// Whether a TCP connection to `host:port` opens within `timeout`.
+///
+/// # Errors
+/// The reason it does not (name resolution or connection), as text.
+pub fn probe(host: &str, port: u16, timeout: Duration) -> std::result::Result<(), String> {
+    let addrs: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {host}: {e}"))?
+        .collect();
+    let mut last = format!("{host} has no address");
+    for a in addrs {
+        match TcpStream::connect_timeout(&a, timeout) {
+            Ok(_) => return Ok(()),
+            Err(e) => last = format!("{a}: {e}"),
+        }
+    }
+    Err(last)
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// A connection to a scheduler that submits physical plans as jobs.
+struct Client {
+    host: String,
+    port: u16,
+    runtime: tokio::runtime::Runtime,
+    session_config: SessionConfig,
+    session_id: String,
+    codec: PcmcPhysicalCodec,
+}
+
+/// How a job ended when it did not succeed.
+enum JobError {
+    /// It did not finish in time.
+    Timeout,
+    /// It failed (the scheduler's or the transport's message).
+    Failed(String),
+}
+
+impl Client {
+    /// Checks that the scheduler at `scheduler` accepts connections.
+    fn connect(scheduler: &str, partitions: usize) -> Result<Client> {
+        let (host, port) = parse_scheduler(scheduler)?;
+        probe(&host, port, Duration::from_secs(10)).map_err(|e| {
+            Error::Executor(format!(
+                "cannot reach the Ballista scheduler at {host}:{port} ({e}); start one with `pcmc cluster scheduler --bind {host}:{port}`"
+            ))
+        })?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .thread_name("pcmc-ballista-driver")
+            .build()
+            .map_err(|e| Error::Executor(format!("ballista: cannot start the runtime: {e}")))?;
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        Ok(Client {
+            host,
+            port,
+            runtime,
+            session_config: SessionConfig::new_with_ballista()
+                .with_target_partitions(partitions.max(1))
+                .with_ballista_job_name("pcmc"),
+            session_id: format!("pcmc-{}-{nanos}", std::process::id()),
+            codec: PcmcPhysicalCodec::default(),
+        })
+    }
+
+    /// Runs `plan` as one job and collects its rows.
+    fn submit(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        timeout: Duration,
+    ) -> std::result::Result<Vec<RecordBatch>, JobError> {
+        let url = format!("http://{}:{}", self.host, self.port);
+        let fut = async {
+            let stream = execute_physical_plan::<PhysicalPlanNode>(
+                url,
+                &self.session_config.ballista_config(),
+                plan,
+                &self.codec,
+                self.session_id.clone(),
+                self.session_config.clone(),
+            )
+            .await?;
+            stream.try_collect::<Vec<RecordBatch>>().await
+        };
+        match self
+            .runtime
+            .block_on(async { tokio::time::timeout(timeout, fut).await })
+        {
+            Ok(Ok(b)) => Ok(b),
+            Ok(Err(e)) => Err(JobError::Failed(e.to_string())),
+            Err(_) => Err(JobError::Timeout),
+        }
+    }
+
+    /// Whether the scheduler still accepts connections.
+    fn reachable(&self) -> std::result::Result<(), String> {
+        probe(&self.host, self.port, Duration::from_secs(5))
+    }
+}
+
+/// Waits until `executors` distinct executors of the cluster at `scheduler`
+/// take tasks (registered and able to run pcmc's operators): submits probe
+/// jobs of many short tasks until that many executors have answered, or
+/// `timeout` has passed. Returns the number seen.
+///
+/// # Errors
+/// [`Error::Setting`] for a bad address; [`Error::Executor`] if the
+/// scheduler cannot be reached or fewer executors answered in time.
+pub fn wait_for_executors(scheduler: &str, executors: usize, timeout: Duration) -> Result<usize> {
+    let deadline = Instant::now() + timeout;
+    let client = loop {
+        match Client::connect(scheduler, 1) {
+            Ok(c) => break c,
+            Err(Error::Setting { field, reason }) => return Err(Error::Setting { field, reason }),
+            Err(e) if Instant::now() >= deadline => return Err(e),
+            Err(_) => std::thread::sleep(Duration::from_millis(200)),
+        }
+    };
+    let tasks = (executors * 8).max(8);
+    let mut seen = std::collections::BTreeSet::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(Error::Executor(format!(
+                "only {} of {executors} executor(s) took tasks from the scheduler at {}:{} in {} s",
+                seen.len(),
+                client.host,
+                client.port,
+                timeout.as_secs()
+            )));
+        }
+        let probe = tokens(tasks).map_err(|e| Error::Executor(format!("ballista: {e}")))?;
+        if let Ok(rows) = client.submit(Arc::new(ProbeExec::new(100, probe)), left) {
+            for b in &rows {
+                let pid = b.column(0).as_primitive::<UInt64Type>();
+                let host = b.column(1).as_string::<i32>();
+                for r in 0..b.num_rows() {
+                    seen.insert((host.value(r).to_string(), pid.value(r)));
+                }
+            }
+            if seen.len() >= executors {
+                return Ok(seen.len());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The driver side of the dataflow executor on a Ballista cluster.
+pub struct BallistaExecutor {
+    config: ClusterConfig,
+    client: Client,
+    run_dir: PathBuf,
+    passes: u64,
+}
+
+impl BallistaExecutor {
+    /// Connects to the cluster of `config` and creates this run's directory
+    /// in the work directory.
+    ///
+    /// # Errors
+    /// [`Error::Setting`] for a bad address or partition count;
+    /// [`Error::Executor`] if the scheduler cannot be reached (naming it) or
+    /// the work directory cannot be written.
+    pub fn new(config: ClusterConfig) -> Result<Self> {
+        if config.partitions == 0 {
+            return Err(Error::setting("--partitions", "must be at least 1"));
+        }
+        let client = Client::connect(&config.scheduler, config.partitions)?;
+        let run_dir = config.work_dir.join(&client.session_id);
+        std::fs::create_dir_all(&run_dir).map_err(|e| {
+            Error::Executor(format!(
+                "ballista: cannot create the work directory {}: {e}",
+                run_dir.display()
+            ))
+        })?;
+        Ok(BallistaExecutor {
+            config,
+            client,
+            run_dir,
+            passes: 0,
+        })
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &ClusterConfig {
+        &self.config
+    }
+
+    fn unavailable(&self, what: String) -> Error {
+        Error::Unavailable(format!(
+            "the Ballista scheduler at {}:{} {what}",
+            self.client.host, self.client.port
+        ))
+    }
+
+    /// Runs `job` to completion: its result rows and the Unix time at which
+    /// it was submitted. A job that fails while the scheduler still answers
+    /// is submitted again (every job is deterministic), at most
+    /// `max_resubmits` times; `out.jobs_resubmitted` counts them.
+    fn run_job(&self, job: &StepJob, out: &mut FilterOutput) -> Result<(Vec<RecordBatch>, f64)> {
+        let plan = job
+            .plan()
+            .map_err(|e| Error::Executor(format!("ballista: planning a step: {e}")))?;
+        let mut attempt = 0;
+        loop {
+            out.jobs += 1;
+            let submitted = unix_now();
+            let err = match self.client.submit(plan.clone(), self.config.job_timeout) {
+                Ok(batches) => return Ok((batches, submitted)),
+                Err(JobError::Failed(e)) => e,
+                Err(JobError::Timeout) => {
+                    return Err(self.unavailable(format!(
+                        "did not finish a job in {} s (no executors, or the cluster is stuck)",
+                        self.config.job_timeout.as_secs()
+                    )));
+                }
+            };
+            if let Err(why) = self.client.reachable() {
+                return Err(
+                    self.unavailable(format!("cannot be reached ({why}); last error: {err}"))
+                );
+            }
+            if attempt >= self.config.max_resubmits {
+                return Err(Error::Executor(format!(
+                    "ballista: a job failed {} time(s); last error: {err}",
+                    attempt + 1
+                )));
+            }
+            tracing::warn!("ballista: a job failed ({err}); submitting it again");
+            attempt += 1;
+            out.jobs_resubmitted += 1;
+        }
+    }
+
+    fn pass(
+        &mut self,
+        problem: &FilterProblem,
+        theta: &[f64],
+        key: FilterKey,
+        stop: Option<&AcceptTest>,
+        layout: &Layout,
+        out: &mut FilterOutput,
+    ) -> Result<()> {
+        let data = problem.data();
+        let (n, parts) = (layout.n, layout.parts);
+        let mut t_prev = problem.t0();
+        let mut source: Option<Box<StepWire>> = None;
+        let mut counters = [0u64; 4];
+        for k in 0..data.len() {
+            let t_k = data.times()[k];
+            let mut wire = StepWire {
+                problem: problem.clone(),
+                theta: theta.to_vec(),
+                key,
+                step: k as u64,
+                t0: t_prev,
+                t1: t_k,
+                initial: k == 0,
+                max: 0.0,
+                before: Vec::new(),
+                total: 0,
+            };
+            // 1. Form the population, propagate, weight, spill.
+            let t = Instant::now();
+            let job = StepJob::Advance {
+                layout: layout.clone(),
+                wire: wire.clone(),
+                source: source.take(),
+            };
+            let (rows, submitted) = self.run_job(&job, out)?;
+            out.task_retries += reruns(&layout.attempts_dir(k as u64, "advance"), parts);
+            let mut m = f64::NEG_INFINITY;
+            let mut busy = Vec::with_capacity(parts);
+            let mut first_start = f64::INFINITY;
+            let mut seen = 0;
+            for b in &rows {
+                let col = |name: &str| {
+                    b.column_by_name(name).ok_or_else(|| {
+                        Error::Executor(format!("ballista: no {name} in a step summary"))
+                    })
+                };
+                let max = col("max_log_weight")?.as_primitive::<Float64Type>().clone();
+                let bz = col("busy_seconds")?.as_primitive::<Float64Type>().clone();
+                let st = col("started_unix_seconds")?
+                    .as_primitive::<Float64Type>()
+                    .clone();
+                let cs: Vec<_> = ["_events", "_cap_hits", "_cap_events", "_limit_hits"]
+                    .iter()
+                    .map(|c| col(c).map(|a| a.as_primitive::<UInt64Type>().clone()))
+                    .collect::<Result<_>>()?;
+                for r in 0..b.num_rows() {
+                    seen += 1;
+                    if !max.is_null(r) {
+                        m = m.max(max.value(r));
+                    }
+                    busy.push(bz.value(r));
+                    first_start = first_start.min(st.value(r));
+                    for (i, c) in cs.iter().enumerate() {
+                        counters[i] += c.value(r);
+                    }
+                }
+            }
+            if seen != parts {
+                return Err(Error::Executor(format!(
+                    "ballista: step {k} returned {seen} partition summaries for {parts} partitions: {}",
+                    datafusion::arrow::util::pretty::pretty_format_batches(&rows)
+                        .map(|t| t.to_string())
+                        .unwrap_or_default()
+                )));
+            }
+            out.counters.add(&SsaCounters {
+                events: counters[0],
+                cap_hits: counters[1],
+                cap_events: counters[2],
+                limit_hits: counters[3],
+            });
+            counters = [0; 4];
+            if first_start.is_finite() {
+                out.times.scheduling += (first_start - submitted).max(0.0);
+            }
+            if t_k > t_prev || k == 0 {
+                let max = busy.iter().copied().fold(0.0, f64::max);
+                let mean = busy.iter().sum::<f64>() / busy.len().max(1) as f64;
+                out.balance.record(max, mean);
+            }
+            out.times.propagate += t.elapsed().as_secs_f64();
+            if k > 0 {
+                // The previous step's particles have been resampled.
+                let _ = std::fs::remove_dir_all(layout.step_dir(k as u64 - 1));
+            }
+            if m == f64::NEG_INFINITY {
+                out.loglik = f64::NEG_INFINITY;
+                out.collapsed_at = Some(k);
+                out.ess.push(0.0);
+                return Ok(());
+            }
+            wire.max = m;
+
+            // 2. Exact weight sums per partition.
+            let t = Instant::now();
+            let (rows, _) = self.run_job(
+                &StepJob::Sums {
+                    layout: layout.clone(),
+                    wire: wire.clone(),
+                },
+                out,
+            )?;
+            out.task_retries += reruns(&layout.attempts_dir(k as u64, "sums"), parts);
+            let per = read_weight_sums(&rows, parts)?;
+            let (total, before) = account_weight_sums(&per, m, n, out);
+            out.times.reduce += t.elapsed().as_secs_f64();
+            if stop.is_some_and(|s| problem.cannot_accept(k + 1, out.loglik, s)) {
+                out.stopped_after = Some(k + 1);
+                return Ok(());
+            }
+            if k + 1 < data.len() {
+                wire.before = before;
+                wire.total = total;
+                // Offspring that leave their parent's partition.
+                let firsts = first_offspring(&wire, n, parts)
+                    .map_err(|e| Error::Executor(format!("ballista: {e}")))?;
+                for p in 0..parts {
+                    let (s, e) = rank_slice(n, parts, p);
+                    let (lo, hi) = (firsts[p], firsts[p + 1]);
+                    let stay = hi.min(e as u64).saturating_sub(lo.max(s as u64));
+                    out.rows_moved += (hi - lo) - stay;
+                }
+                source = Some(Box::new(wire));
+            }
+            t_prev = t_k;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for BallistaExecutor {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.run_dir);
+    }
+}
+
+impl LikelihoodExecutor for BallistaExecutor {
+    fn name(&self) -> &str {
+        "ballista"
+    }
+
+    fn workers(&self) -> usize {
+        self.config.partitions
+    }
+
+    fn threads_per_worker(&self) -> usize {
+        1
+    }
+
+    fn filter(
+        &mut self,
+        problem: &FilterProblem,
+        theta: &[f64],
+        key: FilterKey,
+        stop: Option<&AcceptTest>,
+    ) -> Result<FilterOutput> {
+        let data = problem.data();
+        let n = problem.particles();
+        let net = problem.network();
+        let parts = self.config.partitions.min(n);
+        if let Some(done) = start_pass(problem, theta, stop, parts)? {
+            return Ok(done);
+        }
+        check_species(net.species())?;
+        let mut out = FilterOutput::new(data.len());
+        self.passes += 1;
+        let layout = Layout {
+            pass_dir: self.run_dir.join(format!("pass-{:06}", self.passes)),
+            species: net.species().to_vec(),
+            observed: data.observed().to_vec(),
+            n,
+            parts,
+        };
+        let res = self.pass(problem, theta, key, stop, &layout, &mut out);
+        let _ = std::fs::remove_dir_all(&layout.pass_dir);
+        res?;
+        out.bytes_sent = out.rows_moved * 8 * (2 + net.species().len()) as u64;
+        Ok(out)
+    }
+}

@@ -1,0 +1,368 @@
+//! The dataflow executor on a Ballista cluster, end to end: pcmc's own
+//! scheduler and executors as separate processes on 127.0.0.1 (ports chosen
+//! free at run time). `chain.csv` is byte-identical to rayon's with 1, 2 and
+//! 3 executors and 1, 3 and 8 partitions; an executor killed with SIGKILL
+//! during a run costs re-run tasks, not the chain; a scheduler killed during
+//! a run ends it with exit status 75 after a checkpoint, and `--resume` on a
+//! new cluster finishes the same chain; bad addresses exit 2. Built with
+//! `--features ballista`.
+#![cfg(feature = "ballista")]
+
+mod common;
+
+use common::{job, ok, pcmc};
+use pcmc_cli::cluster::LocalCluster;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Flags that keep the runs short: one chain, 6 iterations after the
+/// 10 burn-in iterations of lv11-quick.
+const SHORT: [&str; 4] = ["--iterations", "6", "--chains", "1"];
+
+fn free_port() -> u16 {
+    pcmc_cli::cluster::free_port().unwrap()
+}
+
+fn exe() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_pcmc"))
+}
+
+fn start(dir: &Path, executors: usize) -> LocalCluster {
+    LocalCluster::start(exe(), dir, executors).unwrap()
+}
+
+/// Polls `child` until it exits, at most `limit`.
+fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("process did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn run_args<'a>(dir: &'a Path, job_name: &str, args: &[&'a str]) -> Command {
+    let mut c = pcmc();
+    c.arg("run")
+        .arg(job(job_name))
+        .arg("--out")
+        .arg(dir)
+        .arg("--quiet")
+        .args(args);
+    c
+}
+
+fn run(dir: &Path, job_name: &str, args: &[&str]) -> Output {
+    run_args(dir, job_name, args).output().unwrap()
+}
+
+fn chain(dir: &Path) -> Vec<u8> {
+    std::fs::read(dir.join("chain.csv")).unwrap()
+}
+
+fn summary(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap()
+}
+
+fn reference(tmp: &Path, job_name: &str) -> Vec<u8> {
+    let dir = tmp.join(format!("rayon-{job_name}"));
+    let mut args = vec!["--threads", "2", "--no-early-rejection"];
+    args.extend(SHORT);
+    ok(&run(&dir, job_name, &args));
+    chain(&dir)
+}
+
+fn ballista_run(cluster: &LocalCluster, dir: &Path, job_name: &str, parts: usize) -> Output {
+    let p = parts.to_string();
+    let addr = cluster.address();
+    let mut args = vec![
+        "--executor",
+        "dataflow",
+        "--scheduler",
+        &addr,
+        "--partitions",
+        &p,
+    ];
+    args.extend(SHORT);
+    let out = run(dir, job_name, &args);
+    if !out.status.success() {
+        panic!(
+            "run failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            cluster.logs()
+        );
+    }
+    out
+}
+
+#[test]
+fn ballista_chains_equal_rayon_with_1_2_3_executors_and_1_3_8_partitions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lv11 = reference(tmp.path(), "lv11-quick.toml");
+    let lv12 = reference(tmp.path(), "lv12-quick.toml");
+    let mut cluster = start(&tmp.path().join("cluster"), 1);
+    for (executors, parts, job_name, expected) in [
+        (1, 1, "lv11-quick.toml", &lv11),
+        (1, 3, "lv12-quick.toml", &lv12),
+        (2, 3, "lv11-quick.toml", &lv11),
+        (2, 8, "lv12-quick.toml", &lv12),
+        (3, 8, "lv11-quick.toml", &lv11),
+        (3, 1, "lv12-quick.toml", &lv12),
+    ] {
+        while cluster.executors().len() < executors {
+            cluster.add_executor().unwrap();
+            let n = cluster.executors().len();
+            cluster.wait(n).unwrap();
+        }
+        let dir = tmp.path().join(format!("b{executors}-{parts}-{job_name}"));
+        ballista_run(&cluster, &dir, job_name, parts);
+        assert_eq!(
+            &chain(&dir),
+            expected,
+            "{job_name}: {executors} executor(s), {parts} partition(s) differ from rayon"
+        );
+        let s = summary(&dir);
+        assert_eq!(s["executor"], "ballista");
+        assert_eq!(s["workers"], parts);
+        let c = &s["cluster"];
+        assert!(c["jobs"].as_u64().unwrap() >= 2, "{c}");
+        assert_eq!(c["jobs_resubmitted"], 0, "{c}");
+        assert_eq!(c["tasks_rerun"], 0, "{c}");
+        assert!(c["scheduling_seconds"].as_f64().unwrap() >= 0.0, "{c}");
+        assert!(
+            s["early_rejection"]["passes_stopped"].as_u64().unwrap() > 0,
+            "{s}"
+        );
+        if parts > 1 {
+            assert!(s["rows_moved"].as_u64().unwrap() > 0, "{s}");
+        } else {
+            assert_eq!(s["rows_moved"], 0);
+        }
+        // Nothing is left in the work directory.
+        let work = dir.join("work");
+        assert_eq!(
+            std::fs::read_dir(&work).unwrap().count(),
+            0,
+            "{} is not empty",
+            work.display()
+        );
+    }
+}
+
+/// Pseudo-random delays from a fixed-seed LCG.
+fn delays(n: usize, seed: u64, max_ms: u64) -> Vec<Duration> {
+    let mut x = seed;
+    (0..n)
+        .map(|_| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            Duration::from_millis((x >> 33) % max_ms)
+        })
+        .collect()
+}
+
+#[test]
+fn sigkill_of_an_executor_reruns_its_tasks_and_keeps_the_chain() {
+    let tmp = tempfile::tempdir().unwrap();
+    let expected = reference(tmp.path(), "lv11-quick.toml");
+    let mut cluster = start(&tmp.path().join("cluster"), 2);
+    let addr = cluster.address();
+    let mut kills = 0;
+    for (round, d) in delays(12, 2026, 1500).into_iter().enumerate() {
+        if kills >= 3 {
+            break;
+        }
+        let dir = tmp.path().join(format!("kill-{round}"));
+        let mut args = vec![
+            "--executor",
+            "dataflow",
+            "--scheduler",
+            &addr,
+            "--partitions",
+            "3",
+        ];
+        args.extend(SHORT);
+        let mut child = run_args(&dir, "lv11-quick.toml", &args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        if !common::wait_for_progress(&mut child, &dir, 1, d) {
+            let _ = child.wait();
+            continue; // finished before the kill: try again
+        }
+        let victim = round % 2;
+        cluster.executors()[victim].kill();
+        let status = wait_exit(&mut child, Duration::from_secs(600));
+        let mut err = String::new();
+        use std::io::Read;
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        assert!(
+            status.success(),
+            "run after killing an executor: {status:?}\n{err}\n{}",
+            cluster.logs()
+        );
+        assert_eq!(chain(&dir), expected, "round {round}: the chain changed");
+        let c = summary(&dir)["cluster"].clone();
+        let redone = c["tasks_rerun"].as_u64().unwrap() + c["jobs_resubmitted"].as_u64().unwrap();
+        eprintln!("round {round}: executor {victim} killed {d:?} after the first chain row: {c}");
+        if redone > 0 {
+            kills += 1;
+        }
+        // Replace the lost executor.
+        cluster.executors().remove(victim);
+        cluster.add_executor().unwrap();
+        cluster.wait(2).unwrap();
+    }
+    assert!(
+        kills >= 3,
+        "only {kills} executor kill(s) landed while tasks were running"
+    );
+}
+
+#[test]
+fn losing_the_scheduler_checkpoints_exits_75_and_resume_finishes_the_chain() {
+    let tmp = tempfile::tempdir().unwrap();
+    let expected = reference(tmp.path(), "lv11-quick.toml");
+    let cdir = tmp.path().join("cluster");
+    let mut cluster = start(&cdir, 1);
+    let port = cluster.port();
+    let addr = cluster.address();
+    let dir = tmp.path().join("run");
+    let mut args = vec![
+        "--executor",
+        "dataflow",
+        "--scheduler",
+        &addr,
+        "--partitions",
+        "2",
+        "--checkpoint-every",
+        "1",
+    ];
+    args.extend(SHORT);
+    let mut child = run_args(&dir, "lv11-quick.toml", &args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(
+        common::wait_for_progress(&mut child, &dir, 1, Duration::from_millis(300)),
+        "the run finished before the scheduler could be killed"
+    );
+    cluster.scheduler().kill();
+    let status = wait_exit(&mut child, Duration::from_secs(120));
+    let mut err = String::new();
+    use std::io::Read;
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(status.code(), Some(75), "{err}");
+    assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+    assert!(err.contains("--resume"), "{err}");
+    assert!(dir.join("checkpoint.json").is_file());
+    drop(cluster);
+    // A new cluster on the same address; the run continues where it was.
+    let cluster = LocalCluster::start_on(exe(), &cdir, port, 1).unwrap();
+    let mut resume = args.clone();
+    resume.push("--resume");
+    let out = run(&dir, "lv11-quick.toml", &resume);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        cluster.logs()
+    );
+    assert_eq!(chain(&dir), expected);
+}
+
+#[test]
+fn cluster_processes_refuse_bad_addresses_and_stop_on_sigterm() {
+    let tmp = tempfile::tempdir().unwrap();
+    let nobody = free_port();
+    for (args, needle) in [
+        (
+            vec!["cluster", "scheduler", "--bind", "not an address"],
+            "--bind",
+        ),
+        (
+            vec!["cluster", "executor", "--scheduler", "nowhere"],
+            "--scheduler",
+        ),
+        (
+            vec!["cluster", "wait", "--scheduler", "df://127.0.0.1:0"],
+            "--scheduler",
+        ),
+    ] {
+        let out = pcmc().args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+    // An executor whose scheduler never answers gives up with exit 2.
+    let out = pcmc()
+        .args(["cluster", "executor", "--scheduler"])
+        .arg(format!("127.0.0.1:{nobody}"))
+        .args(["--connect-timeout", "1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("127.0.0.1:{nobody}")), "{err}");
+    // A run pointed at no scheduler fails at once, naming it.
+    let dir = tmp.path().join("run");
+    let sched = format!("df://127.0.0.1:{nobody}");
+    let out = run(
+        &dir,
+        "lv11-quick.toml",
+        &["--executor", "dataflow", "--scheduler", &sched],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("127.0.0.1:{nobody}")), "{err}");
+    for (args, needle) in [
+        (
+            vec!["--executor", "dataflow", "--scheduler", "df://host"],
+            "--scheduler",
+        ),
+        (
+            vec!["--executor", "rayon", "--scheduler", "df://h:1"],
+            "--scheduler",
+        ),
+        (vec!["--work-dir", "/tmp"], "--work-dir"),
+    ] {
+        let out = run(&dir, "lv11-quick.toml", &args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+    // SIGTERM stops both processes cleanly.
+    let mut cluster = start(&tmp.path().join("cluster"), 1);
+    let term = |p: &mut pcmc_cli::cluster::LocalProcess| {
+        let ok = Command::new("kill")
+            .args(["-TERM", &p.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        let status = p
+            .wait_exit(Duration::from_secs(60))
+            .expect("a cluster process did not stop on SIGTERM");
+        assert!(status.success(), "{status:?}\n{}", p.log());
+    };
+    term(&mut cluster.executors()[0]);
+    term(cluster.scheduler());
+}
