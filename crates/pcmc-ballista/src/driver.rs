@@ -105,7 +105,9 @@ fn unix_now() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-/// A connection to a scheduler that submits physical plans as jobs.
+/// A connection to a scheduler that submits physical plans as jobs, or
+/// (`local`) a stand-in that runs each job in this process after sending
+/// its plan through the codec both ways.
 struct Client {
     host: String,
     port: u16,
@@ -113,6 +115,7 @@ struct Client {
     session_config: SessionConfig,
     session_id: String,
     codec: PcmcPhysicalCodec,
+    local: Option<datafusion::prelude::SessionContext>,
 }
 
 /// How a job ended when it did not succeed.
@@ -150,7 +153,49 @@ impl Client {
                 .with_ballista_job_name("pcmc"),
             session_id: format!("pcmc-{}-{nanos}", std::process::id()),
             codec: PcmcPhysicalCodec::default(),
+            local: None,
         })
+    }
+
+    /// The in-process stand-in (see [`BallistaExecutor::in_process`]).
+    fn in_process(partitions: usize) -> Result<Client> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Executor(format!("ballista: cannot start the runtime: {e}")))?;
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        Ok(Client {
+            host: "in-process".into(),
+            port: 0,
+            runtime,
+            session_config: SessionConfig::new().with_target_partitions(partitions.max(1)),
+            session_id: format!("pcmc-{}-{nanos}", std::process::id()),
+            codec: PcmcPhysicalCodec::default(),
+            local: Some(datafusion::prelude::SessionContext::new()),
+        })
+    }
+
+    /// Encodes `plan` with the codec, decodes it, and runs every partition.
+    fn run_local(
+        &self,
+        ctx: &datafusion::prelude::SessionContext,
+        plan: Arc<dyn ExecutionPlan>,
+    ) -> datafusion::common::Result<Vec<RecordBatch>> {
+        use datafusion_proto::physical_plan::AsExecutionPlan;
+        let mut buf = Vec::new();
+        PhysicalPlanNode::try_from_physical_plan(plan, &self.codec)?.try_encode(&mut buf)?;
+        let task_ctx = ctx.task_ctx();
+        let plan =
+            PhysicalPlanNode::try_decode(&buf)?.try_into_physical_plan(&task_ctx, &self.codec)?;
+        let parts = self
+            .runtime
+            .block_on(datafusion::physical_plan::collect_partitioned(
+                plan, task_ctx,
+            ))?;
+        Ok(parts.into_iter().flatten().collect())
     }
 
     /// Runs `plan` as one job and collects its rows.
@@ -159,6 +204,11 @@ impl Client {
         plan: Arc<dyn ExecutionPlan>,
         timeout: Duration,
     ) -> std::result::Result<Vec<RecordBatch>, JobError> {
+        if let Some(ctx) = &self.local {
+            return self
+                .run_local(ctx, plan)
+                .map_err(|e| JobError::Failed(e.to_string()));
+        }
         let url = format!("http://{}:{}", self.host, self.port);
         let fut = async {
             let stream = execute_physical_plan::<PhysicalPlanNode>(
@@ -184,6 +234,9 @@ impl Client {
 
     /// Whether the scheduler still accepts connections.
     fn reachable(&self) -> std::result::Result<(), String> {
+        if self.local.is_some() {
+            return Ok(());
+        }
         probe(&self.host, self.port, Duration::from_secs(5))
     }
 }
@@ -257,6 +310,25 @@ impl BallistaExecutor {
             return Err(Error::setting("--partitions", "must be at least 1"));
         }
         let client = Client::connect(&config.scheduler, config.partitions)?;
+        Self::with_client(config, client)
+    }
+
+    /// An executor that runs every job in this process instead of on a
+    /// cluster, after sending its plan through the codec both ways: the same
+    /// operators, plans and driver, for tests and for checking a job without
+    /// a cluster. `config.scheduler` is not used.
+    ///
+    /// # Errors
+    /// As [`BallistaExecutor::new`], without the connection.
+    pub fn in_process(config: ClusterConfig) -> Result<Self> {
+        if config.partitions == 0 {
+            return Err(Error::setting("--partitions", "must be at least 1"));
+        }
+        let client = Client::in_process(config.partitions)?;
+        Self::with_client(config, client)
+    }
+
+    fn with_client(config: ClusterConfig, client: Client) -> Result<Self> {
         let run_dir = config.work_dir.join(&client.session_id);
         std::fs::create_dir_all(&run_dir).map_err(|e| {
             Error::Executor(format!(
