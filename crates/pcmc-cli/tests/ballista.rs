@@ -2,10 +2,11 @@
 //! scheduler and executors as separate processes on 127.0.0.1 (ports chosen
 //! free at run time). `chain.csv` is byte-identical to rayon's with 1, 2 and
 //! 3 executors and 1, 3 and 8 partitions; an executor killed with SIGKILL
-//! during a run costs re-run tasks, not the chain; a scheduler killed during
-//! a run ends it with exit status 75 after a checkpoint, and `--resume` on a
-//! new cluster finishes the same chain; bad addresses exit 2. Built with
-//! `--features ballista`.
+//! during a run costs re-run tasks or a resubmitted job, not the chain, and
+//! one killed while its task runs has that task re-run by Ballista itself;
+//! a scheduler killed during a run ends it with exit status 75 after a
+//! checkpoint, and `--resume` on a new cluster finishes the same chain; bad
+//! addresses exit 2. Built with `--features ballista`.
 #![cfg(feature = "ballista")]
 
 mod common;
@@ -230,6 +231,110 @@ fn sigkill_of_an_executor_reruns_its_tasks_and_keeps_the_chain() {
         kills >= 3,
         "only {kills} executor kill(s) landed while tasks were running"
     );
+}
+
+/// Task ids the executor log shows started and not finished, with the time
+/// each was first seen running.
+fn running_tasks(
+    log: &str,
+    seen: &mut std::collections::HashMap<String, Instant>,
+) -> Vec<(String, Duration)> {
+    let mut started = Vec::new();
+    let mut finished = std::collections::HashSet::new();
+    for line in log.lines() {
+        let tid = |l: &str| {
+            l.split('[')
+                .nth(1)
+                .and_then(|t| t.split(']').next())
+                .map(str::to_string)
+        };
+        if line.contains("Execute task") {
+            started.extend(tid(line));
+        } else if line.contains("Finished task") {
+            finished.extend(tid(line));
+        }
+    }
+    started
+        .into_iter()
+        .filter(|t| !finished.contains(t))
+        .map(|t| {
+            let first = *seen.entry(t.clone()).or_insert_with(Instant::now);
+            (t, first.elapsed())
+        })
+        .collect()
+}
+
+#[test]
+fn an_executor_killed_during_a_task_has_that_task_rerun_by_ballista() {
+    // Tasks of a few hundred ms (2000 particles), one per executor per job
+    // (2 executors × 1 slot, 2 partitions): the executor is killed while its
+    // task has been running for 50 ms, so the scheduler itself must run the
+    // task again on the survivor (no job is resubmitted by pcmc).
+    let tmp = tempfile::tempdir().unwrap();
+    let flags = ["--particles", "2000"];
+    let rdir = tmp.path().join("rayon");
+    let mut args = vec!["--threads", "2"];
+    args.extend(flags);
+    ok(&run(&rdir, "lv12-quick.toml", &args));
+    let expected = chain(&rdir);
+    let mut cluster = start(&tmp.path().join("cluster"), 2);
+    let addr = cluster.address();
+    let dir = tmp.path().join("run");
+    let mut args = vec![
+        "--executor",
+        "dataflow",
+        "--scheduler",
+        &addr,
+        "--partitions",
+        "2",
+    ];
+    args.extend(flags);
+    let mut child = run_args(&dir, "lv12-quick.toml", &args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(
+        common::wait_for_progress(&mut child, &dir, 1, Duration::ZERO),
+        "the run finished before an executor could be killed"
+    );
+    let victim = 0;
+    let mut seen = std::collections::HashMap::new();
+    let started = Instant::now();
+    loop {
+        let log = cluster.executors()[victim].log();
+        if running_tasks(&log, &mut seen)
+            .iter()
+            .any(|(_, d)| *d >= Duration::from_millis(50))
+        {
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before a long task was seen running"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no task seen running on executor {victim}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    cluster.executors()[victim].kill();
+    let status = wait_exit(&mut child, Duration::from_secs(600));
+    let mut err = String::new();
+    use std::io::Read;
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(status.success(), "{status:?}\n{err}\n{}", cluster.logs());
+    assert_eq!(chain(&dir), expected, "the chain changed");
+    let c = summary(&dir)["cluster"].clone();
+    eprintln!("killed during a task: {c}");
+    assert!(c["tasks_rerun"].as_u64().unwrap() >= 1, "{c}");
+    assert_eq!(c["jobs_resubmitted"], 0, "{c}\n{err}");
 }
 
 #[test]
