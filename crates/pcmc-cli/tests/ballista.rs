@@ -48,6 +48,18 @@ fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
     }
 }
 
+/// Polls `child` (spawned with piped stderr) until it exits, at most
+/// `limit`; its status and what it wrote to stderr.
+fn finish(child: &mut Child, limit: Duration) -> (std::process::ExitStatus, String) {
+    let status = wait_exit(child, limit);
+    let mut err = String::new();
+    use std::io::Read;
+    if let Some(mut e) = child.stderr.take() {
+        e.read_to_string(&mut err).unwrap();
+    }
+    (status, err)
+}
+
 fn run_args<'a>(dir: &'a Path, job_name: &str, args: &[&'a str]) -> Command {
     let mut c = pcmc();
     c.arg("run")
@@ -201,15 +213,7 @@ fn sigkill_of_an_executor_reruns_its_tasks_and_keeps_the_chain() {
         }
         let victim = round % 2;
         cluster.executors()[victim].kill();
-        let status = wait_exit(&mut child, Duration::from_secs(600));
-        let mut err = String::new();
-        use std::io::Read;
-        child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut err)
-            .unwrap();
+        let (status, err) = finish(&mut child, Duration::from_secs(600));
         assert!(
             status.success(),
             "run after killing an executor: {status:?}\n{err}\n{}",
@@ -320,15 +324,7 @@ fn an_executor_killed_during_a_task_has_that_task_rerun_by_ballista() {
         std::thread::sleep(Duration::from_millis(5));
     }
     cluster.executors()[victim].kill();
-    let status = wait_exit(&mut child, Duration::from_secs(600));
-    let mut err = String::new();
-    use std::io::Read;
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let (status, err) = finish(&mut child, Duration::from_secs(600));
     assert!(status.success(), "{status:?}\n{err}\n{}", cluster.logs());
     assert_eq!(chain(&dir), expected, "the chain changed");
     let c = summary(&dir)["cluster"].clone();
@@ -367,15 +363,7 @@ fn losing_the_scheduler_checkpoints_exits_75_and_resume_finishes_the_chain() {
         "the run finished before the scheduler could be killed"
     );
     cluster.scheduler().kill();
-    let status = wait_exit(&mut child, Duration::from_secs(120));
-    let mut err = String::new();
-    use std::io::Read;
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let (status, err) = finish(&mut child, Duration::from_secs(120));
     assert_eq!(status.code(), Some(75), "{err}");
     assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
     assert!(err.contains("--resume"), "{err}");
