@@ -439,11 +439,15 @@ fn waiting_time<R: Rng + ?Sized>(
     t_end: f64,
     rng: &mut R,
 ) -> Result<f64, Outcome> {
-    if h0 <= 0.0 {
-        *t = t_end;
-        return Err(Outcome::Reached);
-    }
-    if !(h0 < f64::INFINITY) {
+    // One integer test for the rare cases: the bits of a positive finite
+    // double are 1..2^63 − 2^52 (exclusive), those of ±0, negatives,
+    // infinities and NaNs are not. Keeps two constants out of the
+    // registers the hazards need.
+    if h0.to_bits().wrapping_sub(1) >= f64::INFINITY.to_bits() - 1 {
+        if h0 <= 0.0 {
+            *t = t_end;
+            return Err(Outcome::Reached);
+        }
         return Err(Outcome::Capped);
     }
     let tn = *t + exp1(rng) / h0;
@@ -614,7 +618,8 @@ impl Ssa {
         for c in &cum[..nr - 1] {
             j += usize::from(target >= *c);
         }
-        if j == nr - 1 && nr > 1 && cum[j] <= cum[j - 1] {
+        // The rare, predictable condition first: `j` itself is random.
+        if nr > 1 && cum[nr - 1] <= cum[nr - 2] && j == nr - 1 {
             // target rounded up to h0 and the last hazard is zero: take the
             // last reaction with a positive hazard.
             while j > 0 && cum[j] <= cum[j - 1] {
@@ -734,7 +739,7 @@ impl Ssa {
             for c in &cum[..NR - 1] {
                 j += usize::from(target >= *c);
             }
-            if j == NR - 1 && NR > 1 && cum[j] <= cum[j - 1] {
+            if NR > 1 && cum[NR - 1] <= cum[NR.saturating_sub(2)] && j == NR - 1 {
                 while j > 0 && cum[j] <= cum[j - 1] {
                     j -= 1;
                 }
@@ -763,7 +768,9 @@ impl Ssa {
     /// [`Ssa::advance`] for Lotka–Volterra with `K` predators (see
     /// [`SmallNet::lv_shape`]): the hazards written out with the prey and
     /// each predator in its own register, and the reaction's effect applied
-    /// by a branch on its index. The same floating-point operations in the
+    /// without a branch on which reaction it is (that branch would be
+    /// mispredicted on most events: the choice is random). The same
+    /// floating-point operations in the
     /// same order as [`Ssa::step`] — `0 + θ_b·x`, then `(θ_i·x)·y_i`, then
     /// `θ_{d,i}·y_i` (the generic step's `·1` is exact) — so the same bits.
     #[inline(never)]
@@ -807,47 +814,43 @@ impl Ssa {
                 Ok(target) => target,
                 Err(o) => break o,
             };
-            // The first j with target < cum[j] (cum is non-decreasing: the
-            // generic step's count of cum[i] ≤ target), found by a search
-            // that applies the reaction where it stops: branches the CPU
-            // speculates past, as a hand-written loop would have.
-            events += 1;
-            let capped = 'chosen: {
-                if target < cum[0] {
-                    prey += 1;
-                    break 'chosen prey > cap_prey;
-                }
-                for i in 0..K {
-                    if target < cum[1 + i] {
-                        prey -= 1;
-                        y[i] += 1;
-                        break 'chosen y[i] > cap_y[i];
-                    }
-                }
-                for i in 0..K - 1 {
-                    if target < cum[1 + K + i] {
-                        y[i] -= 1;
-                        break 'chosen false;
-                    }
-                }
-                // No match: the last reaction, or (target rounded up to h₀
-                // and trailing zero hazards) the last with a positive hazard.
+            // Reaction j is the first with target < cum[j] (the generic
+            // step's count of cum[k] ≤ target, cum being non-decreasing):
+            // reaction j happens iff target ≥ cum[j − 1] and target <
+            // cum[j]. These comparisons are independent of each other, and
+            // no branch depends on them: the reaction is random, a branch on
+            // it would be mispredicted on most events.
+            let mut ge = [false; 8];
+            for k in 0..2 * K {
+                ge[k] = target >= cum[k];
+            }
+            // The fix-up (target rounded up to h₀ and trailing zero
+            // hazards: the last reaction with a positive hazard), testing
+            // the rare, predictable condition first.
+            if cum[2 * K] <= cum[2 * K - 1] && ge[2 * K - 1] {
                 let mut j = 2 * K;
                 while j > 0 && cum[j] <= cum[j - 1] {
                     j -= 1;
                 }
-                if j == 0 {
-                    prey += 1;
-                    prey > cap_prey
-                } else if j <= K {
-                    prey -= 1;
-                    y[j - 1] += 1;
-                    y[j - 1] > cap_y[j - 1]
-                } else {
-                    y[j - 1 - K] -= 1;
-                    false
+                for (k, g) in ge.iter_mut().enumerate() {
+                    *g = k < j;
                 }
-            };
+            }
+            events += 1;
+            // The reaction's effect, every index a constant: the state stays
+            // in registers.
+            let born = !ge[0];
+            prey = prey.wrapping_add(u64::from(born));
+            let mut capped = born & (prey > cap_prey);
+            for i in 0..K {
+                let eaten = ge[i] & !ge[1 + i];
+                let died = ge[K + i] & !ge[K + i + 1];
+                prey = prey.wrapping_sub(u64::from(eaten));
+                y[i] = y[i]
+                    .wrapping_add(u64::from(eaten))
+                    .wrapping_sub(u64::from(died));
+                capped |= eaten & (y[i] > cap_y[i]);
+            }
             if capped {
                 break Outcome::Capped;
             }
