@@ -11,6 +11,13 @@
 //! and the state update with the same cap test. The results are therefore bit-identical to the
 //! scalar kernel (a property test checks this on random networks).
 //!
+//! Lotka–Volterra with 1 to 3 predators (recognised by shape, as by the
+//! scalar kernel) runs a version with the hazards written out and the state
+//! change computed from the independent comparisons `target ≥ cum[k]`, every
+//! index a constant, so that the cumulative hazards stay in registers; other
+//! networks read their hazards and state changes from the kernel's plan. Both
+//! perform the same operations per lane.
+//!
 //! Lanes whose particle is done (target time reached, cap, event limit) are
 //! refilled at once with the next particle of the block, so one long
 //! trajectory holds up only its own lane. Only the last particles of a
@@ -237,10 +244,16 @@ struct Lanes {
 /// the xoshiro256++ stream with state `states[p]`. Writes outcomes and
 /// returns the summed counters, exactly as the scalar kernel would.
 ///
+/// `K = 0` runs any supported network (hazards and state changes read from
+/// the plan); `K` = 1 to 3 runs Lotka–Volterra with `K` predators
+/// ([`Ssa::lotka_volterra`]) written out, every index a constant, as the
+/// scalar kernel does. Both perform the same operations per lane.
+///
 /// # Safety
-/// The CPU must support AVX2 ([`available`]).
+/// The CPU must support AVX2 ([`available`]), and `K` must be 0 or
+/// `ssa.lotka_volterra() == Some(K)`.
 #[target_feature(enable = "avx2")]
-pub(crate) unsafe fn advance(
+pub(crate) unsafe fn advance<const K: usize>(
     ssa: &Ssa,
     plan: &Plan,
     block: &mut [u64],
@@ -282,30 +295,62 @@ pub(crate) unsafe fn advance(
     let limit = _mm256_set1_epi64x(plan.limit);
     let mut cum = [_mm256_setzero_pd(); MAX_REACTIONS];
     let mut xf = [_mm256_setzero_pd(); MAX_SPECIES];
+    // Lotka–Volterra: `+ 0.0` turns a −0.0 birth rate into +0.0, so that
+    // `birth · x` is bitwise the generic `0 + birth · x` (as in the scalar
+    // kernel).
+    let rate = |j: usize| _mm256_set1_pd(plan.hazards[j].rate);
+    let birth = if K > 0 {
+        _mm256_set1_pd(plan.hazards[0].rate + 0.0)
+    } else {
+        _mm256_setzero_pd()
+    };
+    let pred: [__m256d; K] = std::array::from_fn(|i| rate(1 + i));
+    let death: [__m256d; K] = std::array::from_fn(|i| rate(1 + K + i));
     while _mm256_movemask_pd(_mm256_castsi256_pd(l.active)) != 0 {
-        for s in 0..sp {
-            xf[s] = small_to_f64(l.x[s]);
-        }
+        // Lotka–Volterra: the cumulative hazards in registers (copied to
+        // `cum` only for the rare fix-up) and the comparisons
+        // `target ≥ cum[k]`, k < 2K.
+        let mut lv = [_mm256_setzero_pd(); 7];
+        let mut ge = [zero_i; 7];
         let mut acc = _mm256_setzero_pd();
-        for (i, h) in plan.hazards.iter().enumerate() {
-            let (r, a, b) = (_mm256_set1_pd(h.rate), h.a, h.b);
-            let h = match h.kind {
-                Kind::Source => r,
-                Kind::First => _mm256_mul_pd(r, xf[a]),
-                Kind::Second => _mm256_mul_pd(_mm256_mul_pd(r, xf[a]), xf[b]),
-                Kind::Dimer => {
-                    let x = xf[a];
-                    let c = _mm256_mul_pd(
-                        _mm256_mul_pd(x, _mm256_sub_pd(x, _mm256_set1_pd(1.0))),
-                        _mm256_set1_pd(0.5),
-                    );
-                    let c = _mm256_and_pd(c, _mm256_cmp_pd::<_CMP_GE_OQ>(x, _mm256_set1_pd(2.0)));
-                    _mm256_mul_pd(r, c)
-                }
-                Kind::General => unreachable!("Plan::new refuses general hazards"),
-            };
-            acc = _mm256_add_pd(acc, h);
-            cum[i] = acc;
+        if K > 0 {
+            let xp = small_to_f64(l.x[0]);
+            let yf: [__m256d; K] = std::array::from_fn(|i| small_to_f64(l.x[1 + i]));
+            acc = _mm256_mul_pd(birth, xp);
+            lv[0] = acc;
+            for i in 0..K {
+                acc = _mm256_add_pd(acc, _mm256_mul_pd(_mm256_mul_pd(pred[i], xp), yf[i]));
+                lv[1 + i] = acc;
+            }
+            for i in 0..K {
+                acc = _mm256_add_pd(acc, _mm256_mul_pd(death[i], yf[i]));
+                lv[1 + K + i] = acc;
+            }
+        } else {
+            for s in 0..sp {
+                xf[s] = small_to_f64(l.x[s]);
+            }
+            for (i, h) in plan.hazards.iter().enumerate() {
+                let (r, a, b) = (_mm256_set1_pd(h.rate), h.a, h.b);
+                let h = match h.kind {
+                    Kind::Source => r,
+                    Kind::First => _mm256_mul_pd(r, xf[a]),
+                    Kind::Second => _mm256_mul_pd(_mm256_mul_pd(r, xf[a]), xf[b]),
+                    Kind::Dimer => {
+                        let x = xf[a];
+                        let c = _mm256_mul_pd(
+                            _mm256_mul_pd(x, _mm256_sub_pd(x, _mm256_set1_pd(1.0))),
+                            _mm256_set1_pd(0.5),
+                        );
+                        let c =
+                            _mm256_and_pd(c, _mm256_cmp_pd::<_CMP_GE_OQ>(x, _mm256_set1_pd(2.0)));
+                        _mm256_mul_pd(r, c)
+                    }
+                    Kind::General => unreachable!("Plan::new refuses general hazards"),
+                };
+                acc = _mm256_add_pd(acc, h);
+                cum[i] = acc;
+            }
         }
         let h0 = acc;
         let absorbed = _mm256_cmp_pd::<_CMP_LE_OQ>(h0, _mm256_setzero_pd());
@@ -315,17 +360,31 @@ pub(crate) unsafe fn advance(
         let beyond = _mm256_cmp_pd::<_CMP_GT_OQ>(tn, t_end_v);
         let target = _mm256_mul_pd(unit_f64(next(&mut l.rng)), h0);
         let mut j = zero_i;
-        for c in &cum[..nr - 1] {
-            j = _mm256_sub_epi64(
-                j,
-                _mm256_castpd_si256(_mm256_cmp_pd::<_CMP_GE_OQ>(target, *c)),
-            );
+        if K > 0 {
+            for k in 0..2 * K {
+                ge[k] = _mm256_castpd_si256(_mm256_cmp_pd::<_CMP_GE_OQ>(target, lv[k]));
+                j = _mm256_sub_epi64(j, ge[k]);
+            }
+        } else {
+            for c in &cum[..nr - 1] {
+                j = _mm256_sub_epi64(
+                    j,
+                    _mm256_castpd_si256(_mm256_cmp_pd::<_CMP_GE_OQ>(target, *c)),
+                );
+            }
         }
         if nr > 1 {
             let last = _mm256_cmpeq_epi64(j, _mm256_set1_epi64x(nr as i64 - 1));
-            let flat = _mm256_cmp_pd::<_CMP_LE_OQ>(cum[nr - 1], cum[nr - 2]);
+            let flat = if K > 0 {
+                _mm256_cmp_pd::<_CMP_LE_OQ>(lv[2 * K], lv[2 * K - 1])
+            } else {
+                _mm256_cmp_pd::<_CMP_LE_OQ>(cum[nr - 1], cum[nr - 2])
+            };
             let fix = _mm256_and_pd(_mm256_castsi256_pd(last), flat);
             if _mm256_movemask_pd(fix) != 0 {
+                if K > 0 {
+                    cum[..=2 * K].copy_from_slice(&lv[..=2 * K]);
+                }
                 // target rounded up to h0 and the last hazard is zero: as
                 // the scalar kernel, take the last reaction with a positive
                 // hazard (lanes without an event ignore j anyway).
@@ -340,24 +399,47 @@ pub(crate) unsafe fn advance(
                     *jv = jj as i64;
                 }
                 j = from_lanes_i(jl);
+                for k in 0..2 * K {
+                    ge[k] = _mm256_cmpgt_epi64(j, _mm256_set1_epi64x(k as i64));
+                }
             }
         }
         let stopped = _mm256_or_pd(_mm256_or_pd(absorbed, overflow), beyond);
         let event = _mm256_andnot_si256(_mm256_castpd_si256(stopped), l.active);
         let mut capped = zero_i;
-        for s in 0..sp {
-            let mut delta = zero_i;
-            let mut grew = zero_i;
-            for &(r, d) in &plan.changes[s] {
-                let hit = _mm256_cmpeq_epi64(j, _mm256_set1_epi64x(r as i64));
-                delta = _mm256_add_epi64(delta, _mm256_and_si256(hit, _mm256_set1_epi64x(d)));
-                if d > 0 {
-                    grew = _mm256_or_si256(grew, hit);
-                }
+        if K > 0 {
+            // Reaction j fires iff target ≥ cum[j − 1] and target < cum[j];
+            // a mask is −1, so subtracting it adds one.
+            let born = _mm256_andnot_si256(ge[0], event);
+            l.x[0] = _mm256_sub_epi64(l.x[0], born);
+            let mut grown = _mm256_and_si256(born, _mm256_cmpgt_epi64(l.x[0], caps[0]));
+            for i in 0..K {
+                let eaten = _mm256_and_si256(_mm256_andnot_si256(ge[1 + i], ge[i]), event);
+                // ge[2K] is never set: the last death fires iff ge[2K − 1].
+                let died = _mm256_and_si256(_mm256_andnot_si256(ge[K + i + 1], ge[K + i]), event);
+                l.x[0] = _mm256_add_epi64(l.x[0], eaten);
+                l.x[1 + i] = _mm256_add_epi64(_mm256_sub_epi64(l.x[1 + i], eaten), died);
+                grown = _mm256_or_si256(
+                    grown,
+                    _mm256_and_si256(eaten, _mm256_cmpgt_epi64(l.x[1 + i], caps[1 + i])),
+                );
             }
-            l.x[s] = _mm256_add_epi64(l.x[s], _mm256_and_si256(delta, event));
-            let over = _mm256_cmpgt_epi64(l.x[s], caps[s]);
-            capped = _mm256_or_si256(capped, _mm256_and_si256(grew, over));
+            capped = grown;
+        } else {
+            for s in 0..sp {
+                let mut delta = zero_i;
+                let mut grew = zero_i;
+                for &(r, d) in &plan.changes[s] {
+                    let hit = _mm256_cmpeq_epi64(j, _mm256_set1_epi64x(r as i64));
+                    delta = _mm256_add_epi64(delta, _mm256_and_si256(hit, _mm256_set1_epi64x(d)));
+                    if d > 0 {
+                        grew = _mm256_or_si256(grew, hit);
+                    }
+                }
+                l.x[s] = _mm256_add_epi64(l.x[s], _mm256_and_si256(delta, event));
+                let over = _mm256_cmpgt_epi64(l.x[s], caps[s]);
+                capped = _mm256_or_si256(capped, _mm256_and_si256(grew, over));
+            }
         }
         capped = _mm256_and_si256(capped, event);
         l.t = tn;

@@ -553,6 +553,13 @@ impl Ssa {
         self.rates.len()
     }
 
+    /// `Some(k)` when the network is Lotka–Volterra with `k` predators (1 to
+    /// 3) in [`Network::lotka_volterra`]'s order and every cap below 2^51:
+    /// the kernels run it as straight-line code.
+    pub(crate) fn lotka_volterra(&self) -> Option<usize> {
+        self.small.as_ref().and_then(|n| n.lotka_volterra)
+    }
+
     /// Writes the cumulative hazards into `cum` and returns the total.
     #[inline(always)]
     fn hazards<V: StateView + ?Sized>(&self, x: &V, cum: &mut [f64]) -> f64 {
@@ -945,10 +952,15 @@ impl Ssa {
         if let Some(plan) = &self.simd
             && crate::simd::available()
         {
-            // SAFETY: the CPU supports AVX2 (checked just above).
-            return unsafe {
-                crate::simd::advance(self, plan, block, stride, t0, t_end, states, outcomes)
+            let run = match self.lotka_volterra() {
+                Some(1) => crate::simd::advance::<1>,
+                Some(2) => crate::simd::advance::<2>,
+                Some(3) => crate::simd::advance::<3>,
+                _ => crate::simd::advance::<0>,
             };
+            // SAFETY: the CPU supports AVX2 (checked just above), and K is
+            // 0 or the network's number of Lotka–Volterra predators.
+            return unsafe { run(self, plan, block, stride, t0, t_end, states, outcomes) };
         }
         let mut rngs = std::mem::take(&mut scratch.rngs);
         rngs.clear();

@@ -145,18 +145,28 @@ proptest! {
         span in 0.05f64..2.0,
         log_theta in prop::collection::vec(-0.3f64..0.3, 3),
         cap in 200u64..100_000,
+        // Rates set to 0 (±0.0) and predators started extinct: zero
+        // hazards, in the middle and at the end of the cumulative sums.
+        zero_rate in prop::collection::vec(prop_oneof![6 => Just(None), 1 => Just(Some(0.0)), 1 => Just(Some(-0.0))], 7),
+        extinct in prop::collection::vec(prop::bool::weighted(0.2), 3),
     ) {
         let net = Network::lotka_volterra(k).unwrap();
         let base = [1.0, 0.005, 0.6];
         let theta: Vec<f64> = (0..net.parameters().len())
-            .map(|i| base[i.min(2)] * 10f64.powf(log_theta[i.min(2)]))
+            .map(|i| zero_rate[i].unwrap_or(base[i.min(2)] * 10f64.powf(log_theta[i.min(2)])))
             .collect();
         let ssa = Ssa::new(&net, &theta, &vec![cap; k + 1], 1_000_000);
         if pcmc_core::simd::available() {
             prop_assert!(ssa.simd_active());
         }
         all_kernels_agree(&ssa, k + 1, lanes, seed, 0.0, span, |j, s| {
-            if s == 0 { 50 + j as u64 % 13 } else { 100 + (j * s) as u64 % 17 }
+            if s == 0 {
+                50 + j as u64 % 13
+            } else if extinct[s - 1] {
+                0
+            } else {
+                100 + (j * s) as u64 % 17
+            }
         })?;
     }
 
@@ -182,6 +192,29 @@ proptest! {
         all_kernels_agree(&ssa, 3, lanes, seed, 0.0, 1.0, |j, s| {
             [800, 500, 600][s] + j as u64 % 11
         })?;
+    }
+
+    /// Lotka–Volterra with 1–3 predators, prey plentiful and predator caps
+    /// that fire (the prey's cap is out of reach): every kernel stops each
+    /// particle at the same predation event.
+    #[test]
+    fn kernels_agree_at_a_predator_cap_on_lotka_volterra(
+        k in 1usize..4,
+        seed in any::<u64>(),
+        lanes in 8usize..30,
+        cap in 110u64..300,
+    ) {
+        let net = Network::lotka_volterra(k).unwrap();
+        let theta: Vec<f64> = (0..net.parameters().len())
+            .map(|i| [1.0, 0.005, 0.6][if i == 0 { 0 } else if i <= k { 1 } else { 2 }])
+            .collect();
+        let mut caps = vec![cap; k + 1];
+        caps[0] = 1_000_000;
+        let ssa = Ssa::new(&net, &theta, &caps, 10_000_000);
+        let init = |j: usize, s: usize| if s == 0 { 600 + j as u64 % 13 } else { 100 + j as u64 % 5 };
+        let hits = cap_hits(&ssa, k + 1, lanes, seed, 1.0, init);
+        prop_assert!(hits > 0, "no particle reached the cap {}", cap);
+        all_kernels_agree(&ssa, k + 1, lanes, seed, 0.0, 1.0, init)?;
     }
 
     /// The hare–lynx job's four-reaction network (separate predation and
