@@ -11,12 +11,14 @@
 //! and the state update with the same cap test. The results are therefore bit-identical to the
 //! scalar kernel (a property test checks this on random networks).
 //!
-//! Lotka–Volterra with 1 to 3 predators (recognised by shape, as by the
-//! scalar kernel) runs a version with the hazards written out and the state
-//! change computed from the independent comparisons `target ≥ cum[k]`, every
-//! index a constant, so that the cumulative hazards stay in registers; other
-//! networks read their hazards and state changes from the kernel's plan. Both
-//! perform the same operations per lane.
+//! Networks of a shape the kernel knows (Lotka–Volterra with 1 to 3
+//! predators, the hare–lynx predator–prey network; recognised by their
+//! structure) run a version with the structure compiled in: hazards written
+//! out, the state change computed from the independent comparisons
+//! `target ≥ cum[k]`, every index a constant, so that counts and
+//! cumulative hazards stay in registers. Other networks read their hazards
+//! and state changes from the kernel's plan. Both perform the same
+//! operations per lane.
 //!
 //! Lanes whose particle is done (target time reached, cap, event limit) are
 //! refilled at once with the next particle of the block, so one long
@@ -35,7 +37,9 @@
 #![allow(clippy::needless_range_loop)]
 
 use crate::rng::{Xoshiro256PlusPlus, rng_from_state};
-use crate::ssa::{Kind, Outcome, Propensity, Ssa, SsaCounters};
+use crate::ssa::{
+    Kind, Outcome, Propensity, SMALL_REACTIONS, SMALL_SPECIES, Shape, Ssa, SsaCounters,
+};
 use crate::ziggurat::{self, LaneRng};
 use crate::ziggurat_tables::ZIG_EXP_X;
 use std::arch::x86_64::*;
@@ -244,16 +248,16 @@ struct Lanes {
 /// the xoshiro256++ stream with state `states[p]`. Writes outcomes and
 /// returns the summed counters, exactly as the scalar kernel would.
 ///
-/// `K = 0` runs any supported network (hazards and state changes read from
-/// the plan); `K` = 1 to 3 runs Lotka–Volterra with `K` predators
-/// ([`Ssa::lotka_volterra`]) written out, every index a constant, as the
-/// scalar kernel does. Both perform the same operations per lane.
+/// `S = AnyNetwork` runs any supported network (hazards and state changes
+/// read from the plan); another `S` runs a network of that shape
+/// ([`Ssa::known_shape`]) with its structure compiled in. Both perform the
+/// same operations per lane.
 ///
 /// # Safety
-/// The CPU must support AVX2 ([`available`]), and `K` must be 0 or
-/// `ssa.lotka_volterra() == Some(K)`.
+/// The CPU must support AVX2 ([`available`]), and `S` must be
+/// `AnyNetwork` or the network's shape.
 #[target_feature(enable = "avx2")]
-pub(crate) unsafe fn advance<const K: usize>(
+pub(crate) unsafe fn advance<S: Shape>(
     ssa: &Ssa,
     plan: &Plan,
     block: &mut [u64],
@@ -295,36 +299,30 @@ pub(crate) unsafe fn advance<const K: usize>(
     let limit = _mm256_set1_epi64x(plan.limit);
     let mut cum = [_mm256_setzero_pd(); MAX_REACTIONS];
     let mut xf = [_mm256_setzero_pd(); MAX_SPECIES];
-    // Lotka–Volterra: `+ 0.0` turns a −0.0 birth rate into +0.0, so that
-    // `birth · x` is bitwise the generic `0 + birth · x` (as in the scalar
-    // kernel).
-    let rate = |j: usize| _mm256_set1_pd(plan.hazards[j].rate);
-    let birth = if K > 0 {
-        _mm256_set1_pd(plan.hazards[0].rate + 0.0)
-    } else {
-        _mm256_setzero_pd()
-    };
-    let pred: [__m256d; K] = std::array::from_fn(|i| rate(1 + i));
-    let death: [__m256d; K] = std::array::from_fn(|i| rate(1 + K + i));
+    let shaped = S::NR > 0;
+    // A known shape: `+ 0.0` turns a −0.0 first rate into +0.0, so that
+    // the first hazard is bitwise the generic `0 + h₀` (as in the scalar
+    // kernel); `rates[j]` is θ_j for the written-out hazards.
+    let rates: [__m256d; SMALL_REACTIONS] = std::array::from_fn(|j| {
+        let r = plan.hazards.get(j).map_or(0.0, |h| h.rate);
+        _mm256_set1_pd(if j == 0 { r + 0.0 } else { r })
+    });
+    let one = _mm256_set1_pd(1.0);
     while _mm256_movemask_pd(_mm256_castsi256_pd(l.active)) != 0 {
-        // Lotka–Volterra: the cumulative hazards in registers (copied to
+        // A known shape: the cumulative hazards in registers (copied to
         // `cum` only for the rare fix-up) and the comparisons
-        // `target ≥ cum[k]`, k < 2K.
-        let mut lv = [_mm256_setzero_pd(); 7];
-        let mut ge = [zero_i; 7];
+        // `target ≥ cum[k]`, k < NR − 1.
+        let mut sh = [_mm256_setzero_pd(); SMALL_REACTIONS];
+        let mut ge = [zero_i; SMALL_REACTIONS];
         let mut acc = _mm256_setzero_pd();
-        if K > 0 {
-            let xp = small_to_f64(l.x[0]);
-            let yf: [__m256d; K] = std::array::from_fn(|i| small_to_f64(l.x[1 + i]));
-            acc = _mm256_mul_pd(birth, xp);
-            lv[0] = acc;
-            for i in 0..K {
-                acc = _mm256_add_pd(acc, _mm256_mul_pd(_mm256_mul_pd(pred[i], xp), yf[i]));
-                lv[1 + i] = acc;
-            }
-            for i in 0..K {
-                acc = _mm256_add_pd(acc, _mm256_mul_pd(death[i], yf[i]));
-                lv[1 + K + i] = acc;
+        if shaped {
+            // Species NS stands for the constant 1 (exact factors).
+            let xs: [__m256d; SMALL_SPECIES + 1] =
+                std::array::from_fn(|s| if s < S::NS { small_to_f64(l.x[s]) } else { one });
+            for j in 0..S::NR {
+                let h = _mm256_mul_pd(_mm256_mul_pd(rates[j], xs[S::A[j]]), xs[S::B[j]]);
+                acc = if j == 0 { h } else { _mm256_add_pd(acc, h) };
+                sh[j] = acc;
             }
         } else {
             for s in 0..sp {
@@ -360,9 +358,9 @@ pub(crate) unsafe fn advance<const K: usize>(
         let beyond = _mm256_cmp_pd::<_CMP_GT_OQ>(tn, t_end_v);
         let target = _mm256_mul_pd(unit_f64(next(&mut l.rng)), h0);
         let mut j = zero_i;
-        if K > 0 {
-            for k in 0..2 * K {
-                ge[k] = _mm256_castpd_si256(_mm256_cmp_pd::<_CMP_GE_OQ>(target, lv[k]));
+        if shaped {
+            for k in 0..S::NR - 1 {
+                ge[k] = _mm256_castpd_si256(_mm256_cmp_pd::<_CMP_GE_OQ>(target, sh[k]));
                 j = _mm256_sub_epi64(j, ge[k]);
             }
         } else {
@@ -375,15 +373,15 @@ pub(crate) unsafe fn advance<const K: usize>(
         }
         if nr > 1 {
             let last = _mm256_cmpeq_epi64(j, _mm256_set1_epi64x(nr as i64 - 1));
-            let flat = if K > 0 {
-                _mm256_cmp_pd::<_CMP_LE_OQ>(lv[2 * K], lv[2 * K - 1])
+            let flat = if shaped {
+                _mm256_cmp_pd::<_CMP_LE_OQ>(sh[nr - 1], sh[nr - 2])
             } else {
                 _mm256_cmp_pd::<_CMP_LE_OQ>(cum[nr - 1], cum[nr - 2])
             };
             let fix = _mm256_and_pd(_mm256_castsi256_pd(last), flat);
             if _mm256_movemask_pd(fix) != 0 {
-                if K > 0 {
-                    cum[..=2 * K].copy_from_slice(&lv[..=2 * K]);
+                if shaped {
+                    cum[..nr].copy_from_slice(&sh[..nr]);
                 }
                 // target rounded up to h0 and the last hazard is zero: as
                 // the scalar kernel, take the last reaction with a positive
@@ -399,7 +397,7 @@ pub(crate) unsafe fn advance<const K: usize>(
                     *jv = jj as i64;
                 }
                 j = from_lanes_i(jl);
-                for k in 0..2 * K {
+                for k in 0..S::NR.saturating_sub(1) {
                     ge[k] = _mm256_cmpgt_epi64(j, _mm256_set1_epi64x(k as i64));
                 }
             }
@@ -407,24 +405,38 @@ pub(crate) unsafe fn advance<const K: usize>(
         let stopped = _mm256_or_pd(_mm256_or_pd(absorbed, overflow), beyond);
         let event = _mm256_andnot_si256(_mm256_castpd_si256(stopped), l.active);
         let mut capped = zero_i;
-        if K > 0 {
-            // Reaction j fires iff target ≥ cum[j − 1] and target < cum[j];
-            // a mask is −1, so subtracting it adds one.
-            let born = _mm256_andnot_si256(ge[0], event);
-            l.x[0] = _mm256_sub_epi64(l.x[0], born);
-            let mut grown = _mm256_and_si256(born, _mm256_cmpgt_epi64(l.x[0], caps[0]));
-            for i in 0..K {
-                let eaten = _mm256_and_si256(_mm256_andnot_si256(ge[1 + i], ge[i]), event);
-                // ge[2K] is never set: the last death fires iff ge[2K − 1].
-                let died = _mm256_and_si256(_mm256_andnot_si256(ge[K + i + 1], ge[K + i]), event);
-                l.x[0] = _mm256_add_epi64(l.x[0], eaten);
-                l.x[1 + i] = _mm256_add_epi64(_mm256_sub_epi64(l.x[1 + i], eaten), died);
-                grown = _mm256_or_si256(
-                    grown,
-                    _mm256_and_si256(eaten, _mm256_cmpgt_epi64(l.x[1 + i], caps[1 + i])),
-                );
+        if shaped {
+            // Reaction j fires iff target ≥ cum[j − 1] and target < cum[j]
+            // (ge[NR − 1] is never set); a mask is −1, so subtracting it
+            // adds one.
+            let fired: [__m256i; SMALL_REACTIONS] = std::array::from_fn(|j| {
+                let above = if j == 0 {
+                    event
+                } else {
+                    _mm256_and_si256(ge[j - 1], event)
+                };
+                _mm256_andnot_si256(ge[j], above)
+            });
+            for s in 0..S::NS {
+                let mut grew = zero_i;
+                for j in 0..S::NR {
+                    let d = S::D[j][s];
+                    l.x[s] = match d {
+                        0 => l.x[s],
+                        1 => _mm256_sub_epi64(l.x[s], fired[j]),
+                        -1 => _mm256_add_epi64(l.x[s], fired[j]),
+                        d => _mm256_add_epi64(
+                            l.x[s],
+                            _mm256_and_si256(fired[j], _mm256_set1_epi64x(d)),
+                        ),
+                    };
+                    if d > 0 {
+                        grew = _mm256_or_si256(grew, fired[j]);
+                    }
+                }
+                let over = _mm256_cmpgt_epi64(l.x[s], caps[s]);
+                capped = _mm256_or_si256(capped, _mm256_and_si256(grew, over));
             }
-            capped = grown;
         } else {
             for s in 0..sp {
                 let mut delta = zero_i;

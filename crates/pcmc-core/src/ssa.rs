@@ -239,9 +239,104 @@ pub struct Ssa {
 }
 
 /// Most species of the specialised scalar kernel.
-const SMALL_SPECIES: usize = 4;
+pub(crate) const SMALL_SPECIES: usize = 4;
 /// Most reactions of the specialised scalar kernel.
-const SMALL_REACTIONS: usize = 8;
+pub(crate) const SMALL_REACTIONS: usize = 8;
+
+/// A network structure known at compile time, for kernels written out per
+/// structure (every index a constant, so that counts and hazards stay in
+/// registers): `NS ≤ SMALL_SPECIES` species, `NR ≤ SMALL_REACTIONS`
+/// reactions, each with hazard `(θ_j·x_{A[j]})·x_{B[j]}` (an index `≥ NS`
+/// stands for the constant 1) and net change `D[j][s]` of species `s`.
+/// `NR = 0` stands for "any network" (the kernel's generic path).
+pub(crate) trait Shape {
+    const NS: usize;
+    const NR: usize;
+    const A: [usize; SMALL_REACTIONS];
+    const B: [usize; SMALL_REACTIONS];
+    const D: [[i64; SMALL_SPECIES]; SMALL_REACTIONS];
+}
+
+/// No structure known at compile time.
+pub(crate) struct AnyNetwork;
+
+impl Shape for AnyNetwork {
+    const NS: usize = 0;
+    const NR: usize = 0;
+    const A: [usize; SMALL_REACTIONS] = [0; SMALL_REACTIONS];
+    const B: [usize; SMALL_REACTIONS] = [0; SMALL_REACTIONS];
+    const D: [[i64; SMALL_SPECIES]; SMALL_REACTIONS] = [[0; SMALL_SPECIES]; SMALL_REACTIONS];
+}
+
+/// Lotka–Volterra with `K` predators (1 to 3) in
+/// [`Network::lotka_volterra`]'s order: species `prey, pred1..K`,
+/// reactions `birth, predation1..K, death1..K`.
+pub(crate) struct LotkaVolterra<const K: usize>;
+
+impl<const K: usize> Shape for LotkaVolterra<K> {
+    const NS: usize = K + 1;
+    const NR: usize = 2 * K + 1;
+    const A: [usize; SMALL_REACTIONS] = {
+        // birth and predation: the prey; death i: predator i.
+        let mut a = [0; SMALL_REACTIONS];
+        let mut i = 0;
+        while i < K {
+            a[1 + K + i] = 1 + i;
+            i += 1;
+        }
+        a
+    };
+    const B: [usize; SMALL_REACTIONS] = {
+        // birth and deaths: 1; predation i: predator i.
+        let mut b = [K + 1; SMALL_REACTIONS];
+        let mut i = 0;
+        while i < K {
+            b[1 + i] = 1 + i;
+            i += 1;
+        }
+        b
+    };
+    const D: [[i64; SMALL_SPECIES]; SMALL_REACTIONS] = {
+        let mut d = [[0; SMALL_SPECIES]; SMALL_REACTIONS];
+        d[0][0] = 1;
+        let mut i = 0;
+        while i < K {
+            d[1 + i][0] = -1;
+            d[1 + i][1 + i] = 1;
+            d[1 + K + i][1 + i] = -1;
+            i += 1;
+        }
+        d
+    };
+}
+
+/// The hare–lynx job's predator–prey network: species `prey, predator`,
+/// reactions prey birth `x → 2x`, predation `x + y → y`, predator birth
+/// `x + y → x + 2y`, predator death `y → ∅` (predation and predator
+/// reproduction with separate rates).
+pub(crate) struct PredationBirth;
+
+impl Shape for PredationBirth {
+    const NS: usize = 2;
+    const NR: usize = 4;
+    const A: [usize; SMALL_REACTIONS] = [0, 0, 0, 1, 0, 0, 0, 0];
+    const B: [usize; SMALL_REACTIONS] = [2, 1, 1, 2, 2, 2, 2, 2];
+    const D: [[i64; SMALL_SPECIES]; SMALL_REACTIONS] = {
+        let mut d = [[0; SMALL_SPECIES]; SMALL_REACTIONS];
+        d[0][0] = 1;
+        d[1][0] = -1;
+        d[2][1] = 1;
+        d[3][1] = -1;
+        d
+    };
+}
+
+/// The [`Shape`]s the kernels have written out, as a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum KnownShape {
+    LotkaVolterra(usize),
+    PredationBirth,
+}
 
 /// A small product network (at most [`SMALL_SPECIES`] species and
 /// [`SMALL_REACTIONS`] reactions, every hazard `(θ·x_a)·x_b`, caps below
@@ -263,30 +358,36 @@ struct SmallNet {
     /// predators in [`crate::model::Network::lotka_volterra`]'s species and
     /// reaction order: [`Ssa::advance_lv`] runs it as straight-line code.
     lotka_volterra: Option<usize>,
+    /// The network's [`Shape`], if the kernels know it.
+    shape: Option<KnownShape>,
 }
 
 impl SmallNet {
-    /// Whether this is Lotka–Volterra with `k` predators, species `prey,
-    /// pred1..k`, reactions `birth, predation1..k, death1..k`.
-    fn lv_shape(&self, ns: usize) -> Option<usize> {
-        let k = ns.checked_sub(1)?;
-        if !(1..=3).contains(&k) || self.reactions != 2 * k + 1 {
-            return None;
+    /// Whether this network, of `ns` species, has shape `S`.
+    fn has<S: Shape>(&self, ns: usize) -> bool {
+        let one = |i: usize| i.min(ns);
+        ns == S::NS
+            && self.reactions == S::NR
+            && (0..S::NR).all(|j| {
+                one(self.a[j]) == one(S::A[j])
+                    && one(self.b[j]) == one(S::B[j])
+                    && self.delta[j][..ns] == S::D[j][..ns]
+            })
+    }
+
+    /// The network's shape among those the kernels know.
+    fn known_shape(&self, ns: usize) -> Option<KnownShape> {
+        if self.has::<LotkaVolterra<1>>(ns) {
+            Some(KnownShape::LotkaVolterra(1))
+        } else if self.has::<LotkaVolterra<2>>(ns) {
+            Some(KnownShape::LotkaVolterra(2))
+        } else if self.has::<LotkaVolterra<3>>(ns) {
+            Some(KnownShape::LotkaVolterra(3))
+        } else if self.has::<PredationBirth>(ns) {
+            Some(KnownShape::PredationBirth)
+        } else {
+            None
         }
-        let one = SMALL_SPECIES;
-        let d = |j: usize| &self.delta[j][..ns];
-        let mut want = vec![0i64; ns];
-        want[0] = 1;
-        let mut ok = (self.a[0], self.b[0]) == (0, one) && d(0) == want.as_slice();
-        for i in 1..=k {
-            let mut w = vec![0i64; ns];
-            (w[0], w[i]) = (-1, 1);
-            ok &= (self.a[i], self.b[i]) == (0, i) && d(i) == w.as_slice();
-            let mut w = vec![0i64; ns];
-            w[i] = -1;
-            ok &= (self.a[k + i], self.b[k + i]) == (i, one) && d(k + i) == w.as_slice();
-        }
-        ok.then_some(k)
     }
 
     fn new(ssa: &Ssa) -> Option<SmallNet> {
@@ -310,6 +411,7 @@ impl SmallNet {
             grows: [[false; SMALL_SPECIES]; SMALL_REACTIONS],
             caps: [u64::MAX; SMALL_SPECIES],
             lotka_volterra: None,
+            shape: None,
         };
         for (j, p) in ssa.props.iter().enumerate() {
             net.rate[j] = p.rate;
@@ -321,7 +423,11 @@ impl SmallNet {
             }
         }
         net.caps[..ns].copy_from_slice(&ssa.caps);
-        net.lotka_volterra = net.lv_shape(ns);
+        net.shape = net.known_shape(ns);
+        net.lotka_volterra = match net.shape {
+            Some(KnownShape::LotkaVolterra(k)) => Some(k),
+            _ => None,
+        };
         Some(net)
     }
 }
@@ -553,11 +659,10 @@ impl Ssa {
         self.rates.len()
     }
 
-    /// `Some(k)` when the network is Lotka–Volterra with `k` predators (1 to
-    /// 3) in [`Network::lotka_volterra`]'s order and every cap below 2^51:
-    /// the kernels run it as straight-line code.
-    pub(crate) fn lotka_volterra(&self) -> Option<usize> {
-        self.small.as_ref().and_then(|n| n.lotka_volterra)
+    /// The network's [`Shape`] when the kernels have it written out (and
+    /// every cap is below 2^51).
+    pub(crate) fn known_shape(&self) -> Option<KnownShape> {
+        self.small.as_ref().and_then(|n| n.shape)
     }
 
     /// Writes the cumulative hazards into `cum` and returns the total.
@@ -773,7 +878,7 @@ impl Ssa {
     }
 
     /// [`Ssa::advance`] for Lotka–Volterra with `K` predators (see
-    /// [`SmallNet::lv_shape`]): the hazards written out with the prey and
+    /// [`LotkaVolterra`]): the hazards written out with the prey and
     /// each predator in its own register, and the reaction's effect applied
     /// without a branch on which reaction it is (that branch would be
     /// mispredicted on most events: the choice is random). The same
@@ -952,14 +1057,16 @@ impl Ssa {
         if let Some(plan) = &self.simd
             && crate::simd::available()
         {
-            let run = match self.lotka_volterra() {
-                Some(1) => crate::simd::advance::<1>,
-                Some(2) => crate::simd::advance::<2>,
-                Some(3) => crate::simd::advance::<3>,
-                _ => crate::simd::advance::<0>,
+            use crate::simd::advance;
+            let run = match self.known_shape() {
+                Some(KnownShape::LotkaVolterra(1)) => advance::<LotkaVolterra<1>>,
+                Some(KnownShape::LotkaVolterra(2)) => advance::<LotkaVolterra<2>>,
+                Some(KnownShape::LotkaVolterra(3)) => advance::<LotkaVolterra<3>>,
+                Some(KnownShape::PredationBirth) => advance::<PredationBirth>,
+                _ => advance::<AnyNetwork>,
             };
-            // SAFETY: the CPU supports AVX2 (checked just above), and K is
-            // 0 or the network's number of Lotka–Volterra predators.
+            // SAFETY: the CPU supports AVX2 (checked just above), and the
+            // shape is the network's or `AnyNetwork`.
             return unsafe { run(self, plan, block, stride, t0, t_end, states, outcomes) };
         }
         let mut rngs = std::mem::take(&mut scratch.rngs);
@@ -1174,6 +1281,56 @@ mod tests {
         let net = Network::immigration_death();
         let ssa = Ssa::new(&net, &[1.0, 1.0], &[1000], 1000);
         assert_eq!(ssa.small.as_ref().unwrap().lotka_volterra, None);
+        assert_eq!(ssa.known_shape(), None);
+    }
+
+    #[test]
+    fn written_out_shapes_are_recognised_exactly() {
+        use crate::model::{ReactionSpec, Term};
+        for k in 1..=3 {
+            let net = Network::lotka_volterra(k).unwrap();
+            let ssa = Ssa::new(&net, &vec![1.0; 2 * k + 1], &vec![1000; k + 1], 1000);
+            assert_eq!(ssa.known_shape(), Some(KnownShape::LotkaVolterra(k)));
+        }
+        // The hare–lynx job's network, with `lynx` molecules made by
+        // predator birth.
+        let hare_lynx = |lynx_born: u32| {
+            let side = |terms: &[(&str, u32)]| {
+                terms
+                    .iter()
+                    .map(|&(species, count)| Term {
+                        species: species.into(),
+                        count,
+                    })
+                    .collect()
+            };
+            let r = |name: &str, reactants, products| ReactionSpec {
+                name: name.into(),
+                reactants,
+                products,
+                rate: name.into(),
+            };
+            let specs = [
+                r("a", side(&[("hare", 1)]), side(&[("hare", 2)])),
+                r("b", side(&[("hare", 1), ("lynx", 1)]), side(&[("lynx", 1)])),
+                r(
+                    "c",
+                    side(&[("hare", 1), ("lynx", 1)]),
+                    side(&[("hare", 1), ("lynx", lynx_born)]),
+                ),
+                r("d", side(&[("lynx", 1)]), side(&[])),
+            ];
+            let params = ["a", "b", "c", "d"].map(String::from).to_vec();
+            Network::new(vec!["hare".into(), "lynx".into()], params, &specs).unwrap()
+        };
+        let shape = |net: &Network| Ssa::new(net, &[1.0; 4], &[1000; 2], 1000).known_shape();
+        assert_eq!(shape(&hare_lynx(2)), Some(KnownShape::PredationBirth));
+        // One molecule more in a product: another network, the plan's path.
+        assert_eq!(shape(&hare_lynx(3)), None);
+        // No cap below 2^51: no written-out shape either.
+        let net = hare_lynx(2);
+        let ssa = Ssa::new(&net, &[1.0; 4], &[u64::MAX; 2], 1000);
+        assert_eq!(ssa.known_shape(), None);
     }
 
     #[test]
