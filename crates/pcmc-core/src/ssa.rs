@@ -354,11 +354,8 @@ struct SmallNet {
     /// Whether the reaction increases the species (the cap test).
     grows: [[bool; SMALL_SPECIES]; SMALL_REACTIONS],
     caps: [u64; SMALL_SPECIES],
-    /// `Some(k)` when the network is exactly Lotka–Volterra with `k`
-    /// predators in [`crate::model::Network::lotka_volterra`]'s species and
-    /// reaction order: [`Ssa::advance_lv`] runs it as straight-line code.
-    lotka_volterra: Option<usize>,
-    /// The network's [`Shape`], if the kernels know it.
+    /// The network's [`Shape`], if the kernels know it: then
+    /// [`Ssa::advance_shape`] runs it, with its structure compiled in.
     shape: Option<KnownShape>,
 }
 
@@ -410,7 +407,6 @@ impl SmallNet {
             delta: [[0; SMALL_SPECIES]; SMALL_REACTIONS],
             grows: [[false; SMALL_SPECIES]; SMALL_REACTIONS],
             caps: [u64::MAX; SMALL_SPECIES],
-            lotka_volterra: None,
             shape: None,
         };
         for (j, p) in ssa.props.iter().enumerate() {
@@ -424,10 +420,6 @@ impl SmallNet {
         }
         net.caps[..ns].copy_from_slice(&ssa.caps);
         net.shape = net.known_shape(ns);
-        net.lotka_volterra = match net.shape {
-            Some(KnownShape::LotkaVolterra(k)) => Some(k),
-            _ => None,
-        };
         Some(net)
     }
 }
@@ -780,10 +772,19 @@ impl Ssa {
                     }
                 };
             }
-            return match net.lotka_volterra {
-                Some(1) => self.advance_lv::<1, R>(net, x, t, t_end, rng),
-                Some(2) => self.advance_lv::<2, R>(net, x, t, t_end, rng),
-                Some(3) => self.advance_lv::<3, R>(net, x, t, t_end, rng),
+            return match net.shape {
+                Some(KnownShape::LotkaVolterra(1)) => {
+                    self.advance_shape::<LotkaVolterra<1>, R>(net, x, t, t_end, rng)
+                }
+                Some(KnownShape::LotkaVolterra(2)) => {
+                    self.advance_shape::<LotkaVolterra<2>, R>(net, x, t, t_end, rng)
+                }
+                Some(KnownShape::LotkaVolterra(3)) => {
+                    self.advance_shape::<LotkaVolterra<3>, R>(net, x, t, t_end, rng)
+                }
+                Some(KnownShape::PredationBirth) => {
+                    self.advance_shape::<PredationBirth, R>(net, x, t, t_end, rng)
+                }
                 _ => dispatch!(1, 2, 3, 4),
             };
         }
@@ -877,16 +878,16 @@ impl Ssa {
         (outcome, events)
     }
 
-    /// [`Ssa::advance`] for Lotka–Volterra with `K` predators (see
-    /// [`LotkaVolterra`]): the hazards written out with the prey and
-    /// each predator in its own register, and the reaction's effect applied
-    /// without a branch on which reaction it is (that branch would be
-    /// mispredicted on most events: the choice is random). The same
-    /// floating-point operations in the
-    /// same order as [`Ssa::step`] — `0 + θ_b·x`, then `(θ_i·x)·y_i`, then
-    /// `θ_{d,i}·y_i` (the generic step's `·1` is exact) — so the same bits.
+    /// [`Ssa::advance`] for a network of shape `S` (see [`Shape`]): the
+    /// structure compiled in, every index a constant, so that the counts and
+    /// cumulative hazards stay in registers, and the reaction's effect
+    /// applied without a branch on which reaction it is (that branch would
+    /// be mispredicted on most events: the choice is random). The same
+    /// floating-point operations in the same order as [`Ssa::step`] —
+    /// `(θ_j·x_a)·x_b` summed in reaction order, the generic step's `·1`
+    /// being exact — so the same bits.
     #[inline(never)]
-    fn advance_lv<const K: usize, R: Rng + ?Sized>(
+    fn advance_shape<S: Shape, R: Rng + ?Sized>(
         &self,
         net: &SmallNet,
         x: &mut [u64],
@@ -894,33 +895,31 @@ impl Ssa {
         t_end: f64,
         rng: &mut R,
     ) -> (Outcome, u64) {
-        // `+ 0.0` turns a −0.0 rate into +0.0 (and changes nothing else), so
-        // that `birth · x` below is bitwise the generic step's `0 + birth · x`
-        // without that addition on every event's critical path.
-        let birth = net.rate[0] + 0.0;
-        let pred: [f64; K] = std::array::from_fn(|i| net.rate[1 + i]);
-        let death: [f64; K] = std::array::from_fn(|i| net.rate[1 + K + i]);
-        let cap_prey = net.caps[0];
-        let cap_y: [u64; K] = std::array::from_fn(|i| net.caps[1 + i]);
-        let mut prey = x[0];
-        let mut y: [u64; K] = std::array::from_fn(|i| x[1 + i]);
+        // `+ 0.0` turns a −0.0 first rate into +0.0 (and changes nothing
+        // else), so that the first hazard is bitwise the generic step's
+        // `0 + h₀` without that addition on every event's critical path.
+        let rate: [f64; SMALL_REACTIONS] = std::array::from_fn(|j| {
+            if j == 0 {
+                net.rate[0] + 0.0
+            } else {
+                net.rate[j]
+            }
+        });
+        let caps = net.caps;
+        let mut n: [u64; SMALL_SPECIES] = std::array::from_fn(|s| if s < S::NS { x[s] } else { 0 });
         let mut events = 0u64;
-        // 2K + 1 reactions; the count below runs over the first 2K.
-        let mut cum = [0.0f64; 7];
         let outcome = loop {
             // Counts below 2^51 (checked by the caller; caps below 2^51):
-            // the signed conversion gives the same doubles.
-            let xp = prey as i64 as f64;
-            let yf: [f64; K] = std::array::from_fn(|i| y[i] as i64 as f64);
-            let mut acc = birth * xp;
-            cum[0] = acc;
-            for i in 0..K {
-                acc += pred[i] * xp * yf[i];
-                cum[1 + i] = acc;
-            }
-            for i in 0..K {
-                acc += death[i] * yf[i];
-                cum[1 + K + i] = acc;
+            // the signed conversion gives the same doubles. Index NS and
+            // above stand for the constant 1.
+            let xs: [f64; SMALL_SPECIES + 1] =
+                std::array::from_fn(|s| if s < S::NS { n[s] as i64 as f64 } else { 1.0 });
+            let mut cum = [0.0f64; SMALL_REACTIONS];
+            let mut acc = 0.0;
+            for j in 0..S::NR {
+                let h = rate[j] * xs[S::A[j]] * xs[S::B[j]];
+                acc = if j == 0 { h } else { acc + h };
+                cum[j] = acc;
             }
             let target = match waiting_time(acc, &mut t, t_end, rng) {
                 Ok(target) => target,
@@ -928,19 +927,18 @@ impl Ssa {
             };
             // Reaction j is the first with target < cum[j] (the generic
             // step's count of cum[k] ≤ target, cum being non-decreasing):
-            // reaction j happens iff target ≥ cum[j − 1] and target <
-            // cum[j]. These comparisons are independent of each other, and
-            // no branch depends on them: the reaction is random, a branch on
-            // it would be mispredicted on most events.
-            let mut ge = [false; 8];
-            for k in 0..2 * K {
+            // it fires iff target ≥ cum[j − 1] and target < cum[j]. These
+            // comparisons are independent of each other, and no branch
+            // depends on them.
+            let mut ge = [false; SMALL_REACTIONS];
+            for k in 0..S::NR - 1 {
                 ge[k] = target >= cum[k];
             }
             // The fix-up (target rounded up to h₀ and trailing zero
             // hazards: the last reaction with a positive hazard), testing
             // the rare, predictable condition first.
-            if cum[2 * K] <= cum[2 * K - 1] && ge[2 * K - 1] {
-                let mut j = 2 * K;
+            if cum[S::NR - 1] <= cum[S::NR - 2] && ge[S::NR - 2] {
+                let mut j = S::NR - 1;
                 while j > 0 && cum[j] <= cum[j - 1] {
                     j -= 1;
                 }
@@ -949,19 +947,22 @@ impl Ssa {
                 }
             }
             events += 1;
-            // The reaction's effect, every index a constant: the state stays
-            // in registers.
-            let born = !ge[0];
-            prey = prey.wrapping_add(u64::from(born));
-            let mut capped = born & (prey > cap_prey);
-            for i in 0..K {
-                let eaten = ge[i] & !ge[1 + i];
-                let died = ge[K + i] & !ge[K + i + 1];
-                prey = prey.wrapping_sub(u64::from(eaten));
-                y[i] = y[i]
-                    .wrapping_add(u64::from(eaten))
-                    .wrapping_sub(u64::from(died));
-                capped |= eaten & (y[i] > cap_y[i]);
+            // The reaction's effect (ge[NR − 1] is never set).
+            let fired: [bool; SMALL_REACTIONS] =
+                std::array::from_fn(|j| (j == 0 || ge[j - 1]) & !ge[j]);
+            let mut capped = false;
+            for s in 0..S::NS {
+                let mut grew = false;
+                for (change, &f) in S::D.iter().zip(&fired).take(S::NR) {
+                    let d = change[s];
+                    if d != 0 {
+                        n[s] = n[s].wrapping_add_signed(d * i64::from(f));
+                    }
+                    if d > 0 {
+                        grew |= f;
+                    }
+                }
+                capped |= grew & (n[s] > caps[s]);
             }
             if capped {
                 break Outcome::Capped;
@@ -970,8 +971,7 @@ impl Ssa {
                 break Outcome::EventLimit;
             }
         };
-        x[0] = prey;
-        x[1..=K].copy_from_slice(&y);
+        x[..S::NS].copy_from_slice(&n[..S::NS]);
         (outcome, events)
     }
 
@@ -1268,7 +1268,7 @@ mod tests {
             let net = Network::lotka_volterra(k).unwrap();
             let theta = vec![1.0; net.parameters().len()];
             let ssa = Ssa::new(&net, &theta, &vec![1000; k + 1], 1000);
-            assert_eq!(ssa.small.as_ref().unwrap().lotka_volterra, Some(k));
+            assert_eq!(ssa.known_shape(), Some(KnownShape::LotkaVolterra(k)));
             // No cap below 2^51: the generic step.
             let ssa = Ssa::new(&net, &theta, &vec![u64::MAX; k + 1], 1000);
             assert!(ssa.small.is_none());
@@ -1280,7 +1280,7 @@ mod tests {
         // A product network of another shape: the fixed-size path only.
         let net = Network::immigration_death();
         let ssa = Ssa::new(&net, &[1.0, 1.0], &[1000], 1000);
-        assert_eq!(ssa.small.as_ref().unwrap().lotka_volterra, None);
+        assert!(ssa.small.is_some());
         assert_eq!(ssa.known_shape(), None);
     }
 
