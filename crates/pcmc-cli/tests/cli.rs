@@ -249,6 +249,21 @@ fn hare_lynx_quick_gives_a_finite_posterior_mean() {
     }
 }
 
+/// The hare–lynx jobs declare exactly the network the kernels have written
+/// out (`Network::predation_birth`), so they run the fast paths: a change to
+/// either side that breaks the match shows here, not as a silent slowdown.
+#[test]
+fn hare_lynx_jobs_declare_the_predation_birth_network() {
+    for name in ["hare-lynx.toml", "hare-lynx-quick.toml"] {
+        let j = pcmc_cli::job::Job::load(&root().join("jobs").join(name)).unwrap();
+        assert_eq!(
+            j.network,
+            pcmc_core::model::Network::predation_birth(),
+            "{name}"
+        );
+    }
+}
+
 #[test]
 fn bench_ssa_kernels_simulate_the_same_events() {
     let mut events = Vec::new();

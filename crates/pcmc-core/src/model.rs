@@ -282,6 +282,59 @@ impl Network {
         .expect("the immigration–death preset is valid")
     }
 
+    /// The hare–lynx job's predator–prey network (`jobs/hare-lynx.toml`):
+    /// species `hare, lynx`; reactions prey birth `hare → 2 hare` (rate
+    /// `a`), predation `hare + lynx → lynx` (`b`), predator birth
+    /// `hare + lynx → hare + 2 lynx` (`c`) and predator death `lynx → ∅`
+    /// (`d`): predation and predator reproduction with separate rates,
+    /// unlike [`Network::lotka_volterra`].
+    pub fn predation_birth() -> Self {
+        Self::predation_birth_with(2)
+    }
+
+    /// [`Network::predation_birth`] with `lynx_born` lynx made by predator
+    /// birth (2 in the model; other values for tests of exact structure
+    /// recognition).
+    pub(crate) fn predation_birth_with(lynx_born: u32) -> Self {
+        let side = |terms: &[(&str, u32)]| {
+            terms
+                .iter()
+                .map(|&(species, count)| Term {
+                    species: species.into(),
+                    count,
+                })
+                .collect()
+        };
+        let reaction = |name: &str, rate: &str, reactants, products| ReactionSpec {
+            name: name.into(),
+            reactants,
+            products,
+            rate: rate.into(),
+        };
+        let both = [("hare", 1), ("lynx", 1)];
+        Network::new(
+            vec!["hare".into(), "lynx".into()],
+            ["a", "b", "c", "d"].map(String::from).to_vec(),
+            &[
+                reaction(
+                    "prey-birth",
+                    "a",
+                    side(&[("hare", 1)]),
+                    side(&[("hare", 2)]),
+                ),
+                reaction("predation", "b", side(&both), side(&[("lynx", 1)])),
+                reaction(
+                    "predator-birth",
+                    "c",
+                    side(&both),
+                    side(&[("hare", 1), ("lynx", lynx_born)]),
+                ),
+                reaction("predator-death", "d", side(&[("lynx", 1)]), side(&[])),
+            ],
+        )
+        .expect("the predation–birth network is valid")
+    }
+
     /// Species names, in state-vector order.
     pub fn species(&self) -> &[String] {
         &self.species

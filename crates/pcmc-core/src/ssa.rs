@@ -1286,43 +1286,12 @@ mod tests {
 
     #[test]
     fn written_out_shapes_are_recognised_exactly() {
-        use crate::model::{ReactionSpec, Term};
         for k in 1..=3 {
             let net = Network::lotka_volterra(k).unwrap();
             let ssa = Ssa::new(&net, &vec![1.0; 2 * k + 1], &vec![1000; k + 1], 1000);
             assert_eq!(ssa.known_shape(), Some(KnownShape::LotkaVolterra(k)));
         }
-        // The hare–lynx job's network, with `lynx` molecules made by
-        // predator birth.
-        let hare_lynx = |lynx_born: u32| {
-            let side = |terms: &[(&str, u32)]| {
-                terms
-                    .iter()
-                    .map(|&(species, count)| Term {
-                        species: species.into(),
-                        count,
-                    })
-                    .collect()
-            };
-            let r = |name: &str, reactants, products| ReactionSpec {
-                name: name.into(),
-                reactants,
-                products,
-                rate: name.into(),
-            };
-            let specs = [
-                r("a", side(&[("hare", 1)]), side(&[("hare", 2)])),
-                r("b", side(&[("hare", 1), ("lynx", 1)]), side(&[("lynx", 1)])),
-                r(
-                    "c",
-                    side(&[("hare", 1), ("lynx", 1)]),
-                    side(&[("hare", 1), ("lynx", lynx_born)]),
-                ),
-                r("d", side(&[("lynx", 1)]), side(&[])),
-            ];
-            let params = ["a", "b", "c", "d"].map(String::from).to_vec();
-            Network::new(vec!["hare".into(), "lynx".into()], params, &specs).unwrap()
-        };
+        let hare_lynx = Network::predation_birth_with;
         let shape = |net: &Network| Ssa::new(net, &[1.0; 4], &[1000; 2], 1000).known_shape();
         assert_eq!(shape(&hare_lynx(2)), Some(KnownShape::PredationBirth));
         // One molecule more in a product: another network, the plan's path.
