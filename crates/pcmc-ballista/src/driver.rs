@@ -135,6 +135,34 @@ impl Client {
                 "cannot reach the Ballista scheduler at {host}:{port} ({e}); start one with `pcmc cluster scheduler --bind {host}:{port}`"
             ))
         })?;
+        Client::new(
+            host,
+            port,
+            SessionConfig::new_with_ballista()
+                .with_target_partitions(partitions.max(1))
+                .with_ballista_job_name("pcmc"),
+            None,
+        )
+    }
+
+    /// The in-process stand-in (see [`BallistaExecutor::in_process`]).
+    fn in_process(partitions: usize) -> Result<Client> {
+        Client::new(
+            "in-process".into(),
+            0,
+            SessionConfig::new().with_target_partitions(partitions.max(1)),
+            Some(datafusion::prelude::SessionContext::new()),
+        )
+    }
+
+    /// A client with its own runtime and a session id unique to this
+    /// process and moment.
+    fn new(
+        host: String,
+        port: u16,
+        session_config: SessionConfig,
+        local: Option<datafusion::prelude::SessionContext>,
+    ) -> Result<Client> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -148,33 +176,10 @@ impl Client {
             host,
             port,
             runtime,
-            session_config: SessionConfig::new_with_ballista()
-                .with_target_partitions(partitions.max(1))
-                .with_ballista_job_name("pcmc"),
+            session_config,
             session_id: format!("pcmc-{}-{nanos}", std::process::id()),
             codec: PcmcPhysicalCodec::default(),
-            local: None,
-        })
-    }
-
-    /// The in-process stand-in (see [`BallistaExecutor::in_process`]).
-    fn in_process(partitions: usize) -> Result<Client> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .map_err(|e| Error::Executor(format!("ballista: cannot start the runtime: {e}")))?;
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        Ok(Client {
-            host: "in-process".into(),
-            port: 0,
-            runtime,
-            session_config: SessionConfig::new().with_target_partitions(partitions.max(1)),
-            session_id: format!("pcmc-{}-{nanos}", std::process::id()),
-            codec: PcmcPhysicalCodec::default(),
-            local: Some(datafusion::prelude::SessionContext::new()),
+            local,
         })
     }
 

@@ -75,6 +75,30 @@ fn run(dir: &Path, job_name: &str, args: &[&str]) -> Output {
     run_args(dir, job_name, args).output().unwrap()
 }
 
+/// `pcmc run` flags for the dataflow executor on the cluster at `addr`
+/// with `partitions` partitions, then `extra`.
+fn cluster_args<'a>(addr: &'a str, partitions: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "--executor",
+        "dataflow",
+        "--scheduler",
+        addr,
+        "--partitions",
+        partitions,
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
+/// Starts `pcmc run` in the background, its stderr kept for [`finish`].
+fn spawn_run(dir: &Path, job_name: &str, args: &[&str]) -> Child {
+    run_args(dir, job_name, args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 fn chain(dir: &Path) -> Vec<u8> {
     std::fs::read(dir.join("chain.csv")).unwrap()
 }
@@ -94,16 +118,7 @@ fn reference(tmp: &Path, job_name: &str) -> Vec<u8> {
 fn ballista_run(cluster: &LocalCluster, dir: &Path, job_name: &str, parts: usize) -> Output {
     let p = parts.to_string();
     let addr = cluster.address();
-    let mut args = vec![
-        "--executor",
-        "dataflow",
-        "--scheduler",
-        &addr,
-        "--partitions",
-        &p,
-    ];
-    args.extend(SHORT);
-    let out = run(dir, job_name, &args);
+    let out = run(dir, job_name, &cluster_args(&addr, &p, &SHORT));
     if !out.status.success() {
         panic!(
             "run failed: {}\n{}",
@@ -193,20 +208,8 @@ fn sigkill_of_an_executor_reruns_its_tasks_and_keeps_the_chain() {
             break;
         }
         let dir = tmp.path().join(format!("kill-{round}"));
-        let mut args = vec![
-            "--executor",
-            "dataflow",
-            "--scheduler",
-            &addr,
-            "--partitions",
-            "3",
-        ];
-        args.extend(SHORT);
-        let mut child = run_args(&dir, "lv11-quick.toml", &args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let args = cluster_args(&addr, "3", &SHORT);
+        let mut child = spawn_run(&dir, "lv11-quick.toml", &args);
         if !common::wait_for_progress(&mut child, &dir, 1, d) {
             let _ = child.wait();
             continue; // finished before the kill: try again
@@ -284,20 +287,7 @@ fn an_executor_killed_during_a_task_has_that_task_rerun_by_ballista() {
     let mut cluster = start(&tmp.path().join("cluster"), 2);
     let addr = cluster.address();
     let dir = tmp.path().join("run");
-    let mut args = vec![
-        "--executor",
-        "dataflow",
-        "--scheduler",
-        &addr,
-        "--partitions",
-        "2",
-    ];
-    args.extend(flags);
-    let mut child = run_args(&dir, "lv12-quick.toml", &args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_run(&dir, "lv12-quick.toml", &cluster_args(&addr, "2", &flags));
     assert!(
         common::wait_for_progress(&mut child, &dir, 1, Duration::ZERO),
         "the run finished before an executor could be killed"
@@ -342,22 +332,9 @@ fn losing_the_scheduler_checkpoints_exits_75_and_resume_finishes_the_chain() {
     let port = cluster.port();
     let addr = cluster.address();
     let dir = tmp.path().join("run");
-    let mut args = vec![
-        "--executor",
-        "dataflow",
-        "--scheduler",
-        &addr,
-        "--partitions",
-        "2",
-        "--checkpoint-every",
-        "1",
-    ];
+    let mut args = cluster_args(&addr, "2", &["--checkpoint-every", "1"]);
     args.extend(SHORT);
-    let mut child = run_args(&dir, "lv11-quick.toml", &args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_run(&dir, "lv11-quick.toml", &args);
     assert!(
         common::wait_for_progress(&mut child, &dir, 1, Duration::from_millis(300)),
         "the run finished before the scheduler could be killed"
