@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Generates crates/pcmc-core/src/ziggurat_tables.rs: the 256-layer ziggurat
+"""Generates crates/pcmc-core/src/ssa/exp/tables.rs: the 256-layer ziggurat
 tables of the unit exponential density f(x) = exp(-x) (Marsaglia & Tsang,
 2000, "The ziggurat method for generating random variables", J. Stat. Softw.
 5(8)).
@@ -14,7 +14,7 @@ written as exact f64 bit patterns: they are part of pcmc's reproducibility
 contract (every chain depends on them), so they are generated once, here,
 and never recomputed at run time by a platform's libm.
 
-    python3 scripts/ziggurat_tables.py > crates/pcmc-core/src/ziggurat_tables.rs
+    python3 scripts/ziggurat_tables.py > crates/pcmc-core/src/ssa/exp/tables.rs
 """
 import struct
 

@@ -16,18 +16,8 @@ CPUS=$(nproc)
 sed -e "s|@DIR@|$DIR|g" -e "s|@CPUS@|$CPUS|g" "$HERE/slurm.conf.in" >"$DIR/slurm.conf"
 export SLURM_CONF="$DIR/slurm.conf"
 
-# munge: a key and a running daemon.
-if [ ! -s /etc/munge/munge.key ]; then
-    mkdir -p /etc/munge
-    dd if=/dev/urandom of=/etc/munge/munge.key bs=1024 count=1 2>/dev/null
-    chown munge:munge /etc/munge/munge.key 2>/dev/null || true
-    chmod 400 /etc/munge/munge.key
-fi
-mkdir -p /run/munge /var/log/munge /var/lib/munge
-chown munge:munge /run/munge /var/log/munge /var/lib/munge 2>/dev/null || true
-if ! pgrep -x munged >/dev/null; then
-    runuser -u munge -- /usr/sbin/munged
-fi
+# munge: a key and a running daemon (its socket is shared by every node).
+"$HERE/../munge.sh"
 
 /usr/sbin/slurmctld -f "$SLURM_CONF"
 /usr/sbin/slurmd -f "$SLURM_CONF" -N localhost

@@ -1,18 +1,31 @@
 //! pcmc's own cluster processes: Ballista's scheduler and executor with
 //! pcmc's physical codec, so that its operators and functions (with their
-//! step values) can be sent to and run by remote executors. The stock
-//! Ballista binaries cannot run them.
+//! step values) can be sent to and run by remote executors (the stock
+//! Ballista binaries cannot run them), each behind the cluster's secret
+//! ([`crate::auth`]) and the executor's guards ([`crate::guard`]).
 
+use crate::auth::ClusterToken;
 use crate::codec::PcmcPhysicalCodec;
 use crate::driver::probe;
+use crate::guard::{GuardedFlight, NoObjectStores, PcmcEngine};
+use crate::longpoll::LongPoll;
+use arrow_flight::flight_service_server::FlightServiceServer;
+use ballista_core::config::TaskSchedulingPolicy;
+use ballista_core::serde::protobuf::scheduler_grpc_server::SchedulerGrpcServer;
+use ballista_executor::ArrowFlightServerProvider;
 use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
 use ballista_scheduler::cluster::BallistaCluster;
 use ballista_scheduler::config::SchedulerConfig;
-use ballista_scheduler::scheduler_process::start_server;
+use ballista_scheduler::scheduler_process::create_scheduler;
+use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::server::TcpIncoming;
 
 /// Why a cluster process could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -29,13 +42,21 @@ pub enum ClusterError {
 /// Settings of `pcmc cluster scheduler`.
 #[derive(Debug, Clone)]
 pub struct SchedulerOptions {
-    /// Address to listen on.
+    /// Address to listen on (port 0: any free port, published through
+    /// `address_file`).
     pub bind: SocketAddr,
+    /// Host name or address the executors and drivers reach this scheduler
+    /// at (default: see [`advertised_host`]).
+    pub advertise: Option<String>,
     /// Seconds without a heartbeat after which an executor counts as lost
     /// and its tasks are run elsewhere.
     pub executor_timeout: u64,
     /// Failed attempts of one task before its job fails.
     pub task_max_failures: usize,
+    /// The cluster's secret: every request must carry it.
+    pub token: ClusterToken,
+    /// Where to publish `HOST:PORT` once listening (written atomically).
+    pub address_file: Option<PathBuf>,
 }
 
 /// Settings of `pcmc cluster executor`.
@@ -45,25 +66,31 @@ pub struct ExecutorOptions {
     pub scheduler_host: String,
     /// The scheduler's port.
     pub scheduler_port: u16,
-    /// Host to listen on.
-    pub bind_host: String,
-    /// Host name the scheduler and drivers use to reach this executor.
-    pub advertise: String,
-    /// Arrow Flight port (results and shuffle data).
-    pub port: u16,
-    /// gRPC port (tasks from the scheduler).
-    pub grpc_port: u16,
-    /// Ballista's own scratch directory (default: a temporary directory).
-    pub work_dir: Option<PathBuf>,
+    /// Address to listen on for Arrow Flight (port 0: any free port).
+    pub bind: SocketAddr,
+    /// Host name the scheduler and drivers use to reach this executor
+    /// (default: see [`advertised_host`]).
+    pub advertise: Option<String>,
+    /// The work root: every particle file a task touches lies below it
+    /// (the drivers' `--work-dir` must be inside it).
+    pub work_root: PathBuf,
+    /// Ballista's own scratch directory (default: a private temporary
+    /// directory, removed at exit).
+    pub scratch_dir: Option<PathBuf>,
     /// Tasks run at once.
     pub slots: usize,
     /// Seconds between heartbeats to the scheduler.
     pub heartbeat: u64,
     /// How long to wait for the scheduler to accept connections at start.
     pub connect_timeout: Duration,
+    /// The cluster's secret.
+    pub token: ClusterToken,
+    /// Where to publish `HOST:PORT` of the Flight service once listening.
+    pub address_file: Option<PathBuf>,
 }
 
-/// `HOST:PORT` as an address to listen on.
+/// `HOST:PORT` as an address to listen on. IPv6 literals go in brackets
+/// (`[::1]:50050`).
 ///
 /// # Errors
 /// [`ClusterError::Input`] naming `flag`.
@@ -74,9 +101,75 @@ pub fn parse_bind(flag: &str, s: &str) -> Result<SocketAddr, ClusterError> {
         .and_then(|mut a| a.next())
         .ok_or_else(|| {
             ClusterError::Input(format!(
-                "{flag}: {s:?} is not an address HOST:PORT to listen on"
+                "{flag}: {s:?} is not an address HOST:PORT to listen on (IPv6 as [ADDR]:PORT)"
             ))
         })
+}
+
+/// This machine's host name.
+pub fn host_name() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+}
+
+/// The host a process bound to `bind` tells others to reach it at:
+/// `advertise` when given; the bound address when it is a specific one;
+/// for a wildcard (`0.0.0.0`, `::`) this machine's host name when it
+/// resolves to an address that is not loopback — never the wildcard
+/// itself, which means "this machine" to whoever dials it.
+///
+/// # Errors
+/// [`ClusterError::Input`] for a wildcard bind whose host name does not
+/// resolve to a routable address (give `--advertise`).
+pub fn advertised_host(bind: &SocketAddr, advertise: Option<&str>) -> Result<String, ClusterError> {
+    use std::net::ToSocketAddrs;
+    if let Some(a) = advertise {
+        let a = a.trim();
+        if a.is_empty() || a == "0.0.0.0" || a == "::" || a == "[::]" {
+            return Err(ClusterError::Input(format!(
+                "--advertise: {a:?} is not an address other machines can reach"
+            )));
+        }
+        return Ok(crate::driver::url_host(a));
+    }
+    let ip = bind.ip();
+    if !ip.is_unspecified() {
+        return Ok(crate::driver::url_host(&ip.to_string()));
+    }
+    let name = host_name().ok_or_else(|| {
+        ClusterError::Input(
+            "--bind: a wildcard address needs --advertise (this machine's host name is unknown)"
+                .into(),
+        )
+    })?;
+    let routable = (name.as_str(), bind.port())
+        .to_socket_addrs()
+        .map(|mut a| a.any(|x| !x.ip().is_loopback() && !x.ip().is_unspecified()))
+        .unwrap_or(false);
+    if routable {
+        Ok(name)
+    } else {
+        Err(ClusterError::Input(format!(
+            "--bind {bind}: this machine's host name {name:?} does not resolve to an address other machines can reach; give --advertise ADDR"
+        )))
+    }
+}
+
+/// Writes `HOST:PORT` to `file` atomically (a temporary file, then a
+/// rename), so a reader never sees half of it.
+fn publish(file: &Path, host: &str, port: u16) -> Result<(), ClusterError> {
+    let tmp = file.with_extension(format!("tmp.{}", std::process::id()));
+    std::fs::write(&tmp, format!("{host}:{port}\n"))
+        .and_then(|()| std::fs::rename(&tmp, file))
+        .map_err(|e| ClusterError::Input(format!("--address-file {}: {e}", file.display())))
+}
+
+/// The connections of `listener`, with Nagle's algorithm off: gRPC's small
+/// frames would otherwise wait for delayed acknowledgements (~40 ms each).
+fn incoming(listener: tokio::net::TcpListener) -> TcpIncoming {
+    TcpIncoming::from(listener).with_nodelay(Some(true))
 }
 
 async fn terminated() {
@@ -94,53 +187,109 @@ async fn terminated() {
     }
 }
 
-/// Runs a scheduler until SIGTERM or SIGINT.
+/// A session state like Ballista's default, with no object store.
+fn scheduler_session(
+    config: datafusion::prelude::SessionConfig,
+) -> datafusion::common::Result<datafusion::execution::SessionState> {
+    let state = ballista_core::utils::default_session_builder(config)?;
+    let runtime = RuntimeEnvBuilder::new()
+        .with_object_store_registry(Arc::new(NoObjectStores))
+        .build_arc()?;
+    Ok(SessionStateBuilder::new_from_existing(state)
+        .with_runtime_env(runtime)
+        .build())
+}
+
+/// Runs a scheduler until SIGTERM or SIGINT. It serves only Ballista's
+/// scheduler gRPC service (no REST API, no Flight proxy), behind the
+/// cluster secret; executors pull their tasks (pull-staged scheduling), so
+/// that no executor needs a task port of its own.
 ///
 /// # Errors
 /// [`ClusterError::Input`] if the address cannot be bound;
 /// [`ClusterError::Failed`] if the server stops with an error.
 pub async fn run_scheduler(opts: SchedulerOptions) -> Result<(), ClusterError> {
-    // Fail with a clear message before Ballista does.
-    drop(std::net::TcpListener::bind(opts.bind).map_err(|e| {
-        ClusterError::Input(format!("--bind {}: cannot listen there: {e}", opts.bind))
-    })?);
+    let listener = tokio::net::TcpListener::bind(opts.bind)
+        .await
+        .map_err(|e| {
+            ClusterError::Input(format!("--bind {}: cannot listen there: {e}", opts.bind))
+        })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| ClusterError::Failed(format!("scheduler: {e}")))?;
+    let host = advertised_host(&bound, opts.advertise.as_deref())?;
     let timeout = opts.executor_timeout.max(1);
     let config = SchedulerConfig {
-        bind_host: opts.bind.ip().to_string(),
-        external_host: opts.bind.ip().to_string(),
-        bind_port: opts.bind.port(),
+        bind_host: bound.ip().to_string(),
+        external_host: host.clone(),
+        bind_port: bound.port(),
+        scheduling_policy: TaskSchedulingPolicy::PullStaged,
         executor_timeout_seconds: timeout,
         expire_dead_executor_interval_seconds: (timeout / 3).clamp(1, 15),
         no_executors_grace_period_seconds: timeout,
         task_max_failures: opts.task_max_failures.max(1),
+        // A pcmc run submits ~20 jobs a second, each holding its step's
+        // plan: forget finished jobs after a minute, not an hour, so the
+        // scheduler's memory stays flat over a long run.
+        finished_job_state_clean_up_interval_seconds: 60,
+        finished_job_data_clean_up_interval_seconds: 60,
         override_physical_codec: Some(Arc::new(PcmcPhysicalCodec::default())),
+        override_create_grpc_client_endpoint: Some(opts.token.endpoint_hook()),
+        override_session_builder: Some(Arc::new(scheduler_session)),
         ..Default::default()
     };
+    let config = Arc::new(config);
     let cluster = BallistaCluster::new_from_config(&config)
         .await
         .map_err(|e| ClusterError::Failed(format!("scheduler: {e}")))?;
-    tracing::info!(
-        "pcmc scheduler listening on {} (executor timeout {timeout} s)",
-        opts.bind
+    let scheduler = create_scheduler::<LogicalPlanNode, PhysicalPlanNode>(cluster, config.clone())
+        .await
+        .map_err(|e| ClusterError::Failed(format!("scheduler: {e}")))?;
+    // Idle executors' polls are held up to a quarter of the executor
+    // timeout (at most a second): a held poll is their heartbeat.
+    let hold = Duration::from_millis((timeout * 250).min(1000));
+    let service = InterceptedService::new(
+        SchedulerGrpcServer::new(LongPoll::new(scheduler, hold))
+            .max_encoding_message_size(config.grpc_server_max_encoding_message_size as usize)
+            .max_decoding_message_size(config.grpc_server_max_decoding_message_size as usize),
+        opts.token.guard("scheduler gRPC"),
     );
-    tokio::select! {
-        r = start_server(cluster, opts.bind, Arc::new(config)) => {
-            r.map_err(|e| ClusterError::Failed(format!("scheduler: {e}")))
-        }
-        _ = terminated() => {
-            tracing::info!("pcmc scheduler: stopping on a signal");
-            Ok(())
-        }
+    if let Some(f) = &opts.address_file {
+        publish(f, &host, bound.port())?;
     }
+    tracing::info!(
+        "pcmc scheduler listening on {bound}, advertised as {host}:{} (executor timeout {timeout} s; every request needs the cluster secret)",
+        bound.port()
+    );
+    tonic::transport::Server::builder()
+        .add_service(service)
+        .serve_with_incoming_shutdown(incoming(listener), terminated())
+        .await
+        .map_err(|e| ClusterError::Failed(format!("scheduler: {e}")))?;
+    tracing::info!("pcmc scheduler: stopped");
+    Ok(())
 }
 
-/// Runs an executor until SIGTERM or SIGINT (Ballista's own handling).
+/// Runs an executor until SIGTERM or SIGINT (Ballista's own handling). It
+/// pulls tasks from the scheduler, runs only pcmc's plans
+/// ([`crate::guard::check_plan`]) with no object store, keeps every
+/// particle file under `work_root`, and serves results over Arrow Flight
+/// behind the cluster secret.
 ///
 /// # Errors
 /// [`ClusterError::Input`] if the scheduler cannot be reached within
-/// `connect_timeout`; [`ClusterError::Failed`] if the executor stops with an
-/// error.
+/// `connect_timeout` or the work root is unusable; [`ClusterError::Failed`]
+/// if the executor stops with an error.
 pub async fn run_executor(opts: ExecutorOptions) -> Result<(), ClusterError> {
+    let root = std::path::absolute(&opts.work_root).map_err(|e| {
+        ClusterError::Input(format!("--work-dir {}: {e}", opts.work_root.display()))
+    })?;
+    if !root.is_dir() {
+        return Err(ClusterError::Input(format!(
+            "--work-dir {}: not a directory (create it on the shared file system first)",
+            root.display()
+        )));
+    }
     let deadline = Instant::now() + opts.connect_timeout;
     loop {
         match probe(
@@ -160,44 +309,108 @@ pub async fn run_executor(opts: ExecutorOptions) -> Result<(), ClusterError> {
             Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
         }
     }
-    for (flag, port) in [("--bind", opts.port), ("--grpc-port", opts.grpc_port)] {
-        drop(
-            std::net::TcpListener::bind((opts.bind_host.as_str(), port)).map_err(|e| {
-                ClusterError::Input(format!(
-                    "{flag}: cannot listen on {}:{port}: {e}",
-                    opts.bind_host
-                ))
-            })?,
-        );
-    }
+    // Bind the Flight port here (port 0 becomes a real one) and hand the
+    // listener to the Flight service below.
+    let listener = tokio::net::TcpListener::bind(opts.bind)
+        .await
+        .map_err(|e| {
+            ClusterError::Input(format!("--bind {}: cannot listen there: {e}", opts.bind))
+        })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| ClusterError::Failed(format!("executor: {e}")))?;
+    let host = advertised_host(&bound, opts.advertise.as_deref())?;
+    let scratch = match &opts.scratch_dir {
+        Some(d) => {
+            std::fs::create_dir_all(d)
+                .map_err(|e| ClusterError::Input(format!("--scratch-dir {}: {e}", d.display())))?;
+            d.clone()
+        }
+        None => private_scratch()?,
+    };
+    let listener = Arc::new(Mutex::new(Some(listener)));
+    let guard = opts.token.guard("executor Flight");
+    let flight: Arc<ArrowFlightServerProvider> =
+        Arc::new(move |work_dir, _addr, mut shutdown, grpc_config| {
+            let listener = listener.lock().ok().and_then(|mut l| l.take());
+            let guard = guard.clone();
+            tokio::spawn(async move {
+                let Some(listener) = listener else {
+                    return Err(ballista_core::error::BallistaError::General(
+                        "the Flight service was started twice".into(),
+                    ));
+                };
+                let service =
+                    FlightServiceServer::with_interceptor(GuardedFlight::new(work_dir), guard);
+                ballista_core::utils::create_grpc_server(&grpc_config)
+                    .add_service(service)
+                    .serve_with_incoming_shutdown(incoming(listener), async move {
+                        shutdown.recv().await
+                    })
+                    .await
+                    .map_err(ballista_core::error::BallistaError::TonicError)
+            })
+        });
+    let root_for_runtime = scratch.clone();
+    let runtime: ballista_core::RuntimeProducer = Arc::new(move |_| {
+        RuntimeEnvBuilder::new()
+            .with_temp_file_path(root_for_runtime.clone())
+            .with_object_store_registry(Arc::new(NoObjectStores))
+            .build_arc()
+    });
     let config = ExecutorProcessConfig {
-        bind_host: opts.bind_host.clone(),
-        external_host: Some(opts.advertise.clone()),
-        port: opts.port,
-        grpc_port: opts.grpc_port,
-        scheduler_host: opts.scheduler_host.clone(),
+        bind_host: bound.ip().to_string(),
+        external_host: Some(host.clone()),
+        port: bound.port(),
+        // Pull-staged: no task port is opened; the value is not used.
+        grpc_port: 0,
+        scheduler_host: crate::driver::url_host(&opts.scheduler_host),
         scheduler_port: opts.scheduler_port,
+        task_scheduling_policy: TaskSchedulingPolicy::PullStaged,
         vcores: opts.slots.max(1),
-        work_dir: opts
-            .work_dir
-            .as_ref()
-            .map(|d| d.to_string_lossy().into_owned()),
+        work_dir: Some(scratch.to_string_lossy().into_owned()),
         executor_heartbeat_interval_seconds: opts.heartbeat.max(1),
         print_thread_info: false,
-        override_physical_codec: Some(Arc::new(PcmcPhysicalCodec::default())),
+        override_physical_codec: Some(Arc::new(PcmcPhysicalCodec::confined(root.clone()))),
+        override_execution_engine: Some(Arc::new(PcmcEngine::default())),
+        override_runtime_producer: Some(runtime),
+        override_arrow_flight_service: Some(flight),
+        override_create_grpc_client_endpoint: Some(opts.token.endpoint_hook()),
         ..Default::default()
     };
+    if let Some(f) = &opts.address_file {
+        publish(f, &host, bound.port())?;
+    }
     tracing::info!(
-        "pcmc executor {}:{} ({} slot(s)) joining the scheduler at {}:{}",
-        opts.advertise,
-        opts.port,
+        "pcmc executor {host}:{} ({} slot(s), work root {}) joining the scheduler at {}:{}",
+        bound.port(),
         opts.slots,
+        root.display(),
         opts.scheduler_host,
         opts.scheduler_port
     );
-    start_executor_process(Arc::new(config))
+    let r = start_executor_process(Arc::new(config))
         .await
-        .map_err(|e| ClusterError::Failed(format!("executor: {e}")))
+        .map_err(|e| ClusterError::Failed(format!("executor: {e}")));
+    if opts.scratch_dir.is_none() {
+        let _ = std::fs::remove_dir_all(&scratch);
+    }
+    r
+}
+
+/// A new directory only this user can enter, under the system's temporary
+/// directory, for Ballista's scratch files.
+fn private_scratch() -> Result<PathBuf, ClusterError> {
+    use std::os::unix::fs::DirBuilderExt;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let dir = std::env::temp_dir().join(format!("pcmc-executor-{}-{nanos}", std::process::id()));
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|e| ClusterError::Failed(format!("cannot create {}: {e}", dir.display())))?;
+    Ok(dir)
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, ClusterError> {

@@ -6,6 +6,7 @@
 //! anything else goes to Ballista's own codecs (its shuffle and scan nodes
 //! travel through them).
 
+use crate::guard::{MAX_HOLD_MS, MAX_PARTICLES, MAX_PARTS, MAX_SPECIES, check_layout};
 use crate::plans::{InitialExec, Layout, ProbeExec, PropScanExec, ResampleScanExec, SpillExec};
 use ballista_core::serde::BallistaPhysicalExtensionCodec;
 use datafusion::common::{DataFusionError, Result as DfResult};
@@ -16,6 +17,7 @@ use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConve
 use pcmc_dataflow::params::{Shared, StepWire};
 use pcmc_dataflow::udf::{LogWeight, PartitionOf, Propagate, WeightSum, WeightSumUdaf};
 use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 /// Tag in front of every payload pcmc encodes.
@@ -130,6 +132,13 @@ fn encode_udf(node: &ScalarUDF, buf: &mut Vec<u8>) -> DfResult<bool> {
 }
 
 fn decode_udf(node: Node) -> DfResult<Arc<ScalarUDF>> {
+    match &node {
+        Node::Propagate {
+            species, n, parts, ..
+        } => check_counts(*n, *parts, species.len())?,
+        Node::PartitionOf { n, parts } => check_counts(*n, *parts, 0)?,
+        _ => {}
+    }
     Ok(Arc::new(match node {
         Node::Propagate {
             wire,
@@ -174,9 +183,42 @@ fn decode_udaf(node: Node) -> DfResult<Arc<AggregateUDF>> {
 
 /// The physical codec of pcmc's scheduler and executors: pcmc's operators
 /// and functions, then Ballista's (which also carries its shuffle nodes).
+///
+/// On an executor it is [`confined`](PcmcPhysicalCodec::confined) to the
+/// executor's work root: every decoded operator's pass directory is
+/// checked ([`check_layout`]) and its counts bounded before the operator
+/// exists, so a plan can name no file outside the root.
 #[derive(Debug, Default)]
 pub struct PcmcPhysicalCodec {
     inner: BallistaPhysicalExtensionCodec,
+    root: Option<PathBuf>,
+}
+
+impl PcmcPhysicalCodec {
+    /// A codec whose decoded operators must keep their files under `root`.
+    pub fn confined(root: PathBuf) -> Self {
+        PcmcPhysicalCodec {
+            inner: BallistaPhysicalExtensionCodec::default(),
+            root: Some(root),
+        }
+    }
+
+    fn layout_ok(&self, layout: &Layout) -> DfResult<()> {
+        match &self.root {
+            Some(root) => check_layout(layout, root),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Bounds on the counts a decoded function carries.
+fn check_counts(n: usize, parts: usize, species: usize) -> DfResult<()> {
+    if n > MAX_PARTICLES || parts == 0 || parts > MAX_PARTS || species > MAX_SPECIES {
+        return Err(codec_err(format!(
+            "{n} particles, {parts} partitions, {species} species: out of bounds"
+        )));
+    }
+    Ok(())
 }
 
 impl PhysicalExtensionCodec for PcmcPhysicalCodec {
@@ -194,6 +236,18 @@ impl PhysicalExtensionCodec for PcmcPhysicalCodec {
             return Err(codec_err("pcmc's operators have one input"));
         };
         let input = input.clone();
+        match &node {
+            Node::Initial { layout }
+            | Node::ResampleScan { layout, .. }
+            | Node::PropScan { layout, .. }
+            | Node::Spill { layout, .. } => self.layout_ok(layout)?,
+            Node::Probe { hold_ms } if *hold_ms > MAX_HOLD_MS => {
+                return Err(codec_err(format!(
+                    "a probe may hold at most {MAX_HOLD_MS} ms"
+                )));
+            }
+            _ => {}
+        }
         Ok(match node {
             Node::Initial { layout } => Arc::new(InitialExec::new(layout, input)),
             Node::ResampleScan { layout, wire } => {

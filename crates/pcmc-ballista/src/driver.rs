@@ -2,6 +2,7 @@
 //! Ballista jobs ([`crate::plans`]) on a running cluster and keeps only
 //! scalars between them.
 
+use crate::auth::{ClusterToken, TOKEN_HEADER};
 use crate::codec::PcmcPhysicalCodec;
 use crate::plans::{Layout, ProbeExec, StepJob, first_offspring, reruns, tokens};
 use ballista_core::execution_plans::execute_physical_plan;
@@ -12,12 +13,13 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::SessionConfig;
 use datafusion_proto::protobuf::PhysicalPlanNode;
 use futures::TryStreamExt;
+use pcmc_core::accept::AcceptTest;
 use pcmc_core::filter::{FilterKey, FilterOutput, FilterProblem, rank_slice};
-use pcmc_core::pmmh::AcceptTest;
 use pcmc_core::ssa::SsaCounters;
 use pcmc_core::{Error, LikelihoodExecutor, Result};
 use pcmc_dataflow::params::StepWire;
 use pcmc_dataflow::{account_weight_sums, check_species, read_weight_sums, start_pass};
+use std::collections::HashMap;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -37,6 +39,9 @@ pub struct ClusterConfig {
     pub job_timeout: Duration,
     /// Times a failed job is submitted again before the run fails.
     pub max_resubmits: u32,
+    /// The cluster's secret (needed for a real cluster; the in-process
+    /// stand-in ignores it).
+    pub token: Option<ClusterToken>,
 }
 
 impl ClusterConfig {
@@ -50,6 +55,7 @@ impl ClusterConfig {
             work_dir,
             job_timeout: Duration::from_secs(600),
             max_resubmits: 3,
+            token: None,
         }
     }
 }
@@ -78,6 +84,15 @@ pub fn parse_scheduler(s: &str) -> Result<(String, u16)> {
         return Err(bad("no host name"));
     }
     Ok((host.to_string(), port))
+}
+
+/// `host` as it goes into a URL: an IPv6 literal in brackets.
+pub fn url_host(host: &str) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    }
 }
 
 /// Whether a TCP connection to `host:port` opens within `timeout`.
@@ -127,8 +142,9 @@ enum JobError {
 }
 
 impl Client {
-    /// Checks that the scheduler at `scheduler` accepts connections.
-    fn connect(scheduler: &str, partitions: usize) -> Result<Client> {
+    /// Checks that the scheduler at `scheduler` accepts connections; every
+    /// request of the session carries `token`.
+    fn connect(scheduler: &str, partitions: usize, token: &ClusterToken) -> Result<Client> {
         let (host, port) = parse_scheduler(scheduler)?;
         probe(&host, port, Duration::from_secs(10)).map_err(|e| {
             Error::Executor(format!(
@@ -140,7 +156,12 @@ impl Client {
             port,
             SessionConfig::new_with_ballista()
                 .with_target_partitions(partitions.max(1))
-                .with_ballista_job_name("pcmc"),
+                .with_ballista_job_name("pcmc")
+                .with_ballista_grpc_metadata(HashMap::from([(
+                    TOKEN_HEADER.to_string(),
+                    token.expose().to_string(),
+                )]))
+                .with_ballista_override_create_grpc_client_endpoint(token.endpoint_hook()),
             None,
         )
     }
@@ -214,7 +235,7 @@ impl Client {
                 .run_local(ctx, plan)
                 .map_err(|e| JobError::Failed(e.to_string()));
         }
-        let url = format!("http://{}:{}", self.host, self.port);
+        let url = format!("http://{}:{}", url_host(&self.host), self.port);
         let fut = async {
             let stream = execute_physical_plan::<PhysicalPlanNode>(
                 url,
@@ -254,10 +275,15 @@ impl Client {
 /// # Errors
 /// [`Error::Setting`] for a bad address; [`Error::Executor`] if the
 /// scheduler cannot be reached or fewer executors answered in time.
-pub fn wait_for_executors(scheduler: &str, executors: usize, timeout: Duration) -> Result<usize> {
+pub fn wait_for_executors(
+    scheduler: &str,
+    executors: usize,
+    timeout: Duration,
+    token: &ClusterToken,
+) -> Result<usize> {
     let deadline = Instant::now() + timeout;
     let client = loop {
-        match Client::connect(scheduler, 1) {
+        match Client::connect(scheduler, 1, token) {
             Ok(c) => break c,
             Err(Error::Setting { field, reason }) => return Err(Error::Setting { field, reason }),
             Err(e) if Instant::now() >= deadline => return Err(e),
@@ -314,7 +340,13 @@ impl BallistaExecutor {
         if config.partitions == 0 {
             return Err(Error::setting("--partitions", "must be at least 1"));
         }
-        let client = Client::connect(&config.scheduler, config.partitions)?;
+        let token = config.token.clone().ok_or_else(|| {
+            Error::setting(
+                crate::auth::TOKEN_ENV,
+                crate::auth::AuthError::Missing.to_string(),
+            )
+        })?;
+        let client = Client::connect(&config.scheduler, config.partitions, &token)?;
         Self::with_client(config, client)
     }
 
@@ -335,12 +367,19 @@ impl BallistaExecutor {
 
     fn with_client(config: ClusterConfig, client: Client) -> Result<Self> {
         let run_dir = config.work_dir.join(&client.session_id);
-        std::fs::create_dir_all(&run_dir).map_err(|e| {
-            Error::Executor(format!(
-                "ballista: cannot create the work directory {}: {e}",
-                run_dir.display()
-            ))
-        })?;
+        // The run's files are the owner's alone (0700): other users on the
+        // shared file system can neither read the particles nor plant files.
+        std::fs::create_dir_all(&config.work_dir)
+            .and_then(|()| {
+                use std::os::unix::fs::DirBuilderExt;
+                std::fs::DirBuilder::new().mode(0o700).create(&run_dir)
+            })
+            .map_err(|e| {
+                Error::Executor(format!(
+                    "ballista: cannot create the work directory {}: {e}",
+                    run_dir.display()
+                ))
+            })?;
         Ok(BallistaExecutor {
             config,
             client,
@@ -383,6 +422,15 @@ impl BallistaExecutor {
                     )));
                 }
             };
+            if err.contains("Unauthenticated") {
+                return Err(Error::setting(
+                    "--token-file / PCMC_CLUSTER_TOKEN",
+                    format!(
+                        "the Ballista scheduler at {}:{} refused this run's cluster secret: give the run the secret the cluster was started with",
+                        self.client.host, self.client.port
+                    ),
+                ));
+            }
             if let Err(why) = self.client.reachable() {
                 return Err(
                     self.unavailable(format!("cannot be reached ({why}); last error: {err}"))

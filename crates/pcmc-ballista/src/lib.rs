@@ -24,12 +24,31 @@
 
 #![deny(missing_docs)]
 
+pub mod auth;
 pub mod cluster;
 pub mod codec;
 pub mod driver;
+pub mod guard;
+pub mod longpoll;
 pub mod plans;
 
 pub use driver::{BallistaExecutor, ClusterConfig};
+
+/// The crates a stock Ballista client is made of (the `ballista` client,
+/// Ballista's gRPC protocol, Arrow Flight, tonic, prost, tokio), for tests
+/// that play a stranger on the cluster with no pcmc code and no secret.
+#[doc(hidden)]
+pub mod deps {
+    pub use arrow_flight;
+    pub use ballista;
+    pub use ballista_core;
+    pub use datafusion;
+    pub use datafusion_proto;
+    pub use futures;
+    pub use prost;
+    pub use tokio;
+    pub use tonic;
+}
 
 /// Name of the directory of per-task attempt marks in a step's directory.
 pub const ATTEMPTS: &str = "attempts";

@@ -6,7 +6,7 @@
 //! at the same step, and the step values survive the codec exactly. The
 //! multi-process cluster is tested in `pcmc-cli/tests/ballista.rs`.
 use pcmc_ballista::{BallistaExecutor, ClusterConfig};
-use pcmc_core::pmmh::AcceptTest;
+use pcmc_core::accept::AcceptTest;
 use pcmc_core::prelude::*;
 use pcmc_core::workloads::{lv11, lv12_small};
 use pcmc_core::{LikelihoodExecutor, serial};

@@ -10,7 +10,8 @@
 //! `scheduling`, the time from a job's submission to its first task.
 
 use crate::error::{InputError, input};
-use crate::run::{Overrides, prepare, write_atomic};
+use crate::fsio::write_atomic;
+use crate::run::{Overrides, prepare};
 use anyhow::{Context, Result};
 use plotters::prelude::*;
 use serde_json::Value;
@@ -111,7 +112,7 @@ fn command(
     job: &Path,
     dir: &Path,
     extra: &[String],
-    scheduler: Option<&str>,
+    cluster: Option<&[String]>,
 ) -> Command {
     let w = workers.to_string();
     let mut cmd = if executor == "mpi" {
@@ -130,15 +131,10 @@ fn command(
         Command::new(exe)
     };
     cmd.arg("run").arg(job);
-    match (executor, scheduler) {
-        ("ballista", Some(s)) => cmd.args([
-            "--executor",
-            "dataflow",
-            "--scheduler",
-            s,
-            "--partitions",
-            &w,
-        ]),
+    match (executor, cluster) {
+        ("ballista", Some(flags)) => cmd
+            .args(["--executor", "dataflow", "--partitions", &w])
+            .args(flags),
         ("mpi", _) => cmd.args(["--executor", executor, "--threads", "1"]),
         ("dataflow", _) => cmd.args(["--executor", executor, "--threads", &w, "--partitions", &w]),
         _ => cmd.args(["--executor", executor, "--threads", &w]),
@@ -205,7 +201,7 @@ pub fn compare(args: &CompareArgs) -> Result<()> {
             for e in &args.executors {
                 let dir = out.join("runs").join(format!("{e}-w{w}-r{r}"));
                 let _ = std::fs::remove_dir_all(&dir);
-                let scheduler = if e == "ballista" {
+                let cluster = if e == "ballista" {
                     let c = match clusters.entry(w) {
                         std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
                         std::collections::btree_map::Entry::Vacant(v) => {
@@ -216,19 +212,11 @@ pub fn compare(args: &CompareArgs) -> Result<()> {
                             )?)
                         }
                     };
-                    Some(c.address())
+                    Some(c.run_flags())
                 } else {
                     None
                 };
-                let mut cmd = command(
-                    &exe,
-                    e,
-                    w,
-                    &args.job,
-                    &dir,
-                    &args.extra,
-                    scheduler.as_deref(),
-                );
+                let mut cmd = command(&exe, e, w, &args.job, &dir, &args.extra, cluster.as_deref());
                 if e == "mpi" {
                     cmd.env("OMPI_ALLOW_RUN_AS_ROOT", "1")
                         .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1");

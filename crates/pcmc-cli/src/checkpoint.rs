@@ -57,7 +57,7 @@ pub fn write(dir: &Path, c: &Checkpoint) -> Result<()> {
         sha256: hex(&Sha256::digest(payload.as_bytes())),
         payload,
     };
-    crate::run::write_atomic(&dir.join(FILE), serde_json::to_string(&env)?.as_bytes())?;
+    crate::fsio::write_atomic(&dir.join(FILE), serde_json::to_string(&env)?.as_bytes())?;
     if let Ok(d) = std::fs::File::open(dir) {
         let _ = d.sync_all();
     }

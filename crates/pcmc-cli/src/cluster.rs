@@ -13,9 +13,24 @@ pub enum ClusterCommand {
     /// Run a scheduler: drivers (`pcmc run --scheduler df://HOST:PORT`)
     /// submit jobs here; executors register here. Stops on SIGTERM/SIGINT.
     Scheduler {
-        /// Address to listen on (0.0.0.0:PORT for every interface).
+        /// Address to listen on: 127.0.0.1:PORT (the default, this machine
+        /// only), the node's cluster address, or 0.0.0.0:PORT for every
+        /// interface; port 0 takes any free port (see --address-file).
         #[arg(long, default_value = "127.0.0.1:50050")]
         bind: String,
+        /// Host name or address the executors and drivers reach this
+        /// scheduler at (default: the bound address; for 0.0.0.0 this
+        /// machine's host name).
+        #[arg(long)]
+        advertise: Option<String>,
+        /// A file holding the cluster's secret, readable by its owner only
+        /// (else the PCMC_CLUSTER_TOKEN environment variable).
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        /// Write HOST:PORT here once listening (atomically), for scripts
+        /// that start the other processes.
+        #[arg(long)]
+        address_file: Option<PathBuf>,
         /// Seconds without a heartbeat after which an executor counts as
         /// lost and its tasks run elsewhere.
         #[arg(long, default_value_t = 30)]
@@ -31,22 +46,31 @@ pub enum ClusterCommand {
         /// The scheduler, HOST:PORT (or df://HOST:PORT).
         #[arg(long)]
         scheduler: String,
-        /// Address to listen on for Arrow Flight (results); the gRPC port
-        /// is `--grpc-port`.
+        /// Address to listen on for Arrow Flight (results); port 0 takes
+        /// any free port. The executor opens no other port: it pulls its
+        /// tasks from the scheduler.
         #[arg(long, default_value = "127.0.0.1:50051")]
         bind: String,
-        /// Port for tasks from the scheduler (default: the Flight port + 1).
-        #[arg(long)]
-        grpc_port: Option<u16>,
         /// Host name the scheduler and drivers use to reach this executor
         /// (default: the --bind host, or this machine's name when binding
         /// 0.0.0.0).
         #[arg(long)]
         advertise: Option<String>,
-        /// Ballista's scratch directory (default: a temporary directory).
-        /// Particles live in the driver's work directory, not here.
+        /// The work root, on the file system every node shares: tasks touch
+        /// particle files only below it, and drivers' --work-dir must lie
+        /// inside it.
         #[arg(long)]
-        work_dir: Option<PathBuf>,
+        work_dir: PathBuf,
+        /// Ballista's own scratch directory (default: a private temporary
+        /// directory, removed at exit).
+        #[arg(long)]
+        scratch_dir: Option<PathBuf>,
+        /// A file holding the cluster's secret (else PCMC_CLUSTER_TOKEN).
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        /// Write HOST:PORT of the Flight service here once listening.
+        #[arg(long)]
+        address_file: Option<PathBuf>,
         /// Tasks run at once.
         #[arg(long, default_value_t = 1)]
         slots: usize,
@@ -70,7 +94,34 @@ pub enum ClusterCommand {
         /// Seconds to wait at most.
         #[arg(long, default_value_t = 120)]
         timeout: u64,
+        /// A file holding the cluster's secret (else PCMC_CLUSTER_TOKEN).
+        #[arg(long)]
+        token_file: Option<PathBuf>,
     },
+    /// Print a fresh cluster secret (256 random bits as 64 hexadecimal
+    /// digits): `pcmc cluster token > FILE && chmod 600 FILE`, then give
+    /// FILE to every process with --token-file (or its content in
+    /// PCMC_CLUSTER_TOKEN). Never put the secret on a command line.
+    Token,
+}
+
+/// The cluster secret from `--token-file` or `PCMC_CLUSTER_TOKEN`.
+///
+/// # Errors
+/// An input error (exit 2) saying how to make one.
+#[cfg(feature = "ballista")]
+pub fn load_token(file: Option<&std::path::Path>) -> Result<pcmc_ballista::auth::ClusterToken> {
+    pcmc_ballista::auth::ClusterToken::load(file).map_err(|e| {
+        crate::error::InputError::flag(
+            if file.is_some() {
+                "--token-file"
+            } else {
+                pcmc_ballista::auth::TOKEN_ENV
+            },
+            e.to_string(),
+        )
+        .into()
+    })
 }
 
 /// Runs a cluster process until it is stopped.
@@ -92,16 +143,29 @@ pub fn run(cmd: ClusterCommand) -> Result<()> {
         }
     };
     match cmd {
+        ClusterCommand::Token => {
+            let t = pcmc_ballista::auth::ClusterToken::generate()
+                .map_err(|e| anyhow::anyhow!(e.to_string()))?;
+            println!("{}", t.expose());
+            Ok(())
+        }
         ClusterCommand::Scheduler {
             bind,
+            advertise,
             executor_timeout,
             task_max_failures,
+            token_file,
+            address_file,
         } => {
+            let token = load_token(token_file.as_deref())?;
             let bind = parse_bind("--bind", &bind).map_err(|e| to_anyhow("--bind", e))?;
             serve_scheduler(SchedulerOptions {
                 bind,
+                advertise,
                 executor_timeout,
                 task_max_failures,
+                token,
+                address_file,
             })
             .map_err(|e| to_anyhow("cluster scheduler", e))
         }
@@ -109,7 +173,9 @@ pub fn run(cmd: ClusterCommand) -> Result<()> {
             scheduler,
             executors,
             timeout,
+            token_file,
         } => {
+            let token = load_token(token_file.as_deref())?;
             pcmc_ballista::driver::parse_scheduler(&scheduler)
                 .map_err(|e| InputError::flag("--scheduler", e.to_string()))?;
             if executors == 0 {
@@ -119,6 +185,7 @@ pub fn run(cmd: ClusterCommand) -> Result<()> {
                 &scheduler,
                 executors,
                 std::time::Duration::from_secs(timeout),
+                &token,
             )?;
             println!("{n} executor(s) ready at {scheduler}");
             Ok(())
@@ -126,45 +193,34 @@ pub fn run(cmd: ClusterCommand) -> Result<()> {
         ClusterCommand::Executor {
             scheduler,
             bind,
-            grpc_port,
             advertise,
             work_dir,
+            scratch_dir,
             slots,
             heartbeat,
             connect_timeout,
+            token_file,
+            address_file,
         } => {
+            let token = load_token(token_file.as_deref())?;
             let (host, port) = pcmc_ballista::driver::parse_scheduler(&scheduler)
                 .map_err(|e| InputError::flag("--scheduler", e.to_string()))?;
-            let addr = parse_bind("--bind", &bind).map_err(|e| to_anyhow("--bind", e))?;
-            let grpc_port = match grpc_port {
-                Some(p) => p,
-                None => addr.port().checked_add(1).ok_or_else(|| {
-                    InputError::flag("--grpc-port", "the Flight port is 65535: give --grpc-port")
-                })?,
-            };
-            let advertise = advertise.unwrap_or_else(|| {
-                if addr.ip().is_unspecified() {
-                    std::fs::read_to_string("/proc/sys/kernel/hostname")
-                        .map(|h| h.trim().to_string())
-                        .unwrap_or_else(|_| "localhost".into())
-                } else {
-                    addr.ip().to_string()
-                }
-            });
+            let bind = parse_bind("--bind", &bind).map_err(|e| to_anyhow("--bind", e))?;
             if slots == 0 {
                 return Err(InputError::flag("--slots", "must be at least 1").into());
             }
             serve_executor(ExecutorOptions {
                 scheduler_host: host,
                 scheduler_port: port,
-                bind_host: addr.ip().to_string(),
+                bind,
                 advertise,
-                port: addr.port(),
-                grpc_port,
-                work_dir,
+                work_root: work_dir,
+                scratch_dir,
                 slots,
                 heartbeat,
                 connect_timeout: std::time::Duration::from_secs(connect_timeout),
+                token,
+                address_file,
             })
             .map_err(|e| to_anyhow("cluster executor", e))
         }
@@ -188,12 +244,15 @@ pub fn run(cmd: ClusterCommand) -> Result<()> {
 
 /// A Ballista cluster of pcmc processes on this machine (127.0.0.1, ports
 /// chosen free at start): a scheduler and executors with one slot each, for
-/// `pcmc bench compare --executors ballista` and the tests. Every process
-/// is stopped when it is dropped; logs go to files in its directory.
+/// `pcmc bench compare --executors ballista` and the tests. It has a secret
+/// of its own (made by `pcmc cluster token`, kept in a private file in its
+/// directory) and a work root (`DIR/work`). Every process is stopped when
+/// it is dropped; logs go to files in its directory.
 pub struct LocalCluster {
     exe: PathBuf,
     dir: PathBuf,
     port: u16,
+    token_file: PathBuf,
     scheduler: LocalProcess,
     executors: Vec<LocalProcess>,
     started: usize,
@@ -203,6 +262,7 @@ pub struct LocalCluster {
 pub struct LocalProcess {
     child: std::process::Child,
     log: PathBuf,
+    address_file: Option<PathBuf>,
 }
 
 impl LocalProcess {
@@ -212,7 +272,21 @@ impl LocalProcess {
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::from(f))
             .spawn()?;
-        Ok(LocalProcess { child, log })
+        Ok(LocalProcess {
+            child,
+            log,
+            address_file: None,
+        })
+    }
+
+    /// The address (`HOST:PORT`) the process published with
+    /// `--address-file`, once it has.
+    pub fn address(&self) -> Option<String> {
+        self.address_file
+            .as_ref()
+            .and_then(|f| std::fs::read_to_string(f).ok())
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
     }
 
     /// The process id.
@@ -252,6 +326,23 @@ impl Drop for LocalProcess {
     }
 }
 
+/// Writes `bytes` to a new file `path` that only its owner can read and
+/// write (mode 0600 from the start).
+///
+/// # Errors
+/// I/O failures, or the file exists already.
+pub fn write_private(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(bytes)?;
+    Ok(())
+}
+
 /// A TCP port free on 127.0.0.1 at the moment of the call.
 pub fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
@@ -279,17 +370,32 @@ impl LocalCluster {
         port: u16,
         executors: usize,
     ) -> Result<Self> {
-        std::fs::create_dir_all(dir)?;
+        std::fs::create_dir_all(dir.join("work"))?;
+        let token_file = dir.join("token");
+        if !token_file.exists() {
+            let out = std::process::Command::new(exe)
+                .args(["cluster", "token"])
+                .output()?;
+            if !out.status.success() {
+                anyhow::bail!(
+                    "pcmc cluster token failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            write_private(&token_file, &out.stdout)?;
+        }
         let n = std::fs::read_dir(dir).map_or(0, |d| d.count());
         let mut cmd = std::process::Command::new(exe);
         cmd.args(["cluster", "scheduler", "--bind"])
             .arg(format!("127.0.0.1:{port}"))
-            .args(["--executor-timeout", "4"]);
+            .args(["--executor-timeout", "4", "--token-file"])
+            .arg(&token_file);
         let scheduler = LocalProcess::spawn(cmd, dir.join(format!("scheduler-{n}.log")))?;
         let mut c = LocalCluster {
             exe: exe.to_path_buf(),
             dir: dir.to_path_buf(),
             port,
+            token_file,
             scheduler,
             executors: Vec::new(),
             started: n,
@@ -311,6 +417,34 @@ impl LocalCluster {
         self.port
     }
 
+    /// The private file holding the cluster's secret.
+    pub fn token_file(&self) -> &std::path::Path {
+        &self.token_file
+    }
+
+    /// The Flight address (`HOST:PORT`) executor `i` published, once it has.
+    pub fn executor_address(&self, i: usize) -> Option<String> {
+        self.executors.get(i).and_then(LocalProcess::address)
+    }
+
+    /// The executors' work root (drivers' work directories go below it).
+    pub fn work_root(&self) -> PathBuf {
+        self.dir.join("work")
+    }
+
+    /// The `pcmc run` flags that point a run at this cluster: the
+    /// scheduler, the secret's file and a work directory in the work root.
+    pub fn run_flags(&self) -> Vec<String> {
+        vec![
+            "--scheduler".into(),
+            self.address(),
+            "--token-file".into(),
+            self.token_file.display().to_string(),
+            "--work-dir".into(),
+            self.work_root().display().to_string(),
+        ]
+    }
+
     /// The scheduler process.
     pub fn scheduler(&mut self) -> &mut LocalProcess {
         &mut self.scheduler
@@ -327,19 +461,25 @@ impl LocalCluster {
     /// # Errors
     /// No free port or the process cannot start.
     pub fn add_executor(&mut self) -> Result<()> {
-        let (flight, grpc) = (free_port()?, free_port()?);
         self.started += 1;
+        let address_file = self.dir.join(format!("executor-{}.addr", self.started));
         let mut cmd = std::process::Command::new(&self.exe);
         cmd.args(["cluster", "executor", "--scheduler"])
             .arg(format!("127.0.0.1:{}", self.port))
-            .arg("--bind")
-            .arg(format!("127.0.0.1:{flight}"))
-            .args(["--grpc-port", &grpc.to_string()])
+            .args(["--bind", "127.0.0.1:0"])
             .args(["--slots", "1", "--heartbeat", "1"])
             .arg("--work-dir")
-            .arg(self.dir.join(format!("executor-{}", self.started)));
+            .arg(self.work_root())
+            .arg("--scratch-dir")
+            .arg(self.dir.join(format!("executor-{}", self.started)))
+            .arg("--token-file")
+            .arg(&self.token_file)
+            .arg("--address-file")
+            .arg(&address_file);
         let log = self.dir.join(format!("executor-{}.log", self.started));
-        self.executors.push(LocalProcess::spawn(cmd, log)?);
+        let mut p = LocalProcess::spawn(cmd, log)?;
+        p.address_file = Some(address_file);
+        self.executors.push(p);
         Ok(())
     }
 
@@ -351,6 +491,8 @@ impl LocalCluster {
         let out = std::process::Command::new(&self.exe)
             .args(["cluster", "wait", "--scheduler", &self.address()])
             .args(["--executors", &n.to_string(), "--timeout", "120"])
+            .arg("--token-file")
+            .arg(&self.token_file)
             .output()?;
         if !out.status.success() {
             anyhow::bail!(

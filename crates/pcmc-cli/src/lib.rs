@@ -9,6 +9,7 @@ pub mod checkpoint;
 pub mod cluster;
 pub mod data;
 pub mod error;
+pub mod fsio;
 pub mod job;
 pub mod output;
 pub mod plots;

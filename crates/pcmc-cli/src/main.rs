@@ -85,6 +85,10 @@ enum Command {
         /// executor at the same path (default: `work` in the run directory).
         #[arg(long)]
         work_dir: Option<PathBuf>,
+        /// The Ballista cluster's secret, in a file only its owner can read
+        /// (else the PCMC_CLUSTER_TOKEN environment variable).
+        #[arg(long)]
+        token_file: Option<PathBuf>,
     },
     /// pcmc's Ballista cluster processes (for `pcmc run --scheduler`).
     Cluster {
@@ -168,8 +172,8 @@ enum BenchCommand {
         /// Number of trajectories.
         #[arg(long, default_value_t = 64)]
         trajectories: u64,
-        /// scalar, batch or simd.
-        #[arg(long, default_value = "scalar")]
+        /// simd (the default, what runs use), scalar or batch.
+        #[arg(long, default_value = "simd")]
         kernel: String,
     },
     /// Complete runs of a job per executor and worker count, side by side:
@@ -257,6 +261,7 @@ fn dispatch(cmd: Command) -> Result<()> {
             checkpoint_every,
             scheduler,
             work_dir,
+            token_file,
         } => {
             let ov = run::Overrides {
                 executor,
@@ -273,6 +278,7 @@ fn dispatch(cmd: Command) -> Result<()> {
                 out,
                 scheduler,
                 work_dir,
+                token_file,
             };
             let opts = run::RunOptions {
                 quiet,

@@ -74,6 +74,10 @@ pub struct RunStats {
     /// communicator per group).
     #[serde(default)]
     pub chain_groups: usize,
+    /// Host names of the worker processes, one entry per worker in worker
+    /// order (MPI ranks; one entry for single-process executors).
+    #[serde(default)]
+    pub hosts: Vec<String>,
     /// Peak resident memory of the largest process (bytes, from the OS;
     /// 0 where unknown).
     #[serde(default)]
@@ -143,6 +147,7 @@ impl RunStats {
         self.early.add(&st.early);
         self.stages.add(&st.stages);
         self.balance.add(&st.balance);
+        self.hosts.extend(st.hosts.iter().cloned());
     }
 
     /// The fraction of particle-intervals at kept θ that hit the cap or the
@@ -304,6 +309,7 @@ pub fn summary_json(s: &SummaryInput<'_>) -> Value {
                 serde_json::to_value(st.stages).unwrap_or(Value::Null),
             );
             o.insert("threads_per_worker".into(), json!(st.threads_per_worker));
+            o.insert("hosts".into(), json!(st.hosts));
             o.insert("bytes_moved".into(), json!(st.bytes_sent_all));
             o.insert("rows_moved".into(), json!(st.rows_moved));
             let per_step = |x: u64| {

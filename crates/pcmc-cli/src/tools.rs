@@ -2,7 +2,8 @@
 //! particle count).
 
 use crate::error::{InputError, input};
-use crate::run::{Overrides, prepare, write_atomic};
+use crate::fsio::write_atomic;
+use crate::run::{Overrides, prepare};
 use anyhow::Result;
 use pcmc_core::LikelihoodExecutor;
 use pcmc_core::filter::{BLOCK, FilterKey};

@@ -33,25 +33,10 @@ fn start(dir: &Path, executors: usize) -> LocalCluster {
     LocalCluster::start(exe(), dir, executors).unwrap()
 }
 
-/// Polls `child` until it exits, at most `limit`.
-fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
-    let start = Instant::now();
-    loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            return s;
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            panic!("process did not exit within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// Polls `child` (spawned with piped stderr) until it exits, at most
 /// `limit`; its status and what it wrote to stderr.
 fn finish(child: &mut Child, limit: Duration) -> (std::process::ExitStatus, String) {
-    let status = wait_exit(child, limit);
+    let status = common::wait_child(child, limit);
     let mut err = String::new();
     use std::io::Read;
     if let Some(mut e) = child.stderr.take() {
@@ -75,19 +60,20 @@ fn run(dir: &Path, job_name: &str, args: &[&str]) -> Output {
     run_args(dir, job_name, args).output().unwrap()
 }
 
-/// `pcmc run` flags for the dataflow executor on the cluster at `addr`
-/// with `partitions` partitions, then `extra`.
-fn cluster_args<'a>(addr: &'a str, partitions: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut args = vec![
-        "--executor",
-        "dataflow",
-        "--scheduler",
-        addr,
-        "--partitions",
-        partitions,
-    ];
-    args.extend_from_slice(extra);
+/// `pcmc run` flags for the dataflow executor on `cluster` (its scheduler,
+/// secret and work root) with `partitions` partitions, then `extra`.
+fn cluster_args(cluster: &LocalCluster, partitions: &str, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = ["--executor", "dataflow", "--partitions", partitions]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    args.extend(cluster.run_flags());
+    args.extend(extra.iter().map(|s| s.to_string()));
     args
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
 }
 
 /// Starts `pcmc run` in the background, its stderr kept for [`finish`].
@@ -117,8 +103,7 @@ fn reference(tmp: &Path, job_name: &str) -> Vec<u8> {
 
 fn ballista_run(cluster: &LocalCluster, dir: &Path, job_name: &str, parts: usize) -> Output {
     let p = parts.to_string();
-    let addr = cluster.address();
-    let out = run(dir, job_name, &cluster_args(&addr, &p, &SHORT));
+    let out = run(dir, job_name, &strs(&cluster_args(cluster, &p, &SHORT)));
     if !out.status.success() {
         panic!(
             "run failed: {}\n{}",
@@ -172,8 +157,8 @@ fn ballista_chains_equal_rayon_with_1_2_3_executors_and_1_3_8_partitions() {
         } else {
             assert_eq!(s["rows_moved"], 0);
         }
-        // Nothing is left in the work directory.
-        let work = dir.join("work");
+        // Nothing is left in the work root.
+        let work = cluster.work_root();
         assert_eq!(
             std::fs::read_dir(&work).unwrap().count(),
             0,
@@ -201,15 +186,14 @@ fn sigkill_of_an_executor_reruns_its_tasks_and_keeps_the_chain() {
     let tmp = tempfile::tempdir().unwrap();
     let expected = reference(tmp.path(), "lv11-quick.toml");
     let mut cluster = start(&tmp.path().join("cluster"), 2);
-    let addr = cluster.address();
     let mut kills = 0;
     for (round, d) in delays(12, 2026, 1500).into_iter().enumerate() {
         if kills >= 3 {
             break;
         }
         let dir = tmp.path().join(format!("kill-{round}"));
-        let args = cluster_args(&addr, "3", &SHORT);
-        let mut child = spawn_run(&dir, "lv11-quick.toml", &args);
+        let args = cluster_args(&cluster, "3", &SHORT);
+        let mut child = spawn_run(&dir, "lv11-quick.toml", &strs(&args));
         if !common::wait_for_progress(&mut child, &dir, 1, d) {
             let _ = child.wait();
             continue; // finished before the kill: try again
@@ -255,7 +239,7 @@ fn running_tasks(
                 .and_then(|t| t.split(']').next())
                 .map(str::to_string)
         };
-        if line.contains("Execute task") {
+        if line.contains("Received task") {
             started.extend(tid(line));
         } else if line.contains("Finished task") {
             finished.extend(tid(line));
@@ -285,9 +269,9 @@ fn an_executor_killed_during_a_task_has_that_task_rerun_by_ballista() {
     ok(&run(&rdir, "lv12-quick.toml", &args));
     let expected = chain(&rdir);
     let mut cluster = start(&tmp.path().join("cluster"), 2);
-    let addr = cluster.address();
     let dir = tmp.path().join("run");
-    let mut child = spawn_run(&dir, "lv12-quick.toml", &cluster_args(&addr, "2", &flags));
+    let args = cluster_args(&cluster, "2", &flags);
+    let mut child = spawn_run(&dir, "lv12-quick.toml", &strs(&args));
     assert!(
         common::wait_for_progress(&mut child, &dir, 1, Duration::ZERO),
         "the run finished before an executor could be killed"
@@ -330,11 +314,10 @@ fn losing_the_scheduler_checkpoints_exits_75_and_resume_finishes_the_chain() {
     let cdir = tmp.path().join("cluster");
     let mut cluster = start(&cdir, 1);
     let port = cluster.port();
-    let addr = cluster.address();
     let dir = tmp.path().join("run");
-    let mut args = cluster_args(&addr, "2", &["--checkpoint-every", "1"]);
-    args.extend(SHORT);
-    let mut child = spawn_run(&dir, "lv11-quick.toml", &args);
+    let mut args = cluster_args(&cluster, "2", &["--checkpoint-every", "1"]);
+    args.extend(SHORT.iter().map(|s| s.to_string()));
+    let mut child = spawn_run(&dir, "lv11-quick.toml", &strs(&args));
     assert!(
         common::wait_for_progress(&mut child, &dir, 1, Duration::from_millis(300)),
         "the run finished before the scheduler could be killed"
@@ -349,8 +332,8 @@ fn losing_the_scheduler_checkpoints_exits_75_and_resume_finishes_the_chain() {
     // A new cluster on the same address; the run continues where it was.
     let cluster = LocalCluster::start_on(exe(), &cdir, port, 1).unwrap();
     let mut resume = args.clone();
-    resume.push("--resume");
-    let out = run(&dir, "lv11-quick.toml", &resume);
+    resume.push("--resume".into());
+    let out = run(&dir, "lv11-quick.toml", &strs(&resume));
     assert!(
         out.status.success(),
         "{}\n{}",
@@ -360,17 +343,37 @@ fn losing_the_scheduler_checkpoints_exits_75_and_resume_finishes_the_chain() {
     assert_eq!(chain(&dir), expected);
 }
 
+/// A well-formed secret for processes that must get past the secret
+/// check to show what they say about something else.
+const SOME_TOKEN: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+fn with_token(mut c: Command) -> Command {
+    c.env("PCMC_CLUSTER_TOKEN", SOME_TOKEN);
+    c
+}
+
 #[test]
 fn cluster_processes_refuse_bad_addresses_and_stop_on_sigterm() {
     let tmp = tempfile::tempdir().unwrap();
     let nobody = free_port();
+    let root = tmp.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    let root_s = root.to_str().unwrap();
     for (args, needle) in [
         (
             vec!["cluster", "scheduler", "--bind", "not an address"],
             "--bind",
         ),
+        (vec!["cluster", "scheduler", "--bind", "[::1]:x"], "--bind"),
         (
-            vec!["cluster", "executor", "--scheduler", "nowhere"],
+            vec![
+                "cluster",
+                "executor",
+                "--scheduler",
+                "nowhere",
+                "--work-dir",
+                root_s,
+            ],
             "--scheduler",
         ),
         (
@@ -378,16 +381,16 @@ fn cluster_processes_refuse_bad_addresses_and_stop_on_sigterm() {
             "--scheduler",
         ),
     ] {
-        let out = pcmc().args(&args).output().unwrap();
+        let out = with_token(pcmc()).args(&args).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(needle), "{args:?}: {err}");
     }
     // An executor whose scheduler never answers gives up with exit 2.
-    let out = pcmc()
+    let out = with_token(pcmc())
         .args(["cluster", "executor", "--scheduler"])
         .arg(format!("127.0.0.1:{nobody}"))
-        .args(["--connect-timeout", "1"])
+        .args(["--connect-timeout", "1", "--work-dir", root_s])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
@@ -396,11 +399,13 @@ fn cluster_processes_refuse_bad_addresses_and_stop_on_sigterm() {
     // A run pointed at no scheduler fails at once, naming it.
     let dir = tmp.path().join("run");
     let sched = format!("df://127.0.0.1:{nobody}");
-    let out = run(
+    let out = with_token(run_args(
         &dir,
         "lv11-quick.toml",
         &["--executor", "dataflow", "--scheduler", &sched],
-    );
+    ))
+    .output()
+    .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&format!("127.0.0.1:{nobody}")), "{err}");
@@ -414,8 +419,11 @@ fn cluster_processes_refuse_bad_addresses_and_stop_on_sigterm() {
             "--scheduler",
         ),
         (vec!["--work-dir", "/tmp"], "--work-dir"),
+        (vec!["--token-file", "/tmp/x"], "--token-file"),
     ] {
-        let out = run(&dir, "lv11-quick.toml", &args);
+        let out = with_token(run_args(&dir, "lv11-quick.toml", &args))
+            .output()
+            .unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(needle), "{args:?}: {err}");

@@ -389,3 +389,59 @@ fn bench_compare_runs_every_compiled_executor_and_checks_the_chains() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("\"spark\" is not one of"));
 }
+
+#[test]
+fn a_locked_run_directory_is_refused_naming_its_holder_and_report_and_merge_respect_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    ok(&pcmc()
+        .args(["run"])
+        .arg(job("lv11-quick.toml"))
+        .arg("--out")
+        .arg(&dir)
+        .args(["--quiet", "--iterations", "2", "--chains", "1"])
+        .output()
+        .unwrap());
+    let before = std::fs::read(dir.join("chain.csv")).unwrap();
+    // This test process holds the directory, as a running pcmc would.
+    let mut held = pcmc_cli::fsio::RunLock::acquire(&dir).unwrap();
+    held.announce().unwrap();
+    let me = format!("pid {}", std::process::id());
+    for args in [
+        vec![
+            "run".to_string(),
+            job("lv11-quick.toml").display().to_string(),
+            "--out".into(),
+            dir.display().to_string(),
+            "--quiet".into(),
+        ],
+        vec!["report".into(), dir.display().to_string(), "--quiet".into()],
+        vec![
+            "merge".into(),
+            dir.display().to_string(),
+            dir.display().to_string(),
+            "--quiet".into(),
+        ],
+    ] {
+        let out = pcmc().args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&me) && err.contains("in use"),
+            "{args:?}: {err}"
+        );
+    }
+    assert_eq!(
+        std::fs::read(dir.join("chain.csv")).unwrap(),
+        before,
+        "the locked directory changed"
+    );
+    drop(held);
+    // Released: the directory is usable again.
+    ok(&pcmc()
+        .args(["report"])
+        .arg(&dir)
+        .arg("--quiet")
+        .output()
+        .unwrap());
+}

@@ -1,12 +1,12 @@
 //! The executor seam: one trait, implemented by the serial executor here and
 //! by the rayon, MPI and dataflow executors in their own crates.
 
+use crate::accept::AcceptTest;
 use crate::error::Result;
 use crate::filter::{
     BlockRunner, FilterKey, FilterOutput, FilterProblem, SerialRunner, SingleProcess, Workspace,
     run_filter_on,
 };
-use crate::pmmh::AcceptTest;
 
 /// Which chains a worker runs when the workers are split into groups, one
 /// group per chain (or per set of chains): chain `i` of a run (counting from

@@ -28,10 +28,10 @@
 //!    whatever the rest of the pass would give, so the chain is unchanged;
 //!    only the work of hopeless proposals is saved.
 
+use crate::accept::AcceptTest;
 use crate::error::{Error, Result};
 use crate::model::Network;
 use crate::observation::{Data, InitialPrior, ObservationModel};
-use crate::pmmh::AcceptTest;
 use crate::resample::{self, MAX_PARTICLES, Resampling};
 use crate::rng::{Purpose, StreamKey};
 use crate::ssa::{BlockScratch, Outcome, Ssa, SsaCounters};

@@ -37,6 +37,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod accept;
 pub mod diagnostics;
 pub mod error;
 pub mod executor;
@@ -47,25 +48,22 @@ pub mod pmmh;
 pub mod prior;
 pub mod resample;
 pub mod rng;
-#[cfg(target_arch = "x86_64")]
-pub mod simd;
 pub mod simulate;
 pub mod ssa;
 pub mod workloads;
-pub mod ziggurat;
-mod ziggurat_tables;
 
 pub use error::{Error, Result};
 pub use executor::{BlockExecutor, ChainGroup, LikelihoodExecutor, SerialExecutor, serial};
 
 /// The commonly used types.
 pub mod prelude {
+    pub use crate::accept::AcceptTest;
     pub use crate::executor::LikelihoodExecutor;
     pub use crate::filter::{FilterConfig, FilterKey, FilterOutput, FilterProblem, KernelChoice};
     pub use crate::model::{Network, ReactionSpec, Term};
     pub use crate::observation::{Data, InitialPrior, ObservationModel};
     pub use crate::pmmh::{
-        AcceptTest, AdaptConfig, ChainState, EarlyRejections, IterationRecord, Pmmh, PmmhConfig,
+        AdaptConfig, ChainState, EarlyRejections, IterationRecord, Pmmh, PmmhConfig,
         ProposalCovariance, StartPoints,
     };
     pub use crate::prior::Prior;

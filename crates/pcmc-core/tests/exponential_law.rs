@@ -1,11 +1,11 @@
-//! The ziggurat exponential ([`pcmc_core::ziggurat::exp1`]) draws from the
+//! The ziggurat exponential ([`pcmc_core::ssa::exp::exp1`]) draws from the
 //! unit exponential law: χ² over equiprobable bins (which also cover the
 //! layer boundaries, where a wrong table would show), the tail beyond the
 //! base strip (its probability e^{−r} and its memoryless shape), and the
 //! first two moments. Fixed seeds, α = 0.001.
 
 use pcmc_core::rng::{Purpose, StreamKey};
-use pcmc_core::ziggurat::exp1;
+use pcmc_core::ssa::exp::exp1;
 use statrs::distribution::{ChiSquared, ContinuousCDF, Exp};
 
 const N: usize = 2_000_000;

@@ -156,7 +156,7 @@ proptest! {
             .map(|i| zero_rate[i].unwrap_or(base[i.min(2)] * 10f64.powf(log_theta[i.min(2)])))
             .collect();
         let ssa = Ssa::new(&net, &theta, &vec![cap; k + 1], 1_000_000);
-        if pcmc_core::simd::available() {
+        if pcmc_core::ssa::avx2::available() {
             prop_assert!(ssa.simd_active());
         }
         all_kernels_agree(&ssa, k + 1, lanes, seed, 0.0, span, |j, s| {

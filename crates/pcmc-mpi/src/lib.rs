@@ -28,10 +28,10 @@ use mpi::datatype::{Partition, PartitionMut};
 use mpi::environment::Universe;
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::*;
+use pcmc_core::accept::AcceptTest;
 use pcmc_core::filter::{
     BlockRunner, Collective, FilterKey, FilterOutput, FilterProblem, Workspace, run_filter_on,
 };
-use pcmc_core::pmmh::AcceptTest;
 use pcmc_core::{ChainGroup, Error, LikelihoodExecutor, Result};
 use std::time::{Duration, Instant};
 

@@ -61,3 +61,18 @@ pub fn wait_for_progress(child: &mut Child, dir: &Path, before: usize, extra: Du
     std::thread::sleep(extra);
     child.try_wait().unwrap().is_none()
 }
+
+/// Polls `child` until it exits, at most `limit` (then kills it and panics).
+pub fn wait_child(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("process did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -1,11 +1,12 @@
 //! Unit exponential waiting times by the ziggurat method (Marsaglia & Tsang,
 //! 2000, "The ziggurat method for generating random variables", J. Stat.
 //! Softw. 5(8)), written so that the scalar and the AVX2 kernels draw the
-//! same bits from each stream and return the same value.
+//! same bits from each stream and return the same value; and [`ln_unit`],
+//! pcmc's own logarithm, which the slow path and the kernels share.
 //!
 //! The density `e^{−x}` is covered by 256 layers of equal area: a base strip
 //! with the tail beyond `r ≈ 7.697`, and 255 rectangles (tables in
-//! `ziggurat_tables.rs`, generated once by `scripts/ziggurat_tables.py` and
+//! `exp/tables.rs`, generated once by `scripts/ziggurat_tables.py` and
 //! stored as exact bit patterns). One 64-bit draw picks a layer `i` (its low
 //! 8 bits) and a uniform `u ∈ (0, 1)` (its high 52 bits); `x = u·X_i` is
 //! accepted at once when `x < X_{i+1}`, which happens for 97.8 % of
@@ -21,8 +22,57 @@
 //! `rand_distr::Exp1`'s in layout (rand_distr uses this construction too),
 //! but the tables and the slow path are pcmc's, hence so are the values.
 
-use crate::ssa::ln_unit;
-use crate::ziggurat_tables::{ZIG_EXP_F, ZIG_EXP_R, ZIG_EXP_X};
+mod tables;
+
+pub(crate) use tables::ZIG_EXP_X;
+use tables::{ZIG_EXP_F, ZIG_EXP_R};
+
+/// fdlibm's polynomial coefficients for `ln((1+s)/(1−s)) = 2s + s·R(s²)`
+/// (Sun Microsystems' `e_log.c`, freely distributable).
+pub(crate) const LG: [f64; 7] = [
+    f64::from_bits(0x3FE5_5555_5555_5593),
+    f64::from_bits(0x3FD9_9999_9997_FA04),
+    f64::from_bits(0x3FD2_4924_9422_9359),
+    f64::from_bits(0x3FCC_71C5_1D8E_78AF),
+    f64::from_bits(0x3FC7_4664_96CB_03DE),
+    f64::from_bits(0x3FC3_9A09_D078_C69F),
+    f64::from_bits(0x3FC2_F112_DF3E_5244),
+];
+/// `ln 2` split so that `k·LN2_HI` is exact for |k| < 2^11.
+pub(crate) const LN2_HI: f64 = f64::from_bits(0x3FE6_2E42_FEE0_0000);
+/// The rest of `ln 2`.
+pub(crate) const LN2_LO: f64 = f64::from_bits(0x3DEA_39EF_3579_3C76);
+/// Mantissa bits of an f64.
+pub(crate) const MANTISSA: u64 = (1 << 52) - 1;
+
+/// Natural logarithm of a positive normal `x` (used for `x ∈ (0, 1]`),
+/// within 1 ulp, by fdlibm's method (Sun Microsystems, `e_log.c`): write
+/// `x = 2^k·m` with `m ∈ [√½, √2)`, `f = m − 1`, `s = f/(2+f)`, and
+/// `ln m = f − (f²/2 − s·(f²/2 + R(s²)))` with a degree-14 polynomial `R`.
+///
+/// It uses only `+ − × ÷` in a fixed order (no fused multiply-add), so the
+/// AVX2 kernel, which performs the same operations four lanes at a time,
+/// gets the same bits. Not for zero, subnormal, negative or non-finite `x`.
+#[inline(always)]
+pub fn ln_unit(x: f64) -> f64 {
+    let bits = x.to_bits();
+    let m = f64::from_bits((bits & MANTISSA) | 1.0f64.to_bits());
+    let e = (bits >> 52) as f64 - 1023.0;
+    let (m, k) = if m > std::f64::consts::SQRT_2 {
+        (m * 0.5, e + 1.0)
+    } else {
+        (m, e)
+    };
+    let f = m - 1.0;
+    let s = f / (2.0 + f);
+    let z = s * s;
+    let w = z * z;
+    let t1 = w * (LG[1] + w * (LG[3] + w * LG[5]));
+    let t2 = z * (LG[0] + w * (LG[2] + w * (LG[4] + w * LG[6])));
+    let r = t2 + t1;
+    let hfsq = 0.5 * f * f;
+    k * LN2_HI - ((hfsq - (s * (hfsq + r) + k * LN2_LO)) - f)
+}
 
 /// A source of 64-bit random words: any `rand::Rng`, or one AVX2 lane's
 /// xoshiro256++ state taken out of its registers for the slow path.
@@ -119,6 +169,31 @@ mod tests {
     use super::*;
     use crate::rng::{Purpose, StreamKey};
     use rand::Rng;
+
+    #[test]
+    fn ln_unit_is_within_one_ulp_of_ln() {
+        let mut rng = StreamKey::new(3, 0, 0, 0, 0, Purpose::Test).rng();
+        let ulp = |x: f64| f64::from_bits(x.abs().to_bits() + 1) - x.abs();
+        let check = |x: f64| {
+            let (got, want) = (ln_unit(x), x.ln());
+            assert!(
+                (got - want).abs() <= ulp(want),
+                "ln({x:e}) = {got:e}, want {want:e}"
+            );
+        };
+        check(1.0);
+        assert_eq!(ln_unit(1.0), 0.0);
+        for k in 1..=53 {
+            check(0.5f64.powi(k));
+            check(1.0 - 0.5f64.powi(k));
+        }
+        check(std::f64::consts::FRAC_1_SQRT_2);
+        for _ in 0..1_000_000 {
+            let u = crate::rng::uniform_open0(&mut rng);
+            check(u);
+            check(u * u * u);
+        }
+    }
 
     #[test]
     fn lane_generator_matches_rand_xoshiro() {

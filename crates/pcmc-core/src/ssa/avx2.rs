@@ -36,12 +36,10 @@
 // Species and lane indices address several parallel arrays at once.
 #![allow(clippy::needless_range_loop)]
 
+use super::exp::{self, LaneRng, ZIG_EXP_X};
+use super::shape::{Kind, Propensity, SMALL_REACTIONS, SMALL_SPECIES, Shape};
+use super::{Outcome, Ssa, SsaCounters};
 use crate::rng::{Xoshiro256PlusPlus, rng_from_state};
-use crate::ssa::{
-    Kind, Outcome, Propensity, SMALL_REACTIONS, SMALL_SPECIES, Shape, Ssa, SsaCounters,
-};
-use crate::ziggurat::{self, LaneRng};
-use crate::ziggurat_tables::ZIG_EXP_X;
 use std::arch::x86_64::*;
 
 /// Most species the AVX2 kernel handles.
@@ -173,7 +171,7 @@ fn next(s: &mut [__m256i; 4]) -> __m256i {
     out
 }
 
-/// [`ziggurat::exp1`] in every lane: the fast path four lanes at a time
+/// [`exp::exp1`] in every lane: the fast path four lanes at a time
 /// (two table gathers), then, for each active lane whose candidate was
 /// rejected (about 2 % of draws), the scalar slow path on that lane's
 /// generator, taken out of the registers and put back. Lanes that will not
@@ -189,7 +187,7 @@ fn exp1(l: &mut Lanes, absorbed: __m256d, overflow: __m256d) -> __m256d {
             _mm256_srli_epi64::<12>(bits),
             _mm256_set1_epi64x(1.0f64.to_bits() as i64),
         )),
-        _mm256_set1_pd(ziggurat::ONE_MINUS_HALF_EPS),
+        _mm256_set1_pd(exp::ONE_MINUS_HALF_EPS),
     );
     let table = ZIG_EXP_X.as_ptr();
     // SAFETY: every index is in 0..=255 and the table has 257 entries, so
@@ -220,7 +218,7 @@ fn exp1(l: &mut Lanes, absorbed: __m256d, overflow: __m256d) -> __m256d {
             continue;
         }
         let mut rng = LaneRng(std::array::from_fn(|w| words[w][lane] as u64));
-        xs[lane] = ziggurat::exp1_slow(&mut rng, xs[lane], is[lane] as usize);
+        xs[lane] = exp::exp1_slow(&mut rng, xs[lane], is[lane] as usize);
         for w in 0..4 {
             words[w][lane] = rng.0[w] as i64;
         }
@@ -623,9 +621,9 @@ mod tests {
             let got = lanes_d(exp1(&mut l, _mm256_setzero_pd(), _mm256_setzero_pd()));
             for lane in 0..4 {
                 let before = rngs[lane].clone();
-                let want = ziggurat::exp1(&mut rngs[lane]);
+                let want = exp::exp1(&mut rngs[lane]);
                 let mut probe = before;
-                let (x, i) = ziggurat::first_try(probe.next_u64());
+                let (x, i) = exp::first_try(probe.next_u64());
                 slow += usize::from(x >= ZIG_EXP_X[i + 1]);
                 assert_eq!(got[lane].to_bits(), want.to_bits());
             }
@@ -634,10 +632,7 @@ mod tests {
             for lane in 0..4 {
                 let mut probe = rngs[lane].clone();
                 let mut lane_rng = LaneRng(std::array::from_fn(|w| words[w][lane] as u64));
-                assert_eq!(
-                    probe.next_u64(),
-                    crate::ziggurat::Bits::next_bits(&mut lane_rng)
-                );
+                assert_eq!(probe.next_u64(), exp::Bits::next_bits(&mut lane_rng));
             }
         }
         // About 2 % of 800 000 draws take the slow path: it was exercised.

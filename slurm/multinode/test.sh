@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# pcmc across hosts on an emulated cluster (slurm/multinode/start.sh: four
+# "nodes", each a network + UTS namespace with its own address and host
+# name on one bridge, a shared file system, one slurmd each). Checks:
+#   1. pcmc-mpi.sbatch with -N 3 × 1 task and -N 2 × 2 tasks: the ranks
+#      report different hosts (summary.json "hosts"), their traffic crosses
+#      the bridge (its byte counters), and chain.csv equals a direct rayon run's;
+#   2. pcmc-ballista.sbatch with -N 3: scheduler and driver on the first
+#      node, one executor per node, each with its own address, all holding
+#      the job's secret; chain.csv equals rayon's;
+#   3. node loss under Ballista: one executor's node taken down mid-run
+#      (every process in its namespace SIGKILLed, its link set down): the run
+#      finishes on the other nodes with rayon's chain, and summary.json
+#      counts the re-run tasks;
+#   4. pcmc-array.sbatch across nodes (--exclusive: a node per task) +
+#      pcmc merge: the tasks land on different nodes and the merged chain
+#      equals the multi-chain run's.
+# Prints one ok/FAIL line per check and a summary line "N passed, M failed".
+# Needs root; removes everything it made (stop.sh) however it ends.
+#
+#   slurm/multinode/test.sh PATH/TO/pcmc    (built with --features mpi,ballista)
+set -u
+cd "$(dirname "$0")/../.."
+PCMC=$(realpath "${1:?usage: slurm/multinode/test.sh PATH/TO/pcmc}")
+export PCMC
+if [ "$(id -u)" -ne 0 ]; then
+    echo "multinode tests need root (network namespaces): skipped"
+    exit 0
+fi
+for pkg in slurmctld:slurmctld slurmd:slurmd sbatch:slurm-client munged:munge ip:iproute2; do
+    bin=${pkg%%:*}
+    command -v "$bin" >/dev/null 2>&1 || [ -x "/usr/sbin/$bin" ] || {
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+            slurmctld slurmd slurm-client munge iproute2 >/dev/null 2>&1
+        break
+    }
+done
+DIR=$(mktemp -d /tmp/pcmc-multinode.XXXXXX)
+WORK=$(mktemp -d /tmp/pcmc-multinode-work.XXXXXX)
+cleanup() { slurm/multinode/stop.sh "$DIR"; }
+trap cleanup EXIT
+if ! slurm/multinode/start.sh 4 "$DIR" >/dev/null; then
+    echo "FAIL the emulated cluster did not start"
+    echo "0 passed, 1 failed"
+    exit 1
+fi
+export SLURM_CONF="$DIR/slurm.conf"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+# OpenMPI between nodes: TCP over the nodes' interface (eth0 in every node).
+export OMPI_MCA_btl_tcp_if_include=eth0 OMPI_MCA_oob_tcp_if_include=eth0
+passed=0
+failed=0
+ok() { echo "ok   $1"; passed=$((passed + 1)); }
+bad() { echo "FAIL $1"; failed=$((failed + 1)); }
+check() { # check WHAT COMMAND...
+    local what=$1
+    shift
+    if "$@"; then ok "$what"; else bad "$what"; fi
+}
+same() { cmp -s "$1" "$2"; }
+bridge_bytes() { # bytes sent through the bridge's ports so far
+    local n=0 b
+    for i in 1 2 3 4; do
+        b=$(cat "/sys/class/net/pcmc-veth$i/statistics/tx_bytes" 2>/dev/null || echo 0)
+        n=$((n + b))
+    done
+    echo "$n"
+}
+hosts_of() { # the "hosts" list of a summary.json, one per line
+    python3 -c 'import json,sys; print("\n".join(json.load(open(sys.argv[1])).get("hosts", [])))' "$1" 2>/dev/null
+}
+wait_gone() { # wait_gone JOBID SECONDS
+    for _ in $(seq 1 "$(($2 * 5))"); do
+        [ -z "$(squeue -h -j "$1" -o %T 2>/dev/null)" ] && return 0
+        sleep 0.2
+    done
+    scancel "$1" 2>/dev/null
+    return 1
+}
+
+echo "== direct rayon references"
+"$PCMC" run jobs/lv12-quick.toml --out "$WORK/ref12" --quiet --particles 7
+"$PCMC" run jobs/lv11-quick.toml --out "$WORK/ref11" --quiet
+"$PCMC" run jobs/lv11-quick.toml --out "$WORK/ref-short" --quiet --iterations 6 --chains 1
+"$PCMC" run jobs/lv12-quick.toml --out "$WORK/ref-loss" --quiet --particles 400 --chains 1
+
+echo "== 1. MPI ranks on different hosts"
+for shape in "3 1" "2 2"; do
+    read -r nodes per <<<"$shape"
+    out="$WORK/mpi-$nodes-$per"
+    before=$(bridge_bytes)
+    sbatch --wait -N "$nodes" --ntasks-per-node "$per" --output="$out.out" \
+        slurm/pcmc-mpi.sbatch jobs/lv12-quick.toml "$out" --particles 7 >/dev/null
+    after=$(bridge_bytes)
+    hosts=$(hosts_of "$out/summary.json" | sort -u | tr '\n' ' ')
+    echo "     -N $nodes × $per: ranks on ${hosts:-?}; $((after - before)) bytes through the bridge"
+    check "mpi -N $nodes × $per: ranks on $nodes different hosts" \
+        test "$(hosts_of "$out/summary.json" | sort -u | grep -c node)" -eq "$nodes"
+    check "mpi -N $nodes × $per: traffic crossed the bridge" test "$((after - before))" -gt 10000
+    check "mpi -N $nodes × $per: chain = direct rayon chain" same "$WORK/ref12/chain.csv" "$out/chain.csv"
+done
+
+echo "== 2. Ballista across 3 nodes"
+out="$WORK/ballista"
+sbatch --wait -N 3 --ntasks-per-node 1 --output="$out.out" \
+    slurm/pcmc-ballista.sbatch jobs/lv11-quick.toml "$out" --quiet --iterations 6 --chains 1 >/dev/null
+check "ballista -N 3: chain = direct rayon chain" same "$WORK/ref-short/chain.csv" "$out/chain.csv"
+execs=$(grep -ho "pcmc executor node[0-9]*:[0-9]*" "$out/executors.log" 2>/dev/null | sort -u)
+echo "     executors: $(echo "$execs" | tr '\n' ' ')"
+check "ballista -N 3: one executor on each node, each advertising its host" \
+    test "$(echo "$execs" | cut -d' ' -f3 | cut -d: -f1 | sort -u | grep -c node)" -eq 3
+check "ballista -N 3: the scheduler advertised the head node, not a wildcard" \
+    grep -q "advertised as node1:" "$out/scheduler.log"
+
+echo "== 3. Ballista: a node lost mid-run"
+out="$WORK/loss"
+id=$(sbatch --parsable --no-kill -N 3 --ntasks-per-node 1 --output="$out.out" \
+    slurm/pcmc-ballista.sbatch jobs/lv12-quick.toml "$out" --quiet --particles 400 --chains 1)
+# Wait for the first kept row, then take node3 down.
+for _ in $(seq 1 1500); do
+    [ "$(wc -l <"$out/chain.csv" 2>/dev/null || echo 0)" -gt 1 ] && break
+    sleep 0.2
+done
+victim=$(squeue -h -j "$id" -o %N | tr ',' '\n' | tail -n1)
+victim=${victim:-node3}
+case "$victim" in node\[*) victim=node3 ;; esac
+n=${victim#node}
+echo "     taking $victim down"
+for pid in $(ip netns pids "pcmc-node$n"); do kill -9 "$pid" 2>/dev/null; done
+ip -n "pcmc-node$n" link set eth0 down
+wait_gone "$id" 900 || bad "the job did not end after losing a node"
+check "node loss: chain = direct rayon chain" same "$WORK/ref-loss/chain.csv" "$out/chain.csv"
+rerun=$(python3 -c 'import json,sys; c=json.load(open(sys.argv[1]))["cluster"]; print(c["tasks_rerun"] + c["jobs_resubmitted"])' "$out/summary.json" 2>/dev/null || echo 0)
+echo "     re-run tasks and resubmitted jobs: $rerun"
+check "node loss: summary.json counts the work done again" test "${rerun:-0}" -gt 0
+ip -n "pcmc-node$n" link set eth0 up 2>/dev/null
+
+echo "== 4. array tasks across nodes, merged"
+out="$WORK/array"
+sbatch --wait --exclusive --array=0-1 --output="$WORK/array-%A_%a.out" \
+    slurm/pcmc-array.sbatch jobs/lv11-quick.toml "$out" >/dev/null
+"$PCMC" merge "$out/merged" "$out/chain-0" "$out/chain-1" --quiet
+check "array: merged chain = one 2-chain run" same "$WORK/ref11/chain.csv" "$out/merged/chain.csv"
+h0=$(hosts_of "$out/chain-0/summary.json")
+h1=$(hosts_of "$out/chain-1/summary.json")
+echo "     array tasks on: $h0 $h1"
+check "array: the tasks ran on different nodes" test -n "$h0" -a -n "$h1" -a "$h0" != "$h1"
+
+if pgrep -f "pcmc cluster" >/dev/null; then bad "cluster processes left running"; else ok "no cluster process left running"; fi
+echo "multinode: $passed passed, $failed failed"
+if [ "$failed" -ne 0 ]; then
+    echo "logs in $WORK"
+    exit 1
+fi
+rm -rf "$WORK"
