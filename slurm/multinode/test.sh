@@ -90,20 +90,21 @@ for shape in "3 1" "2 2"; do
     read -r nodes per <<<"$shape"
     out="$WORK/mpi-$nodes-$per"
     before=$(bridge_bytes)
-    sbatch --wait -N "$nodes" --ntasks-per-node "$per" --output="$out.out" \
+    sbatch --wait -N "$nodes" --ntasks "$((nodes * per))" --ntasks-per-node "$per" --output="$out.out" \
         slurm/pcmc-mpi.sbatch jobs/lv12-quick.toml "$out" --particles 7 >/dev/null
     after=$(bridge_bytes)
     hosts=$(hosts_of "$out/summary.json" | sort -u | tr '\n' ' ')
     echo "     -N $nodes × $per: ranks on ${hosts:-?}; $((after - before)) bytes through the bridge"
-    check "mpi -N $nodes × $per: ranks on $nodes different hosts" \
-        test "$(hosts_of "$out/summary.json" | sort -u | grep -c node)" -eq "$nodes"
+    check "mpi -N $nodes × $per: $((nodes * per)) ranks on $nodes different hosts" \
+        test "$(hosts_of "$out/summary.json" | grep -c node)" -eq "$((nodes * per))" -a \
+        "$(hosts_of "$out/summary.json" | sort -u | grep -c node)" -eq "$nodes"
     check "mpi -N $nodes × $per: traffic crossed the bridge" test "$((after - before))" -gt 10000
     check "mpi -N $nodes × $per: chain = direct rayon chain" same "$WORK/ref12/chain.csv" "$out/chain.csv"
 done
 
 echo "== 2. Ballista across 3 nodes"
 out="$WORK/ballista"
-sbatch --wait -N 3 --ntasks-per-node 1 --output="$out.out" \
+sbatch --wait -N 3 --ntasks 3 --ntasks-per-node 1 --output="$out.out" \
     slurm/pcmc-ballista.sbatch jobs/lv11-quick.toml "$out" --quiet --iterations 6 --chains 1 >/dev/null
 check "ballista -N 3: chain = direct rayon chain" same "$WORK/ref-short/chain.csv" "$out/chain.csv"
 execs=$(grep -ho "pcmc executor node[0-9]*:[0-9]*" "$out/executors.log" 2>/dev/null | sort -u)
@@ -115,11 +116,11 @@ check "ballista -N 3: the scheduler advertised the head node, not a wildcard" \
 
 echo "== 3. Ballista: a node lost mid-run"
 out="$WORK/loss"
-id=$(sbatch --parsable --no-kill -N 3 --ntasks-per-node 1 --output="$out.out" \
+id=$(sbatch --parsable --no-kill -N 3 --ntasks 3 --ntasks-per-node 1 --output="$out.out" \
     slurm/pcmc-ballista.sbatch jobs/lv12-quick.toml "$out" --quiet --particles 400 --chains 1)
 # Wait for the first kept row, then take node3 down.
 for _ in $(seq 1 1500); do
-    [ "$(wc -l <"$out/chain.csv" 2>/dev/null || echo 0)" -gt 1 ] && break
+    [ "$({ wc -l <"$out/chain.csv"; } 2>/dev/null || echo 0)" -gt 1 ] && break
     sleep 0.2
 done
 victim=$(squeue -h -j "$id" -o %N | tr ',' '\n' | tail -n1)
