@@ -173,7 +173,8 @@ fn check_fetch(bytes: &[u8]) -> Result<(), Status> {
 
 /// Ballista's Flight service with only what pcmc's driver uses: partition
 /// fetches (`do_get`, and the block-transport action), each ticket checked
-/// by [`check_fetch`]; every other call is refused.
+/// for a Ballista partition fetch whose job id is a plain identifier
+/// ([`plain_id`]); every other call is refused.
 #[derive(Clone)]
 pub struct GuardedFlight {
     inner: BallistaFlightService,

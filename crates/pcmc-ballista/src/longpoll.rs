@@ -58,10 +58,7 @@ fn total_vcores(p: &PollWorkParams) -> Option<u32> {
         .as_ref()?
         .resources
         .iter()
-        .find_map(|r| match r.resource {
-            Some(Resource::Vcores(n)) => Some(n),
-            None => None,
-        })
+        .find_map(|r| r.resource.map(|Resource::Vcores(n)| n))
 }
 
 #[tonic::async_trait]
