@@ -130,7 +130,7 @@ n=${victim#node}
 echo "     taking $victim down"
 for pid in $(ip netns pids "pcmc-node$n"); do kill -9 "$pid" 2>/dev/null; done
 ip -n "pcmc-node$n" link set eth0 down
-wait_gone "$id" 900 || bad "the job did not end after losing a node"
+wait_gone "$id" 300 || bad "the job did not end within 300 s after losing a node"
 check "node loss: chain = direct rayon chain" same "$WORK/ref-loss/chain.csv" "$out/chain.csv"
 rerun=$(python3 -c 'import json,sys; c=json.load(open(sys.argv[1]))["cluster"]; print(c["tasks_rerun"] + c["jobs_resubmitted"])' "$out/summary.json" 2>/dev/null || echo 0)
 echo "     re-run tasks and resubmitted jobs: $rerun"
