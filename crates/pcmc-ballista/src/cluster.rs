@@ -157,6 +157,22 @@ pub fn advertised_host(bind: &SocketAddr, advertise: Option<&str>) -> Result<Str
     }
 }
 
+/// Listens on `bind` (port 0: any free port): the listener, the address it
+/// got, and the host others reach it at ([`advertised_host`]).
+async fn listen(
+    bind: SocketAddr,
+    advertise: Option<&str>,
+) -> Result<(tokio::net::TcpListener, SocketAddr, String), ClusterError> {
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .map_err(|e| ClusterError::Input(format!("--bind {bind}: cannot listen there: {e}")))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| ClusterError::Failed(format!("--bind {bind}: {e}")))?;
+    let host = advertised_host(&bound, advertise)?;
+    Ok((listener, bound, host))
+}
+
 /// Writes `HOST:PORT` to `file` atomically (a temporary file, then a
 /// rename), so a reader never sees half of it.
 fn publish(file: &Path, host: &str, port: u16) -> Result<(), ClusterError> {
@@ -209,15 +225,7 @@ fn scheduler_session(
 /// [`ClusterError::Input`] if the address cannot be bound;
 /// [`ClusterError::Failed`] if the server stops with an error.
 pub async fn run_scheduler(opts: SchedulerOptions) -> Result<(), ClusterError> {
-    let listener = tokio::net::TcpListener::bind(opts.bind)
-        .await
-        .map_err(|e| {
-            ClusterError::Input(format!("--bind {}: cannot listen there: {e}", opts.bind))
-        })?;
-    let bound = listener
-        .local_addr()
-        .map_err(|e| ClusterError::Failed(format!("scheduler: {e}")))?;
-    let host = advertised_host(&bound, opts.advertise.as_deref())?;
+    let (listener, bound, host) = listen(opts.bind, opts.advertise.as_deref()).await?;
     let timeout = opts.executor_timeout.max(1);
     let config = SchedulerConfig {
         bind_host: bound.ip().to_string(),
@@ -313,15 +321,7 @@ pub async fn run_executor(opts: ExecutorOptions) -> Result<(), ClusterError> {
     }
     // Bind the Flight port here (port 0 becomes a real one) and hand the
     // listener to the Flight service below.
-    let listener = tokio::net::TcpListener::bind(opts.bind)
-        .await
-        .map_err(|e| {
-            ClusterError::Input(format!("--bind {}: cannot listen there: {e}", opts.bind))
-        })?;
-    let bound = listener
-        .local_addr()
-        .map_err(|e| ClusterError::Failed(format!("executor: {e}")))?;
-    let host = advertised_host(&bound, opts.advertise.as_deref())?;
+    let (listener, bound, host) = listen(opts.bind, opts.advertise.as_deref()).await?;
     let scratch = match &opts.scratch_dir {
         Some(d) => {
             std::fs::create_dir_all(d)
