@@ -183,8 +183,18 @@ fn delays(n: usize, seed: u64, max_ms: u64) -> Vec<Duration> {
 
 #[test]
 fn sigkill_of_an_executor_reruns_its_tasks_and_keeps_the_chain() {
+    // Three rounds, each killing an executor (alternating) at a random
+    // moment of a run while a task runs on it. Tasks of ~50 ms (600
+    // particles in 2 partitions) against ~3 ms of scheduling per job: a
+    // kill aimed at a running task lands before it ends. (With lv11-quick's
+    // tasks of a few ms most kills landed between tasks and tested nothing.)
     let tmp = tempfile::tempdir().unwrap();
-    let expected = reference(tmp.path(), "lv11-quick.toml");
+    let flags = ["--particles", "600"];
+    let rdir = tmp.path().join("rayon");
+    let mut args = vec!["--threads", "2"];
+    args.extend(flags);
+    ok(&run(&rdir, "lv12-quick.toml", &args));
+    let expected = chain(&rdir);
     let mut cluster = start(&tmp.path().join("cluster"), 2);
     let mut kills = 0;
     for (round, d) in delays(12, 2026, 1500).into_iter().enumerate() {
@@ -192,13 +202,15 @@ fn sigkill_of_an_executor_reruns_its_tasks_and_keeps_the_chain() {
             break;
         }
         let dir = tmp.path().join(format!("kill-{round}"));
-        let args = cluster_args(&cluster, "3", &SHORT);
-        let mut child = spawn_run(&dir, "lv11-quick.toml", &strs(&args));
-        if !common::wait_for_progress(&mut child, &dir, 1, d) {
+        let args = cluster_args(&cluster, "2", &flags);
+        let mut child = spawn_run(&dir, "lv12-quick.toml", &strs(&args));
+        let victim = round % 2;
+        if !common::wait_for_progress(&mut child, &dir, 0, d)
+            || !wait_for_running_task(&mut cluster, victim, &mut child, Duration::from_millis(20))
+        {
             let _ = child.wait();
             continue; // finished before the kill: try again
         }
-        let victim = round % 2;
         cluster.executors()[victim].kill();
         let (status, err) = finish(&mut child, Duration::from_secs(600));
         assert!(
@@ -209,17 +221,19 @@ fn sigkill_of_an_executor_reruns_its_tasks_and_keeps_the_chain() {
         assert_eq!(chain(&dir), expected, "round {round}: the chain changed");
         let c = summary(&dir)["cluster"].clone();
         let redone = c["tasks_rerun"].as_u64().unwrap() + c["jobs_resubmitted"].as_u64().unwrap();
-        eprintln!("round {round}: executor {victim} killed {d:?} after the first chain row: {c}");
-        if redone > 0 {
-            kills += 1;
-        }
+        eprintln!("round {round}: executor {victim} killed {d:?} into the run: {c}");
+        assert!(
+            redone > 0,
+            "round {round}: a task was running, none was redone: {c}"
+        );
+        kills += 1;
         // Replace the lost executor.
         cluster.executors().remove(victim);
         cluster.add_executor().unwrap();
         cluster.wait(2).unwrap();
     }
-    assert!(
-        kills >= 3,
+    assert_eq!(
+        kills, 3,
         "only {kills} executor kill(s) landed while tasks were running"
     );
 }
@@ -255,6 +269,35 @@ fn running_tasks(
         .collect()
 }
 
+/// Polls executor `victim`'s log until a task has been running on it for
+/// at least `age` (true), or the run has ended (false); at most 120 s.
+fn wait_for_running_task(
+    cluster: &mut LocalCluster,
+    victim: usize,
+    child: &mut Child,
+    age: Duration,
+) -> bool {
+    let mut seen = std::collections::HashMap::new();
+    let started = Instant::now();
+    loop {
+        let log = cluster.executors()[victim].log();
+        if running_tasks(&log, &mut seen)
+            .iter()
+            .any(|(_, d)| *d >= age)
+        {
+            return true;
+        }
+        if child.try_wait().unwrap().is_some() {
+            return false;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no task seen running on executor {victim}"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 #[test]
 fn an_executor_killed_during_a_task_has_that_task_rerun_by_ballista() {
     // Tasks of a few hundred ms (2000 particles), one per executor per job
@@ -277,26 +320,10 @@ fn an_executor_killed_during_a_task_has_that_task_rerun_by_ballista() {
         "the run finished before an executor could be killed"
     );
     let victim = 0;
-    let mut seen = std::collections::HashMap::new();
-    let started = Instant::now();
-    loop {
-        let log = cluster.executors()[victim].log();
-        if running_tasks(&log, &mut seen)
-            .iter()
-            .any(|(_, d)| *d >= Duration::from_millis(50))
-        {
-            break;
-        }
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the run ended before a long task was seen running"
-        );
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "no task seen running on executor {victim}"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    assert!(
+        wait_for_running_task(&mut cluster, victim, &mut child, Duration::from_millis(50)),
+        "the run ended before a long task was seen running"
+    );
     cluster.executors()[victim].kill();
     let (status, err) = finish(&mut child, Duration::from_secs(600));
     assert!(status.success(), "{status:?}\n{err}\n{}", cluster.logs());
