@@ -14,7 +14,15 @@
 #      counts the re-run tasks;
 #   4. pcmc-array.sbatch across nodes (--exclusive: a node per task) +
 #      pcmc merge: the tasks land on different nodes and the merged chain
-#      equals the multi-chain run's.
+#      equals the multi-chain run's;
+#   5. node loss under MPI: one rank's node taken down mid-run; the job ends
+#      (bounded: srun fails, or Slurm fails the node after SlurmdTimeout,
+#      30 s here), is requeued and resumes from its checkpoint on the nodes
+#      left, with rayon's chain;
+#   6. the Ballista scheduler's node cut off (link down) mid-run, with the
+#      driver on another node: the driver exits 75 within the stall timeout
+#      (PCMC_BALLISTA_JOB_TIMEOUT, 10 s here) plus a margin, and --resume on
+#      a new scheduler and new executors finishes rayon's chain.
 # Prints one ok/FAIL line per check and a summary line "N passed, M failed".
 # Needs root; removes everything it made (stop.sh) however it ends.
 #
@@ -123,9 +131,8 @@ for _ in $(seq 1 1500); do
     [ "$({ wc -l <"$out/chain.csv"; } 2>/dev/null || echo 0)" -gt 1 ] && break
     sleep 0.2
 done
-victim=$(squeue -h -j "$id" -o %N | tr ',' '\n' | tail -n1)
+victim=$(scontrol show hostnames "$(squeue -h -j "$id" -o %N)" | tail -n1)
 victim=${victim:-node3}
-case "$victim" in node\[*) victim=node3 ;; esac
 n=${victim#node}
 echo "     taking $victim down"
 for pid in $(ip netns pids "pcmc-node$n"); do kill -9 "$pid" 2>/dev/null; done
@@ -147,6 +154,104 @@ h0=$(hosts_of "$out/chain-0/summary.json")
 h1=$(hosts_of "$out/chain-1/summary.json")
 echo "     array tasks on: $h0 $h1"
 check "array: the tasks ran on different nodes" test -n "$h0" -a -n "$h1" -a "$h0" != "$h1"
+
+echo "== 5. MPI: a node lost mid-run, the job requeued and resumed"
+out="$WORK/mpi-loss"
+id=$(sbatch --parsable -N 2 --ntasks 2 --ntasks-per-node 1 --output="$out.out" \
+    slurm/pcmc-mpi.sbatch jobs/lv12-quick.toml "$out" --quiet --particles 400 --chains 1 --checkpoint-every 1)
+for _ in $(seq 1 1500); do
+    [ "$({ wc -l <"$out/chain.csv"; } 2>/dev/null || echo 0)" -gt 1 ] && break
+    sleep 0.2
+done
+victim=$(scontrol show hostnames "$(squeue -h -j "$id" -o %N)" | tail -n1)
+n=${victim#node}
+echo "     job $id on $(squeue -h -j "$id" -o %N); taking ${victim:-?} down"
+lost=$(date +%s)
+if [ -n "$victim" ]; then
+    for pid in $(ip netns pids "pcmc-node$n"); do kill -9 "$pid" 2>/dev/null; done
+    ip -n "pcmc-node$n" link set eth0 down
+fi
+wait_gone "$id" 400 || bad "the MPI job did not finish within 400 s after losing a node"
+echo "     finished $(($(date +%s) - lost)) s after the loss; restarts: $(grep -c "requeueing\|resuming after" "$out/pcmc-$id.log" 2>/dev/null)"
+check "mpi node loss: the job resumed from its checkpoint" grep -q "resuming after iteration" "$out/pcmc-$id.log"
+check "mpi node loss: chain = direct rayon chain" same "$WORK/ref-loss/chain.csv" "$out/chain.csv"
+check "mpi node loss: the resumed ranks avoided the lost node" \
+    test -n "$victim" -a "$(hosts_of "$out/summary.json" | grep -cx "$victim")" -eq 0
+[ -n "$victim" ] && ip -n "pcmc-node$n" link set eth0 up 2>/dev/null
+
+echo "== 6. Ballista: the scheduler's node cut off mid-run"
+cut="$WORK/cut"
+mkdir -p "$cut/work"
+(umask 077 && "$PCMC" cluster token >"$cut/token")
+inns() { # inns N COMMAND...: COMMAND in node N's network namespace
+    local n=$1
+    shift
+    ip netns exec "pcmc-node$n" "$@"
+}
+cut_pids=()
+start_scheduler() { # start_scheduler N: prints its address once published
+    rm -f "$cut/sched-$1.addr"
+    inns "$1" "$PCMC" cluster scheduler --bind "10.232.0.$((10 + $1)):0" --token-file "$cut/token" \
+        --address-file "$cut/sched-$1.addr" --executor-timeout 4 >"$cut/sched-$1.log" 2>&1 &
+    cut_pids+=($!)
+    for _ in $(seq 1 150); do
+        [ -s "$cut/sched-$1.addr" ] && { cat "$cut/sched-$1.addr"; return 0; }
+        sleep 0.2
+    done
+    return 1
+}
+start_executor() { # start_executor N SCHEDULER
+    inns "$1" "$PCMC" cluster executor --scheduler "$2" --bind "10.232.0.$((10 + $1)):0" \
+        --work-dir "$cut/work" --token-file "$cut/token" --slots 1 --heartbeat 1 \
+        >>"$cut/exec-$1.log" 2>&1 &
+    cut_pids+=($!)
+}
+cut_run() { # cut_run SCHEDULER [flags]: the driver on node1
+    local s=$1
+    shift
+    inns 1 env PCMC_BALLISTA_JOB_TIMEOUT=10 "$PCMC" run jobs/lv12-quick.toml --out "$cut/run" --quiet \
+        --particles 400 --chains 1 --checkpoint-every 1 --executor dataflow --partitions 2 \
+        --scheduler "$s" --token-file "$cut/token" --work-dir "$cut/work" "$@"
+}
+if sched=$(start_scheduler 3); then
+    start_executor 2 "$sched"
+    start_executor 4 "$sched"
+    inns 1 "$PCMC" cluster wait --scheduler "$sched" --executors 2 --token-file "$cut/token" >/dev/null 2>&1
+    cut_run "$sched" >"$cut/run1.log" 2>&1 &
+    driver=$!
+    for _ in $(seq 1 1500); do
+        [ "$({ wc -l <"$cut/run/chain.csv"; } 2>/dev/null || echo 0)" -gt 1 ] && break
+        sleep 0.2
+    done
+    ip -n pcmc-node3 link set eth0 down
+    t0=$(date +%s)
+    rc=
+    for _ in $(seq 1 600); do
+        kill -0 "$driver" 2>/dev/null || { wait "$driver"; rc=$?; break; }
+        sleep 0.2
+    done
+    took=$(($(date +%s) - t0))
+    [ -z "$rc" ] && { kill -9 "$driver" 2>/dev/null; rc=hung; }
+    echo "     the driver exited $rc, $took s after the scheduler's node was cut off"
+    check "scheduler cut off: the driver exits 75" test "$rc" = 75
+    check "scheduler cut off: within the stall timeout (10 s) + 20 s" test "$took" -le 30
+    for pid in "${cut_pids[@]}"; do kill -9 "$pid" 2>/dev/null; done
+    cut_pids=()
+    ip -n pcmc-node3 link set eth0 up
+    if sched=$(start_scheduler 4); then
+        start_executor 2 "$sched"
+        start_executor 4 "$sched"
+        inns 1 "$PCMC" cluster wait --scheduler "$sched" --executors 2 --token-file "$cut/token" >/dev/null 2>&1
+        cut_run "$sched" --resume >"$cut/run2.log" 2>&1
+        check "scheduler cut off: --resume on a new scheduler finishes" test $? -eq 0
+    else
+        bad "scheduler cut off: the new scheduler did not start"
+    fi
+    check "scheduler cut off: chain = direct rayon chain" same "$WORK/ref-loss/chain.csv" "$cut/run/chain.csv"
+    for pid in "${cut_pids[@]}"; do kill -9 "$pid" 2>/dev/null; done
+else
+    bad "scheduler cut off: the scheduler did not start on node3"
+fi
 
 if pgrep -f "pcmc cluster" >/dev/null; then bad "cluster processes left running"; else ok "no cluster process left running"; fi
 echo "multinode: $passed passed, $failed failed"

@@ -258,8 +258,22 @@ pub async fn run_scheduler(opts: SchedulerOptions) -> Result<(), ClusterError> {
     // Idle executors' polls are held up to a quarter of the executor
     // timeout (at most a second): a held poll is their heartbeat.
     let hold = Duration::from_millis((timeout * 250).min(1000));
+    // An abandoned job is found by its name among the active ones.
+    let state = scheduler.state.clone();
+    let find: crate::longpoll::JobFinder = Arc::new(move |name: String| {
+        let state = state.clone();
+        Box::pin(async move {
+            let running = state.task_manager.get_running_job_cache();
+            for (id, job) in running.iter() {
+                if job.execution_graph.read().await.job_name() == name {
+                    return Some(id.to_string());
+                }
+            }
+            None
+        })
+    });
     let service = InterceptedService::new(
-        SchedulerGrpcServer::new(LongPoll::new(scheduler, hold))
+        SchedulerGrpcServer::new(LongPoll::new(scheduler, hold, find))
             .max_encoding_message_size(config.grpc_server_max_encoding_message_size as usize)
             .max_decoding_message_size(config.grpc_server_max_decoding_message_size as usize),
         opts.token.guard("scheduler gRPC"),

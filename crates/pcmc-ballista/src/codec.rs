@@ -7,7 +7,9 @@
 //! travel through them).
 
 use crate::guard::{MAX_HOLD_MS, MAX_PARTICLES, MAX_PARTS, MAX_SPECIES, check_layout};
-use crate::plans::{InitialExec, Layout, ProbeExec, PropScanExec, ResampleScanExec, SpillExec};
+use crate::plans::{
+    InitialExec, Layout, ProbeExec, PropScanExec, ResampleScanExec, SharedCheck, SpillExec,
+};
 use ballista_core::serde::BallistaPhysicalExtensionCodec;
 use datafusion::common::{DataFusionError, Result as DfResult};
 use datafusion::execution::TaskContext;
@@ -61,6 +63,7 @@ enum Node {
     },
     Probe {
         hold_ms: u64,
+        shared: Option<SharedCheck>,
     },
 }
 
@@ -229,22 +232,35 @@ impl PhysicalExtensionCodec for PcmcPhysicalCodec {
         ctx: &TaskContext,
         proto_converter: &dyn PhysicalProtoConverterExtension,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let Some(node) = decode(buf)? else {
+        let Some(mut node) = decode(buf)? else {
             return self.inner.try_decode(buf, inputs, ctx, proto_converter);
         };
         let [input] = inputs else {
             return Err(codec_err("pcmc's operators have one input"));
         };
         let input = input.clone();
-        match &node {
+        match &mut node {
             Node::Initial { layout }
             | Node::ResampleScan { layout, .. }
             | Node::PropScan { layout, .. }
             | Node::Spill { layout, .. } => self.layout_ok(layout)?,
-            Node::Probe { hold_ms } if *hold_ms > MAX_HOLD_MS => {
+            Node::Probe { hold_ms, .. } if *hold_ms > MAX_HOLD_MS => {
                 return Err(codec_err(format!(
                     "a probe may hold at most {MAX_HOLD_MS} ms"
                 )));
+            }
+            Node::Probe {
+                shared: Some(check),
+                ..
+            } => {
+                if check.nonce.len() > 128 {
+                    return Err(codec_err("a probe's nonce is at most 128 bytes"));
+                }
+                // A directory this executor does not have is the probe's
+                // answer, not a refusal: the check reads nothing then.
+                if let Err(e) = self.layout_ok(&check.layout) {
+                    check.refused = Some(e.to_string());
+                }
             }
             _ => {}
         }
@@ -254,7 +270,9 @@ impl PhysicalExtensionCodec for PcmcPhysicalCodec {
                 Arc::new(ResampleScanExec::new(layout, wire, input))
             }
             Node::PropScan { layout, step } => Arc::new(PropScanExec::new(layout, step, input)),
-            Node::Probe { hold_ms } => Arc::new(ProbeExec::new(hold_ms, input)),
+            Node::Probe { hold_ms, shared } => {
+                Arc::new(ProbeExec::new(hold_ms, input).checking(shared))
+            }
             Node::Spill { layout, step } => Arc::new(SpillExec::new(input, layout, step)),
             other => return Err(codec_err(format!("not an operator: {other:?}"))),
         })
@@ -280,7 +298,10 @@ impl PhysicalExtensionCodec for PcmcPhysicalCodec {
                 step: x.step,
             }
         } else if let Some(x) = node.downcast_ref::<ProbeExec>() {
-            Node::Probe { hold_ms: x.hold_ms }
+            Node::Probe {
+                hold_ms: x.hold_ms,
+                shared: x.shared.clone(),
+            }
         } else if let Some(x) = node.downcast_ref::<SpillExec>() {
             Node::Spill {
                 layout: x.layout.clone(),

@@ -4,7 +4,7 @@
 
 use crate::auth::{ClusterToken, TOKEN_HEADER};
 use crate::codec::PcmcPhysicalCodec;
-use crate::plans::{Layout, ProbeExec, StepJob, first_offspring, reruns, tokens};
+use crate::plans::{Layout, ProbeExec, SharedCheck, StepJob, first_offspring, reruns, tokens};
 use ballista_core::execution_plans::execute_physical_plan;
 use ballista_core::extension::SessionConfigExt;
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
@@ -21,7 +21,7 @@ use pcmc_dataflow::params::StepWire;
 use pcmc_dataflow::{account_weight_sums, check_species, read_weight_sums, start_pass};
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -35,8 +35,11 @@ pub struct ClusterConfig {
     /// The work directory: particles between steps live here. Every
     /// executor and the driver must see it at the same path.
     pub work_dir: PathBuf,
-    /// Longest wait for one job before the cluster counts as unavailable.
-    pub job_timeout: Duration,
+    /// Longest time a job may go without progress (no task started,
+    /// running or finished: see [`crate::plans::Layout::heartbeat_ms`])
+    /// before the cluster counts as unavailable. A job that keeps making
+    /// progress may run as long as it needs.
+    pub stall_timeout: Duration,
     /// Times a failed job is submitted again before the run fails.
     pub max_resubmits: u32,
     /// The cluster's secret (needed for a real cluster; the in-process
@@ -46,14 +49,14 @@ pub struct ClusterConfig {
 
 impl ClusterConfig {
     /// `partitions` partitions on the scheduler at `scheduler`, particles in
-    /// `work_dir`; jobs time out after 10 minutes and are submitted again up
-    /// to 3 times.
+    /// `work_dir`; a job without progress for 10 minutes counts as stuck, a
+    /// failed job is submitted again up to 3 times.
     pub fn new(scheduler: impl Into<String>, partitions: usize, work_dir: PathBuf) -> Self {
         ClusterConfig {
             scheduler: scheduler.into(),
             partitions,
             work_dir,
-            job_timeout: Duration::from_secs(600),
+            stall_timeout: Duration::from_secs(600),
             max_resubmits: 3,
             token: None,
         }
@@ -114,6 +117,36 @@ pub fn probe(host: &str, port: u16, timeout: Duration) -> std::result::Result<()
     Err(last)
 }
 
+/// What changes in a job's step directory while its tasks make progress:
+/// the number of entries below it (three levels: attempt, beat and part
+/// files) and their modification times and sizes. Compared only with
+/// itself, so clocks that differ between the driver's and the executors'
+/// hosts do not matter.
+fn fingerprint(dir: &Path) -> (u64, u128, u64) {
+    fn walk(dir: &Path, depth: u32, acc: &mut (u64, u128, u64)) {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in rd.flatten() {
+            acc.0 += 1;
+            let Ok(m) = e.metadata() else { continue };
+            if let Ok(t) = m
+                .modified()
+                .map(|t| t.duration_since(UNIX_EPOCH).unwrap_or_default())
+            {
+                acc.1 = acc.1.wrapping_add(t.as_nanos());
+            }
+            acc.2 = acc.2.wrapping_add(m.len());
+            if m.is_dir() && depth > 0 {
+                walk(&e.path(), depth - 1, acc);
+            }
+        }
+    }
+    let mut acc = (0, 0, 0);
+    walk(dir, 3, &mut acc);
+    acc
+}
+
 fn unix_now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -131,6 +164,10 @@ struct Client {
     session_id: String,
     codec: PcmcPhysicalCodec,
     local: Option<datafusion::prelude::SessionContext>,
+    /// Jobs submitted: each job's name is the session id and this number,
+    /// so that the scheduler can find (and cancel) a job its driver
+    /// abandoned.
+    submitted: std::sync::atomic::AtomicU64,
 }
 
 /// How a job ended when it did not succeed.
@@ -156,7 +193,6 @@ impl Client {
             port,
             SessionConfig::new_with_ballista()
                 .with_target_partitions(partitions.max(1))
-                .with_ballista_job_name("pcmc")
                 .with_ballista_grpc_metadata(HashMap::from([(
                     TOKEN_HEADER.to_string(),
                     token.expose().to_string(),
@@ -201,6 +237,7 @@ impl Client {
             session_id: format!("pcmc-{}-{nanos}", std::process::id()),
             codec: PcmcPhysicalCodec::default(),
             local,
+            submitted: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -224,11 +261,17 @@ impl Client {
         Ok(parts.into_iter().flatten().collect())
     }
 
-    /// Runs `plan` as one job and collects its rows.
+    /// Runs `plan` as one job and collects its rows. With `watch`, the job
+    /// may run as long as the files in that directory keep changing (tasks
+    /// starting, beating, finishing) and ends with [`JobError::Timeout`]
+    /// once they have not changed for `limit`; without, `limit` bounds the
+    /// whole job. The job is dropped on timeout, and the scheduler cancels a
+    /// job whose driver went away ([`crate::longpoll`]).
     fn submit(
         &self,
         plan: Arc<dyn ExecutionPlan>,
-        timeout: Duration,
+        watch: Option<&Path>,
+        limit: Duration,
     ) -> std::result::Result<Vec<RecordBatch>, JobError> {
         if let Some(ctx) = &self.local {
             return self
@@ -236,25 +279,52 @@ impl Client {
                 .map_err(|e| JobError::Failed(e.to_string()));
         }
         let url = format!("http://{}:{}", url_host(&self.host), self.port);
+        let seq = self
+            .submitted
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let config = self
+            .session_config
+            .clone()
+            .with_ballista_job_name(&format!("{}-{seq}", self.session_id));
         let fut = async {
             let stream = execute_physical_plan::<PhysicalPlanNode>(
                 url,
-                &self.session_config.ballista_config(),
+                &config.ballista_config(),
                 plan,
                 &self.codec,
                 self.session_id.clone(),
-                self.session_config.clone(),
+                config.clone(),
             )
             .await?;
             stream.try_collect::<Vec<RecordBatch>>().await
         };
-        match self
-            .runtime
-            .block_on(async { tokio::time::timeout(timeout, fut).await })
-        {
-            Ok(Ok(b)) => Ok(b),
-            Ok(Err(e)) => Err(JobError::Failed(e.to_string())),
-            Err(_) => Err(JobError::Timeout),
+        let check = (limit / 10).clamp(Duration::from_millis(20), Duration::from_secs(1));
+        let outcome = self.runtime.block_on(async {
+            let mut fut = Box::pin(fut);
+            let mut last = watch.map(fingerprint);
+            let mut since = Instant::now();
+            loop {
+                let tick = Box::pin(tokio::time::sleep(check));
+                match futures::future::select(fut, tick).await {
+                    futures::future::Either::Left((r, _)) => return Some(r),
+                    futures::future::Either::Right(((), f)) => fut = f,
+                }
+                if let Some(dir) = watch {
+                    let now = fingerprint(dir);
+                    if last.as_ref() != Some(&now) {
+                        last = Some(now);
+                        since = Instant::now();
+                    }
+                }
+                if since.elapsed() >= limit {
+                    return None;
+                }
+            }
+        });
+        match outcome {
+            Some(Ok(b)) => Ok(b),
+            Some(Err(e)) => Err(JobError::Failed(e.to_string())),
+            None => Err(JobError::Timeout),
         }
     }
 
@@ -304,7 +374,7 @@ pub fn wait_for_executors(
             )));
         }
         let probe = tokens(tasks).map_err(|e| Error::Executor(format!("ballista: {e}")))?;
-        if let Ok(rows) = client.submit(Arc::new(ProbeExec::new(100, probe)), left) {
+        if let Ok(rows) = client.submit(Arc::new(ProbeExec::new(100, probe)), None, left) {
             for b in &rows {
                 let pid = b.column(0).as_primitive::<UInt64Type>();
                 let host = b.column(1).as_string::<i32>();
@@ -326,6 +396,7 @@ pub struct BallistaExecutor {
     client: Client,
     run_dir: PathBuf,
     passes: u64,
+    stop: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl BallistaExecutor {
@@ -347,7 +418,90 @@ impl BallistaExecutor {
             )
         })?;
         let client = Client::connect(&config.scheduler, config.partitions, &token)?;
-        Self::with_client(config, client)
+        let exec = Self::with_client(config, client)?;
+        exec.check_shared()?;
+        Ok(exec)
+    }
+
+    /// Checks that the executors see this run's directory: writes a random
+    /// nonce into it and runs a probe job of 4 tasks per partition (at
+    /// least 8, each holding its slot 50 ms, so that every executor takes
+    /// some) whose tasks read it back.
+    ///
+    /// # Errors
+    /// [`Error::Setting`] naming the work directory and the host of an
+    /// executor that does not see it (a node-local directory at the same
+    /// path); [`Error::Unavailable`] if the probe job does not finish.
+    fn check_shared(&self) -> Result<()> {
+        let layout = Layout {
+            pass_dir: self.run_dir.join("pass-000000"),
+            species: vec!["probe".into()],
+            observed: Vec::new(),
+            n: 1,
+            parts: 1,
+            heartbeat_ms: heartbeat(self.config.stall_timeout),
+        };
+        let mut bytes = [0u8; 16];
+        getrandom::fill(&mut bytes)
+            .map_err(|e| Error::Executor(format!("ballista: no random nonce: {e}")))?;
+        let nonce: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let file = layout.pass_dir.join(SharedCheck::FILE);
+        std::fs::create_dir(&layout.pass_dir)
+            .and_then(|()| std::fs::write(&file, &nonce))
+            .map_err(|e| {
+                Error::Executor(format!("ballista: cannot write {}: {e}", file.display()))
+            })?;
+        let tasks = (4 * self.config.partitions).max(8);
+        let probe = ProbeExec::new(
+            50,
+            tokens(tasks).map_err(|e| Error::Executor(format!("ballista: {e}")))?,
+        )
+        .checking(Some(SharedCheck {
+            layout: layout.clone(),
+            nonce,
+            refused: None,
+        }));
+        // The probe's tasks leave no trace in a step directory: its whole
+        // job is bounded, by the stall timeout but at least a minute.
+        let limit = self.config.stall_timeout.max(Duration::from_secs(60));
+        let rows = self
+            .client
+            .submit(Arc::new(probe), None, limit)
+            .map_err(|e| match e {
+                JobError::Timeout => self.unavailable(format!(
+                    "did not run the work-directory probe in {} s",
+                    limit.as_secs_f64()
+                )),
+                JobError::Failed(e) => {
+                    Error::Executor(format!("ballista: the work-directory probe failed: {e}"))
+                }
+            })?;
+        let _ = std::fs::remove_dir_all(&layout.pass_dir);
+        let mut hosts = std::collections::BTreeSet::new();
+        for b in &rows {
+            let host = b.column(1).as_string::<i32>();
+            let why = b.column(2).as_string::<i32>();
+            for r in 0..b.num_rows() {
+                if !why.value(r).is_empty() {
+                    return Err(Error::setting(
+                        "--work-dir",
+                        format!(
+                            "the executor on host {} does not see the work directory {} ({}): give every executor and the driver a directory on storage they share, at the same path",
+                            host.value(r),
+                            self.config.work_dir.display(),
+                            why.value(r)
+                        ),
+                    ));
+                }
+                hosts.insert(host.value(r).to_string());
+            }
+        }
+        tracing::info!(
+            "ballista: executors on {} see the work directory {}",
+            hosts.into_iter().collect::<Vec<_>>().join(", "),
+            self.config.work_dir.display()
+        );
+        Ok(())
     }
 
     /// An executor that runs every job in this process instead of on a
@@ -385,6 +539,7 @@ impl BallistaExecutor {
             client,
             run_dir,
             passes: 0,
+            stop: None,
         })
     }
 
@@ -404,21 +559,36 @@ impl BallistaExecutor {
     /// it was submitted. A job that fails while the scheduler still answers
     /// is submitted again (every job is deterministic), at most
     /// `max_resubmits` times; `out.jobs_resubmitted` counts them.
-    fn run_job(&self, job: &StepJob, out: &mut FilterOutput) -> Result<(Vec<RecordBatch>, f64)> {
+    fn run_job(
+        &self,
+        job: &StepJob,
+        watch: &Path,
+        out: &mut FilterOutput,
+    ) -> Result<(Vec<RecordBatch>, f64)> {
         let plan = job
             .plan()
             .map_err(|e| Error::Executor(format!("ballista: planning a step: {e}")))?;
         let mut attempt = 0;
         loop {
+            if self
+                .stop
+                .as_ref()
+                .is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst))
+            {
+                return Err(Error::Interrupted);
+            }
             out.jobs += 1;
             let submitted = unix_now();
-            let err = match self.client.submit(plan.clone(), self.config.job_timeout) {
+            let err = match self
+                .client
+                .submit(plan.clone(), Some(watch), self.config.stall_timeout)
+            {
                 Ok(batches) => return Ok((batches, submitted)),
                 Err(JobError::Failed(e)) => e,
                 Err(JobError::Timeout) => {
                     return Err(self.unavailable(format!(
-                        "did not finish a job in {} s (no executors, or the cluster is stuck)",
-                        self.config.job_timeout.as_secs()
+                        "ran a job that made no progress for {} s (no task started, ran or finished: no executors, or the cluster is stuck); the job was cancelled",
+                        self.config.stall_timeout.as_secs_f64()
                     )));
                 }
             };
@@ -483,7 +653,7 @@ impl BallistaExecutor {
                 wire: wire.clone(),
                 source: source.take(),
             };
-            let (rows, submitted) = self.run_job(&job, out)?;
+            let (rows, submitted) = self.run_job(&job, &layout.step_dir(k as u64), out)?;
             out.task_retries += reruns(&layout.attempts_dir(k as u64, "advance"), parts);
             let mut m = f64::NEG_INFINITY;
             let mut busy = Vec::with_capacity(parts);
@@ -559,6 +729,7 @@ impl BallistaExecutor {
                     layout: layout.clone(),
                     wire: wire.clone(),
                 },
+                &layout.step_dir(k as u64),
                 out,
             )?;
             out.task_retries += reruns(&layout.attempts_dir(k as u64, "sums"), parts);
@@ -595,9 +766,19 @@ impl Drop for BallistaExecutor {
     }
 }
 
+/// How often a running task shows it is alive: a tenth of the stall
+/// timeout, between 100 ms and 30 s.
+fn heartbeat(stall: Duration) -> u64 {
+    (stall.as_millis() / 10).clamp(100, 30_000) as u64
+}
+
 impl LikelihoodExecutor for BallistaExecutor {
     fn name(&self) -> &str {
         "ballista"
+    }
+
+    fn stop_on(&mut self, flag: Arc<std::sync::atomic::AtomicBool>) {
+        self.stop = Some(flag);
     }
 
     fn workers(&self) -> usize {
@@ -631,7 +812,16 @@ impl LikelihoodExecutor for BallistaExecutor {
             observed: data.observed().to_vec(),
             n,
             parts,
+            heartbeat_ms: heartbeat(self.config.stall_timeout),
         };
+        // The tasks create their directories below this one only: once the
+        // pass is over (or abandoned) a late task cannot recreate it.
+        std::fs::create_dir(&layout.pass_dir).map_err(|e| {
+            Error::Executor(format!(
+                "ballista: cannot create {}: {e}",
+                layout.pass_dir.display()
+            ))
+        })?;
         let res = self.pass(problem, theta, key, stop, &layout, &mut out);
         let _ = std::fs::remove_dir_all(&layout.pass_dir);
         res?;

@@ -347,6 +347,12 @@ pub fn check_layout(layout: &Layout, root: &Path) -> DfResult<()> {
     {
         return bad(format!("{} is not a directory", pass.display()));
     }
+    if !(100..=3_600_000).contains(&layout.heartbeat_ms) {
+        return bad(format!(
+            "a heartbeat every {} ms is out of bounds (100 ms to 1 h)",
+            layout.heartbeat_ms
+        ));
+    }
     if layout.n == 0 || layout.n > MAX_PARTICLES || layout.parts == 0 || layout.parts > MAX_PARTS {
         return bad(format!(
             "{} particles in {} partitions is out of bounds",
@@ -382,6 +388,7 @@ mod tests {
             observed: vec![0],
             n: 100,
             parts: 4,
+            heartbeat_ms: 1000,
         }
     }
 
@@ -418,6 +425,9 @@ mod tests {
         let mut big = layout(run.join("pass-000001"));
         big.parts = MAX_PARTS + 1;
         assert!(check_layout(&big, &root).is_err());
+        let mut busy = layout(run.join("pass-000001"));
+        busy.heartbeat_ms = 0;
+        assert!(check_layout(&busy, &root).is_err());
     }
 
     #[test]

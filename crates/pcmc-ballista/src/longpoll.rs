@@ -12,7 +12,16 @@
 //! submission. The executor's task statuses are handed over on the first
 //! ask only; the repeated asks carry none. Only an executor with every slot
 //! free is held (one with a task running must report its status when the
-//! task ends). Every other call goes straight through.
+//! task ends).
+//!
+//! A job whose driver goes away is cancelled: the driver follows its job
+//! on the stream `execute_query_push` returns, and when that stream is
+//! dropped before the job ended (the driver gave up, exited or lost its
+//! connection) the job is cancelled on the scheduler, so no orphan job
+//! keeps executors busy. Ballista's stream names the job only when it ends,
+//! so the job is found by its name (pcmc's driver gives every job its own)
+//! among the scheduler's active jobs. Every other call goes straight
+//! through.
 
 use ballista_core::serde::protobuf::scheduler_grpc_server::SchedulerGrpc;
 use ballista_core::serde::protobuf::{
@@ -23,31 +32,114 @@ use ballista_core::serde::protobuf::{
     PollWorkResult, RegisterExecutorParams, RegisterExecutorResult, RemoveSessionParams,
     RemoveSessionResult, UpdateTaskStatusParams, UpdateTaskStatusResult,
 };
+use futures::Stream;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tonic::{Request, Response, Status};
 
 /// How often a held poll asks the scheduling state again.
 pub const RECHECK: Duration = Duration::from_millis(2);
 
+/// Finds the id of the active (queued or running) job with a given name.
+pub type JobFinder = Arc<
+    dyn Fn(String) -> Pin<Box<dyn std::future::Future<Output = Option<String>> + Send>>
+        + Send
+        + Sync,
+>;
+
 /// A scheduler service whose idle polls wait for work (see the module).
 pub struct LongPoll<S> {
     inner: Arc<S>,
     hold: Duration,
+    find: JobFinder,
 }
 
 impl<S> LongPoll<S> {
     /// Wraps `inner`, holding idle polls for at most `hold` (keep it well
-    /// below the executor timeout: a held poll is the executor's heartbeat).
-    pub fn new(inner: S, hold: Duration) -> Self {
+    /// below the executor timeout: a held poll is the executor's heartbeat);
+    /// `find` looks up an abandoned job by its name.
+    pub fn new(inner: S, hold: Duration, find: JobFinder) -> Self {
         LongPoll {
             inner: Arc::new(inner),
             hold,
+            find,
         }
     }
 }
 
 type Reply<T> = Result<Response<T>, Status>;
+
+/// A job's status stream that cancels the job when it is dropped before
+/// the job ended (see the module).
+pub struct CancelOnDrop<S: SchedulerGrpc> {
+    inner: Pin<Box<S::ExecuteQueryPushStream>>,
+    scheduler: Arc<S>,
+    find: JobFinder,
+    name: Option<String>,
+    job: Option<String>,
+    ended: bool,
+}
+
+impl<S: SchedulerGrpc> Stream for CancelOnDrop<S> {
+    type Item = Result<GetJobStatusResult, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        use ballista_core::serde::protobuf::job_status::Status as Js;
+        let next = self.inner.as_mut().poll_next(cx);
+        match &next {
+            Poll::Ready(Some(Ok(r))) => {
+                if let Some(st) = &r.status {
+                    if !st.job_id.is_empty() {
+                        self.job = Some(st.job_id.clone());
+                    }
+                    if matches!(st.status, Some(Js::Successful(_) | Js::Failed(_))) {
+                        self.ended = true;
+                    }
+                }
+            }
+            Poll::Ready(None | Some(Err(_))) => self.ended = true,
+            Poll::Pending => {}
+        }
+        next
+    }
+}
+
+impl<S: SchedulerGrpc> Drop for CancelOnDrop<S> {
+    fn drop(&mut self) {
+        if self.ended {
+            return;
+        }
+        let (job, name) = (self.job.take(), self.name.take());
+        if job.is_none() && name.is_none() {
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (scheduler, find) = (self.scheduler.clone(), self.find.clone());
+        rt.spawn(async move {
+            let job_id = match (job, name) {
+                (Some(id), _) => id,
+                (None, Some(name)) => match find(name).await {
+                    Some(id) => id,
+                    None => return, // it ended meanwhile
+                },
+                (None, None) => return,
+            };
+            tracing::warn!("job {job_id}: its driver went away before it ended; cancelling it");
+            if let Err(e) = scheduler
+                .cancel_job(Request::new(CancelJobParams {
+                    job_id: job_id.clone(),
+                }))
+                .await
+            {
+                tracing::warn!("job {job_id}: cancelling failed: {e}");
+            }
+        });
+    }
+}
 
 /// The executor's task slots, from its registration in the poll.
 fn total_vcores(p: &PollWorkParams) -> Option<u32> {
@@ -120,13 +212,33 @@ impl<S: SchedulerGrpc> SchedulerGrpc for LongPoll<S> {
         self.inner.remove_session(r).await
     }
 
-    type ExecuteQueryPushStream = S::ExecuteQueryPushStream;
+    type ExecuteQueryPushStream = CancelOnDrop<S>;
 
     async fn execute_query_push(
         &self,
         r: Request<ExecuteQueryParams>,
     ) -> Reply<Self::ExecuteQueryPushStream> {
-        self.inner.execute_query_push(r).await
+        let name = r
+            .get_ref()
+            .settings
+            .iter()
+            .find(|s| s.key == ballista_core::config::BALLISTA_JOB_NAME)
+            .and_then(|s| s.value.clone())
+            .filter(|n| !n.is_empty());
+        let reply = self.inner.execute_query_push(r).await?;
+        let (metadata, stream, extensions) = reply.into_parts();
+        Ok(Response::from_parts(
+            metadata,
+            CancelOnDrop {
+                inner: Box::pin(stream),
+                scheduler: self.inner.clone(),
+                find: self.find.clone(),
+                name,
+                job: None,
+                ended: false,
+            },
+            extensions,
+        ))
     }
 
     async fn execute_query(&self, r: Request<ExecuteQueryParams>) -> Reply<ExecuteQueryResult> {

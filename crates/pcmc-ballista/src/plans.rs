@@ -77,6 +77,11 @@ pub struct Layout {
     pub n: usize,
     /// Partitions P (tasks per job).
     pub parts: usize,
+    /// How often (ms) a running advance task shows it is alive, by touching
+    /// its beat file ([`Layout::beat_file`]): the driver counts a job as
+    /// stuck only when nothing in its step directory has changed for its
+    /// stall timeout, so a legitimately long task is never given up on.
+    pub heartbeat_ms: u64,
 }
 
 impl Layout {
@@ -87,6 +92,11 @@ impl Layout {
     /// Partition `p` of step `k`'s propagated particles (Arrow IPC).
     pub fn part_file(&self, k: u64, p: usize) -> PathBuf {
         self.step_dir(k).join(format!("part-{p:05}.arrow"))
+    }
+    /// The file that partition `p`'s advance task of step `k` touches every
+    /// [`Layout::heartbeat_ms`] while it runs.
+    pub fn beat_file(&self, k: u64, p: usize) -> PathBuf {
+        self.step_dir(k).join("beats").join(format!("p{p:05}"))
     }
     /// Where the tasks of step `k`'s job `job` leave one file per attempt.
     pub fn attempts_dir(&self, k: u64, job: &str) -> PathBuf {
@@ -102,10 +112,87 @@ fn io_err(what: &str, path: &Path, e: impl fmt::Display) -> DataFusionError {
     exec_err(format!("{what} {}: {e}", path.display()))
 }
 
+/// This host's name (empty if unknown).
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// Creates `dir` and every directory between it and the pass directory,
+/// which must exist: the driver makes it before its first job and removes
+/// it when the pass ends or the run gives up, so a task still running for
+/// a job the driver abandoned (cancelled on the scheduler, but already on
+/// an executor) fails here instead of planting files in the work root.
+fn make_dirs(layout: &Layout, dir: &Path) -> DfResult<()> {
+    let pass = &layout.pass_dir;
+    let rest = dir.strip_prefix(pass).map_err(|_| {
+        DataFusionError::Internal(format!(
+            "{} is not inside the pass directory {}",
+            dir.display(),
+            pass.display()
+        ))
+    })?;
+    let mut at = pass.clone();
+    for c in rest.components() {
+        at.push(c);
+        match std::fs::create_dir(&at) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(exec_err(format!(
+                    "the pass directory {} is gone on host {} (its run ended or gave up, or this executor's work root is not the driver's shared directory)",
+                    pass.display(),
+                    host_name()
+                )));
+            }
+            Err(e) => return Err(io_err("cannot create", &at, e)),
+        }
+    }
+    if !at.is_dir() {
+        return Err(exec_err(format!("{} is not a directory", at.display())));
+    }
+    Ok(())
+}
+
+/// While alive, touches a task's beat file every period (first after one
+/// period, so short tasks never do); stops when dropped. A thread, not an
+/// async task: the propagation it vouches for keeps the runtime's threads
+/// busy.
+struct Heartbeat {
+    _stop: std::sync::mpsc::Sender<()>,
+}
+
+impl Heartbeat {
+    fn start(layout: &Layout, file: PathBuf) -> Heartbeat {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let period = std::time::Duration::from_millis(layout.heartbeat_ms.max(1));
+        let layout = layout.clone();
+        let _ = std::thread::Builder::new()
+            .name("pcmc-task-beat".into())
+            .spawn(move || {
+                let mut beats = 0u64;
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(period)
+                {
+                    beats += 1;
+                    let dir = file.parent().expect("beat files live in a directory");
+                    // The content changes with every beat: a new size or
+                    // time is what the driver looks for.
+                    if make_dirs(&layout, dir).is_err()
+                        || std::fs::write(&file, beats.to_string()).is_err()
+                    {
+                        return; // the pass is gone: nobody is watching
+                    }
+                }
+            });
+        Heartbeat { _stop: tx }
+    }
+}
+
 /// Records an attempt of task `p` in `dir` (one new file per attempt), so
 /// that the driver can count the tasks the cluster ran again.
-fn mark_attempt(dir: &Path, p: usize) -> DfResult<()> {
-    std::fs::create_dir_all(dir).map_err(|e| io_err("cannot create", dir, e))?;
+fn mark_attempt(layout: &Layout, dir: &Path, p: usize) -> DfResult<()> {
+    make_dirs(layout, dir)?;
     for a in 0..10_000u32 {
         let f = dir.join(format!("p{p:05}-a{a:04}"));
         match std::fs::OpenOptions::new()
@@ -141,9 +228,14 @@ fn read_ipc(path: &Path) -> DfResult<Vec<RecordBatch>> {
 /// Writes `batches` to `path` atomically (a temporary file renamed into
 /// place), so that a reader never sees a partial file and a task run again
 /// replaces its earlier output with identical content.
-fn write_ipc(path: &Path, schema: &SchemaRef, batches: &[RecordBatch]) -> DfResult<()> {
+fn write_ipc(
+    layout: &Layout,
+    path: &Path,
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+) -> DfResult<()> {
     let dir = path.parent().expect("part files live in a step directory");
-    std::fs::create_dir_all(dir).map_err(|e| io_err("cannot create", dir, e))?;
+    make_dirs(layout, dir)?;
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
@@ -315,7 +407,7 @@ impl InitialExec {
     }
 
     async fn run(self, p: usize) -> DfResult<RecordBatch> {
-        mark_attempt(&self.layout.attempts_dir(0, "advance"), p)?;
+        mark_attempt(&self.layout, &self.layout.attempts_dir(0, "advance"), p)?;
         let schema = self.props.eq_properties.schema().clone();
         initial_slice(&schema, self.layout.n, self.layout.parts, p)
             .map_err(|e| exec_err(e.to_string()))
@@ -365,7 +457,7 @@ impl ResampleScanExec {
 
     async fn run(self, q: usize) -> DfResult<RecordBatch> {
         let k = self.wire.step;
-        mark_attempt(&self.layout.attempts_dir(k + 1, "advance"), q)?;
+        mark_attempt(&self.layout, &self.layout.attempts_dir(k + 1, "advance"), q)?;
         let out_schema = self.props.eq_properties.schema().clone();
         let layout = self.layout;
         let firsts = first_offspring(&self.wire, layout.n, layout.parts)?;
@@ -475,7 +567,11 @@ impl PropScanExec {
     }
 
     async fn run(self, p: usize) -> DfResult<RecordBatch> {
-        mark_attempt(&self.layout.attempts_dir(self.step, "sums"), p)?;
+        mark_attempt(
+            &self.layout,
+            &self.layout.attempts_dir(self.step, "sums"),
+            p,
+        )?;
         let schema = self.props.eq_properties.schema().clone();
         let batches = read_ipc(&self.layout.part_file(self.step, p))?;
         Ok(concat_batches(&schema, &batches)?)
@@ -494,13 +590,51 @@ impl DisplayAs for PropScanExec {
 
 token_plan!(PropScanExec, "PropScanExec");
 
+/// What a probe task checks of the shared work directory: that the file
+/// [`SharedCheck::FILE`] in the layout's pass directory holds `nonce`, i.e.
+/// that the executor sees the driver's directory, not a node-local one at
+/// the same path.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SharedCheck {
+    /// A pass directory of the run (confined like every layout).
+    pub layout: Layout,
+    /// What the driver wrote.
+    pub nonce: String,
+    /// Why this executor refused the layout (set when decoding; the check
+    /// then reads nothing and reports this).
+    #[serde(skip)]
+    pub refused: Option<String>,
+}
+
+impl SharedCheck {
+    /// The nonce file's name in the pass directory.
+    pub const FILE: &'static str = "nonce";
+
+    /// Empty if this process sees the nonce, else why not.
+    fn verdict(&self) -> String {
+        if let Some(why) = &self.refused {
+            return why.clone();
+        }
+        let f = self.layout.pass_dir.join(Self::FILE);
+        match std::fs::read_to_string(&f) {
+            Ok(s) if s == self.nonce => String::new(),
+            Ok(_) => format!("{} holds another run's nonce", f.display()),
+            Err(e) => format!("cannot read {}: {e}", f.display()),
+        }
+    }
+}
+
 /// A probe of the cluster: each of its tasks holds its slot for `hold_ms`
 /// milliseconds and returns the process id and host name of the executor
-/// that ran it, so that a driver can see which executors take tasks.
+/// that ran it (so that a driver can see which executors take tasks) and,
+/// with a [`SharedCheck`], whether that executor sees the driver's work
+/// directory (empty) or why not.
 #[derive(Debug, Clone)]
 pub struct ProbeExec {
     /// Milliseconds each task holds its slot.
     pub hold_ms: u64,
+    /// The work directory check, if any.
+    pub shared: Option<SharedCheck>,
     tokens: Arc<dyn ExecutionPlan>,
     props: Arc<PlanProperties>,
 }
@@ -511,12 +645,20 @@ impl ProbeExec {
         let schema = Arc::new(Schema::new(vec![
             Field::new("pid", DataType::UInt64, false),
             Field::new("host", DataType::Utf8, false),
+            Field::new("shared", DataType::Utf8, false),
         ]));
         ProbeExec {
             hold_ms,
+            shared: None,
             props: token_properties(schema, &tokens),
             tokens,
         }
+    }
+
+    /// The probe that also makes `shared`'s check.
+    pub fn checking(mut self, shared: Option<SharedCheck>) -> Self {
+        self.shared = shared;
+        self
     }
 
     async fn run(self, _p: usize) -> DfResult<RecordBatch> {
@@ -524,14 +666,18 @@ impl ProbeExec {
         let hold = std::time::Duration::from_millis(self.hold_ms);
         {
             tokio::time::sleep(hold).await;
-            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .map(|h| h.trim().to_string())
+            let host = host_name();
+            let shared = self
+                .shared
+                .as_ref()
+                .map(SharedCheck::verdict)
                 .unwrap_or_default();
             Ok(RecordBatch::try_new(
                 s,
                 vec![
                     Arc::new(UInt64Array::from(vec![u64::from(std::process::id())])),
                     Arc::new(datafusion::arrow::array::StringArray::from(vec![host])),
+                    Arc::new(datafusion::arrow::array::StringArray::from(vec![shared])),
                 ],
             )?)
         }
@@ -660,7 +806,9 @@ impl ExecutionPlan for SpillExec {
         let layout = self.layout.clone();
         let step = self.step;
         Ok(once_stream(summary_schema(), async move {
+            let beat = Heartbeat::start(&layout, layout.beat_file(step, partition));
             let batches: Vec<RecordBatch> = input.try_collect().await?;
+            drop(beat);
             // The slice these particles belong to names the file.
             let first = batches
                 .iter()
@@ -669,7 +817,12 @@ impl ExecutionPlan for SpillExec {
                 .map(|c| c.value(0))
                 .ok_or_else(|| exec_err("SpillExec: a partition without particles"))?;
             let partition = slice_of(first, layout.n, layout.parts);
-            write_ipc(&layout.part_file(step, partition), &in_schema, &batches)?;
+            write_ipc(
+                &layout,
+                &layout.part_file(step, partition),
+                &in_schema,
+                &batches,
+            )?;
             let mut rows = 0u64;
             let mut max = f64::NEG_INFINITY;
             let mut counters = [0u64; 4];

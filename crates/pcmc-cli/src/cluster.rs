@@ -403,7 +403,9 @@ impl LocalCluster {
         for _ in 0..executors {
             c.add_executor()?;
         }
-        c.wait(executors)?;
+        if executors > 0 {
+            c.wait(executors)?;
+        }
         Ok(c)
     }
 
@@ -461,9 +463,27 @@ impl LocalCluster {
     /// # Errors
     /// No free port or the process cannot start.
     pub fn add_executor(&mut self) -> Result<()> {
+        self.add_executor_wrapped(&[])
+    }
+
+    /// [`LocalCluster::add_executor`] with the executor's command line
+    /// after `wrapper` (a program and its arguments that end by running
+    /// the rest, e.g. `unshare` giving it a file system view of its own);
+    /// an empty `wrapper` runs it directly.
+    ///
+    /// # Errors
+    /// As [`LocalCluster::add_executor`].
+    pub fn add_executor_wrapped(&mut self, wrapper: &[&str]) -> Result<()> {
         self.started += 1;
         let address_file = self.dir.join(format!("executor-{}.addr", self.started));
-        let mut cmd = std::process::Command::new(&self.exe);
+        let mut cmd = match wrapper.split_first() {
+            Some((prog, args)) => {
+                let mut c = std::process::Command::new(prog);
+                c.args(args).arg(&self.exe);
+                c
+            }
+            None => std::process::Command::new(&self.exe),
+        };
         cmd.args(["cluster", "executor", "--scheduler"])
             .arg(format!("127.0.0.1:{}", self.port))
             .args(["--bind", "127.0.0.1:0"])

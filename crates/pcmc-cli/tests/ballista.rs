@@ -334,6 +334,259 @@ fn an_executor_killed_during_a_task_has_that_task_rerun_by_ballista() {
     assert_eq!(c["jobs_resubmitted"], 0, "{c}\n{err}");
 }
 
+/// Flags of the long-task runs: lv12-quick with 1200 particles in one
+/// partition (tasks of ~0.75 s here), one kept iteration.
+const LONG_TASKS: [&str; 6] = [
+    "--particles",
+    "1200",
+    "--iterations",
+    "1",
+    "--partitions",
+    "1",
+];
+
+/// rayon's chain for [`LONG_TASKS`], computed once for the tests that need it.
+fn long_task_reference() -> &'static [u8] {
+    static REF: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    REF.get_or_init(|| {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("rayon");
+        ok(&run(
+            &dir,
+            "lv12-quick.toml",
+            &["--threads", "2", "--particles", "1200", "--iterations", "1"],
+        ));
+        chain(&dir)
+    })
+}
+
+/// `cluster_args` for [`LONG_TASKS`] with `extra` added.
+fn long_task_args(cluster: &LocalCluster, extra: &[&str]) -> Vec<String> {
+    let mut args = cluster_args(cluster, "1", &LONG_TASKS[..4]);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+fn signal(pid: u32, sig: &str) {
+    let st = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(st.success(), "kill -{sig} {pid}");
+}
+
+#[test]
+fn jobs_longer_than_the_stall_timeout_finish_while_their_tasks_beat() {
+    // The stall timeout is 0.5 s and every advance job takes longer (its
+    // one task propagates 1200 particles): the driver gives up only on a
+    // job whose step directory stops changing, and a running task touches
+    // its beat file every 100 ms. (Bounding the whole job instead, as
+    // before, exits 75 at the first step.)
+    let expected = long_task_reference();
+    let tmp = tempfile::tempdir().unwrap();
+    let cluster = start(&tmp.path().join("cluster"), 1);
+    let dir = tmp.path().join("run");
+    let out = run_args(
+        &dir,
+        "lv12-quick.toml",
+        &strs(&long_task_args(&cluster, &[])),
+    )
+    .env("PCMC_BALLISTA_JOB_TIMEOUT", "0.5")
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        cluster.logs()
+    );
+    assert_eq!(chain(&dir), expected);
+    let s = summary(&dir);
+    let advance_jobs = s["cluster"]["jobs"].as_f64().unwrap() / 2.0;
+    let per_job = s["stages"]["propagate"].as_f64().unwrap() / advance_jobs;
+    eprintln!("advance jobs of {per_job:.3} s on average, stall timeout 0.5 s");
+    assert!(
+        per_job > 0.5,
+        "jobs of {per_job} s prove nothing: make the tasks longer"
+    );
+}
+
+#[test]
+fn a_stalled_job_is_given_up_cancelled_and_leaves_the_work_root_empty() {
+    // The only executor is frozen (SIGSTOP) while its task runs: no
+    // progress for the stall timeout (2 s), so the driver checkpoints and
+    // exits 75; the scheduler cancels the abandoned job; once thawed, the
+    // executor's late task finds its pass directory gone and writes
+    // nothing; and `--resume` on the same cluster finishes rayon's chain.
+    let expected = long_task_reference();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cluster = start(&tmp.path().join("cluster"), 1);
+    let dir = tmp.path().join("run");
+    let args = long_task_args(&cluster, &["--checkpoint-every", "1"]);
+    let mut child = run_args(&dir, "lv12-quick.toml", &strs(&args))
+        .env("PCMC_BALLISTA_JOB_TIMEOUT", "2")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_checkpoint(&mut child, &dir);
+    assert!(
+        wait_for_running_task(&mut cluster, 0, &mut child, Duration::from_millis(50)),
+        "the run ended before a task was seen running"
+    );
+    let pid = cluster.executors()[0].id();
+    signal(pid, "STOP");
+    let frozen = Instant::now();
+    let (status, err) = finish(&mut child, Duration::from_secs(120));
+    let took = frozen.elapsed();
+    signal(pid, "CONT");
+    assert_eq!(status.code(), Some(75), "{err}");
+    assert!(err.contains("no progress for 2 s"), "{err}");
+    assert!(err.contains("--resume"), "{err}");
+    eprintln!("given up {took:?} after the executor froze");
+    // The scheduler cancelled the job its driver abandoned.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !cluster.scheduler().log().contains("cancelling it") {
+        assert!(
+            Instant::now() < deadline,
+            "no job cancelled:\n{}",
+            cluster.logs()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The thawed executor ends its late task without writing anything.
+    let mut seen = std::collections::HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !running_tasks(&cluster.executors()[0].log(), &mut seen).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the late task never ended:\n{}",
+            cluster.logs()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let work = cluster.work_root();
+    let left: Vec<_> = walkdir(&work);
+    assert!(
+        left.is_empty(),
+        "left in the work root: {left:?}\n{}",
+        cluster.logs()
+    );
+    // The cluster is whole again: the run resumes to rayon's chain.
+    let mut resume = args.clone();
+    resume.push("--resume".into());
+    let out = run(&dir, "lv12-quick.toml", &strs(&resume));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(chain(&dir), expected);
+}
+
+/// Polls until the run writing into `dir` has written its first checkpoint
+/// (at most 300 s).
+fn wait_for_checkpoint(child: &mut Child, dir: &Path) {
+    let cp = dir.join("checkpoint.json");
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !cp.exists() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended without a checkpoint"
+        );
+        assert!(Instant::now() < deadline, "no checkpoint in 300 s");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Every path below `dir`.
+fn walkdir(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        out.push(e.path());
+        if e.path().is_dir() {
+            out.extend(walkdir(&e.path()));
+        }
+    }
+    out
+}
+
+#[test]
+fn a_signal_during_an_iteration_stops_the_run_between_two_jobs() {
+    // SIGUSR1 (Slurm's warning before the end of a job's time) lands while
+    // the first job of an iteration runs: the run stops before its next
+    // job instead of at the end of the iteration, with the checkpoint of
+    // the iteration before, and `--resume` finishes rayon's chain.
+    let expected = long_task_reference();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cluster = start(&tmp.path().join("cluster"), 1);
+    let dir = tmp.path().join("run");
+    let args = long_task_args(&cluster, &["--checkpoint-every", "1"]);
+    let mut child = spawn_run(&dir, "lv12-quick.toml", &strs(&args));
+    // An iteration has just ended when its checkpoint appears; the task
+    // running then is the next iteration's first.
+    wait_for_checkpoint(&mut child, &dir);
+    assert!(
+        wait_for_running_task(&mut cluster, 0, &mut child, Duration::ZERO),
+        "the run ended before the next iteration's task was seen"
+    );
+    signal(child.id(), "USR1");
+    let (status, err) = finish(&mut child, Duration::from_secs(120));
+    assert_eq!(status.code(), Some(75), "{err}");
+    assert!(
+        err.contains("stopped by a signal during iteration"),
+        "{err}"
+    );
+    let resume = [args.clone(), vec!["--resume".into()]].concat();
+    let out = run(&dir, "lv12-quick.toml", &strs(&resume));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(chain(&dir), expected);
+}
+
+#[test]
+fn an_executor_that_does_not_see_the_work_directory_is_named_before_the_first_step() {
+    // The executor runs in a mount namespace of its own with an empty
+    // tmpfs over the work root: the same path, another directory, as a
+    // node-local directory on a real cluster. The run's probe finds it
+    // before the first step and exits 2 naming the directory and host.
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cluster = start(&tmp.path().join("cluster"), 0);
+    let work = cluster.work_root();
+    std::fs::create_dir_all(&work).unwrap();
+    let work_s = work.display().to_string();
+    cluster
+        .add_executor_wrapped(&[
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            "mount -t tmpfs pcmc-node-local \"$0\" && exec \"$@\"",
+            &work_s,
+        ])
+        .unwrap();
+    cluster.wait(1).unwrap();
+    let dir = tmp.path().join("run");
+    let out = run(
+        &dir,
+        "lv12-quick.toml",
+        &strs(&cluster_args(&cluster, "1", &SHORT)),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}\n{}", cluster.logs());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert!(err.contains("does not see the work directory"), "{err}");
+    assert!(err.contains(&work_s), "{err}");
+    assert!(err.contains(host.trim()), "{err}");
+    assert!(!dir.join("chain.csv").exists() || common::chain_lines(&dir) <= 1);
+}
+
 #[test]
 fn losing_the_scheduler_checkpoints_exits_75_and_resume_finishes_the_chain() {
     let tmp = tempfile::tempdir().unwrap();

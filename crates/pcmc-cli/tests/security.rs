@@ -151,6 +151,7 @@ async fn submit_spill(
         observed: vec![0],
         n: 10,
         parts: 1,
+        heartbeat_ms: 1000,
     };
     let plan = Arc::new(SpillExec::new(
         tokens(1).map_err(|e| e.to_string())?,

@@ -46,6 +46,11 @@ pub enum Error {
     /// cluster is back.
     #[error("cluster unavailable: {0}")]
     Unavailable(String),
+    /// The run's stop flag was set (a signal) while a likelihood estimate
+    /// was in progress: the estimate was abandoned between two of the
+    /// executor's jobs, and the iteration must be taken again on resume.
+    #[error("interrupted by a signal during a likelihood estimate")]
+    Interrupted,
 }
 
 impl Error {

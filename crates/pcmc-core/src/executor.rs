@@ -81,6 +81,16 @@ pub trait LikelihoodExecutor {
         1
     }
 
+    /// Gives the executor the run's stop flag (set by SIGTERM, SIGINT,
+    /// SIGUSR1). An executor whose estimate takes many round trips (one
+    /// cluster job per step) checks it between them and returns
+    /// [`crate::Error::Interrupted`], so that a signal's warning time is
+    /// enough to checkpoint; the others ignore it (the run checks the flag
+    /// after every iteration).
+    fn stop_on(&mut self, flag: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+        let _ = flag;
+    }
+
     /// Whether this process writes outputs (rank 0 of a distributed run;
     /// always true in a single process).
     fn is_root(&self) -> bool {

@@ -93,6 +93,7 @@ pub(super) fn iterate(
         // Where to go back to if the cluster is lost during the iteration.
         let before = (r.states.clone(), r.stats.clone());
         let mut lost = None;
+        let mut cut = false;
         let mut mine = Vec::new();
         for (i, st) in r.states.iter_mut().enumerate() {
             if !s.group.runs(i) {
@@ -102,6 +103,10 @@ pub(super) fn iterate(
                 Ok(rec) => rec,
                 Err(pcmc_core::Error::Unavailable(why)) => {
                     lost = Some(why);
+                    break;
+                }
+                Err(pcmc_core::Error::Interrupted) => {
+                    cut = true;
                     break;
                 }
                 Err(e) => return Err(e.into()),
@@ -118,6 +123,26 @@ pub(super) fn iterate(
                 accepted: rec.accepted,
                 kept: rec.kept,
             });
+        }
+        if cut {
+            // A signal during the iteration: back to its start, which the
+            // resumed run takes again (every estimate is keyed, so the
+            // chain is the same).
+            (r.states, r.stats) = before;
+            r.save(s, it - 1)?;
+            progress.finish();
+            if let Some(w) = r.writer.take() {
+                w.finish()?;
+            }
+            if s.root {
+                tracing::warn!(
+                    "stopped by a signal during iteration {it}; checkpoint written after iteration {}: continue with `pcmc run {} --out {} --resume`",
+                    it - 1,
+                    s.job_path.display(),
+                    s.dir.display()
+                );
+            }
+            return Ok(RunOutcome::Interrupted);
         }
         if let Some(why) = lost {
             (r.states, r.stats) = before;

@@ -98,9 +98,10 @@ pub struct RunRecord {
     pub stats: Option<RunStats>,
 }
 
-/// Environment variable: the longest wait in seconds for one job on a
-/// Ballista cluster before the run stops as if the cluster were gone
-/// (default 600).
+/// Environment variable: how long (seconds, decimals allowed) a job on a
+/// Ballista cluster may go without progress — no task started, beating or
+/// finished — before the run stops as if the cluster were gone (default
+/// 600). A job that keeps making progress may take as long as it needs.
 pub const JOB_TIMEOUT_ENV: &str = "PCMC_BALLISTA_JOB_TIMEOUT";
 
 /// Options of `pcmc run` that are not job settings.
@@ -144,6 +145,7 @@ pub fn run(job_path: &Path, ov: &Overrides, opts: RunOptions) -> Result<RunOutco
     // iteration boundary, after a checkpoint.
     let stop = iterate::signal_flag()?;
     let mut s = setup::setup(job_path, ov, opts)?;
+    s.exec.stop_on(stop.clone());
     let mut r = open::open_run(&mut s, opts)?;
     match iterate::iterate(&mut s, &mut r, &stop)? {
         RunOutcome::Finished => {}

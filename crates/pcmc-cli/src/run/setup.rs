@@ -164,15 +164,27 @@ fn ballista_executor(c: &ClusterTarget, partitions: usize) -> Result<Box<dyn Lik
     let mut cfg = pcmc_ballista::ClusterConfig::new(&c.scheduler, partitions, c.work_dir.clone());
     cfg.token = Some(crate::cluster::load_token(c.token_file.as_deref())?);
     if let Ok(v) = std::env::var(JOB_TIMEOUT_ENV) {
-        let secs: u64 = v.trim().parse().ok().filter(|s| *s >= 1).ok_or_else(|| {
-            InputError::flag(
-                JOB_TIMEOUT_ENV,
-                format!("{v:?} is not a number of seconds of at least 1"),
-            )
-        })?;
-        cfg.job_timeout = Duration::from_secs(secs);
+        let secs: f64 = v
+            .trim()
+            .parse()
+            .ok()
+            .filter(|s: &f64| s.is_finite() && *s >= 0.1 && *s <= 1e7)
+            .ok_or_else(|| {
+                InputError::flag(
+                    JOB_TIMEOUT_ENV,
+                    format!("{v:?} is not a number of seconds between 0.1 and 10^7"),
+                )
+            })?;
+        cfg.stall_timeout = Duration::from_secs_f64(secs);
     }
-    Ok(Box::new(pcmc_ballista::BallistaExecutor::new(cfg)?))
+    match pcmc_ballista::BallistaExecutor::new(cfg) {
+        Ok(e) => Ok(Box::new(e)),
+        // A bad address, secret or work directory is the user's to fix.
+        Err(pcmc_core::Error::Setting { field, reason }) => {
+            Err(InputError::flag(&field, reason).into())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 #[cfg(not(feature = "ballista"))]
