@@ -158,7 +158,7 @@ check "array: the tasks ran on different nodes" test -n "$h0" -a -n "$h1" -a "$h
 echo "== 5. MPI: a node lost mid-run, the job requeued and resumed"
 out="$WORK/mpi-loss"
 id=$(sbatch --parsable -N 2 --ntasks 2 --ntasks-per-node 1 --output="$out.out" \
-    slurm/pcmc-mpi.sbatch jobs/lv12-quick.toml "$out" --quiet --particles 400 --chains 1 --checkpoint-every 1)
+    slurm/pcmc-mpi.sbatch jobs/lv12-quick.toml "$out" --particles 400 --chains 1 --checkpoint-every 1)
 for _ in $(seq 1 1500); do
     [ "$({ wc -l <"$out/chain.csv"; } 2>/dev/null || echo 0)" -gt 1 ] && break
     sleep 0.2
@@ -235,7 +235,7 @@ if sched=$(start_scheduler 3); then
     echo "     the driver exited $rc, $took s after the scheduler's node was cut off"
     check "scheduler cut off: the driver exits 75" test "$rc" = 75
     check "scheduler cut off: within the stall timeout (10 s) + 20 s" test "$took" -le 30
-    for pid in "${cut_pids[@]}"; do kill -9 "$pid" 2>/dev/null; done
+    for pid in "${cut_pids[@]}"; do { kill -9 "$pid" && wait "$pid"; } 2>/dev/null; done
     cut_pids=()
     ip -n pcmc-node3 link set eth0 up
     if sched=$(start_scheduler 4); then
@@ -248,7 +248,7 @@ if sched=$(start_scheduler 3); then
         bad "scheduler cut off: the new scheduler did not start"
     fi
     check "scheduler cut off: chain = direct rayon chain" same "$WORK/ref-loss/chain.csv" "$cut/run/chain.csv"
-    for pid in "${cut_pids[@]}"; do kill -9 "$pid" 2>/dev/null; done
+    for pid in "${cut_pids[@]}"; do { kill -9 "$pid" && wait "$pid"; } 2>/dev/null; done
 else
     bad "scheduler cut off: the scheduler did not start on node3"
 fi

@@ -293,6 +293,7 @@ pub fn summary_json(s: &SummaryInput<'_>) -> Value {
                     } else {
                         Value::Null
                     },
+                    "passes_stopped_at_start": st.early.stopped_at_start,
                     "particle_intervals_skipped": st.early.intervals_skipped,
                     "events_saved_estimate": st.early.events_saved,
                     "events_saved_fraction": if st.ssa_events + st.early.events_saved > 0 {

@@ -129,14 +129,22 @@ pub struct FilterProblem {
     /// `Σ_{j ≥ k} (|B_j| + ln N + 64)`: the magnitude of what the remaining
     /// increments add, for the rounding margin.
     bound_scale: Vec<f64>,
+    /// `Σ_{j ≥ k} R_j`, `R_j` how far rounding can lift a computed
+    /// observation density above the computed bound `B_j`
+    /// ([`ObservationModel::log_density_rounding`]).
+    bound_rounding: Vec<f64>,
 }
 
-/// Relative margin of [`FilterProblem::cannot_accept`]. The log-likelihood
-/// is a sum of at most a few thousand increments, each computed with a
-/// handful of correctly rounded operations (relative error ~10⁻¹⁶ each), so
-/// the computed estimate exceeds the exact bound by less than ~10⁻¹³ of the
-/// magnitudes involved; 10⁻⁹ leaves four orders of magnitude to spare and
-/// costs ~10⁻⁶ nats of rejection power.
+/// Relative margin of [`FilterProblem::cannot_accept`] for the sums. The
+/// log-likelihood is a sum of at most a few thousand increments, each
+/// computed with a handful of correctly rounded operations (relative error
+/// ~10⁻¹⁶ each), so summing them and the bounds errs by less than ~10⁻¹³ of
+/// the magnitudes involved; 10⁻⁹ leaves four orders of magnitude to spare
+/// and costs ~10⁻⁶ nats of rejection power. How far a computed observation
+/// density can exceed its computed bound is a separate, absolute term
+/// derived from the observation model's formula
+/// ([`ObservationModel::log_density_rounding`]): for Poisson counts of
+/// 10⁸–10⁹ it is far larger than this relative margin.
 pub const EARLY_REJECTION_MARGIN: f64 = 1e-9;
 
 impl FilterProblem {
@@ -202,10 +210,13 @@ impl FilterProblem {
         let ln_n = (config.particles as f64).ln();
         let mut bound_suffix = vec![0.0; k + 1];
         let mut bound_scale = vec![0.0; k + 1];
+        let mut bound_rounding = vec![0.0; k + 1];
         for j in (0..k).rev() {
             let b = observation.log_density_bound(data.row(j));
             bound_suffix[j] = bound_suffix[j + 1] + b;
             bound_scale[j] = bound_scale[j + 1] + b.abs() + ln_n + 64.0;
+            bound_rounding[j] =
+                bound_rounding[j + 1] + observation.log_density_rounding(data.row(j));
         }
         Ok(FilterProblem {
             network,
@@ -216,6 +227,7 @@ impl FilterProblem {
             config,
             bound_suffix,
             bound_scale,
+            bound_rounding,
         })
     }
 
@@ -228,7 +240,9 @@ impl FilterProblem {
     /// log-weight, is at most the observation density's bound `B_k`
     /// ([`ObservationModel::log_density_bound`]). So the final estimate is at
     /// most `partial + Σ_{k ≥ done} B_k`, plus rounding, covered by a margin
-    /// of [`EARLY_REJECTION_MARGIN`] times the magnitudes involved. The test
+    /// of [`EARLY_REJECTION_MARGIN`] times the magnitudes involved and by
+    /// each observation model's own rounding bound
+    /// ([`ObservationModel::log_density_rounding`]). The test
     /// is evaluated by the same monotone expression as the final decision
     /// ([`AcceptTest::accepts`]), so a pass stopped here would have been
     /// rejected had it run to the end: the chain is unchanged.
@@ -239,7 +253,8 @@ impl FilterProblem {
         if done >= self.data.len() {
             return false;
         }
-        let margin = EARLY_REJECTION_MARGIN * (1.0 + partial.abs() + self.bound_scale[done]);
+        let margin = EARLY_REJECTION_MARGIN * (1.0 + partial.abs() + self.bound_scale[done])
+            + self.bound_rounding[done];
         let upper = partial + self.bound_suffix[done] + margin;
         upper.is_finite() && !test.accepts(upper)
     }

@@ -225,6 +225,42 @@ impl ObservationModel {
         lp
     }
 
+    /// A bound on how far rounding can lift a computed
+    /// [`ObservationModel::log_density`]`(y, x)` above the computed
+    /// [`ObservationModel::log_density_bound`]`(y)` for any state `x`
+    /// (the exact density never exceeds the exact bound).
+    ///
+    /// - Gaussian: 0. Each term is `(−½z² − ln σ) − ln√(2π)` against
+    ///   `(−ln σ) − ln√(2π)` with `−½z² ≤ 0`, and rounding is monotone,
+    ///   so the computed density is at most the computed bound bit for bit.
+    /// - Poisson: `y ln x − x − ln Γ(y+1)` and the bound at `x = y` are
+    ///   rounded independently (the logarithm, the product, two
+    ///   subtractions each within one unit roundoff `u = 2⁻⁵³` of their
+    ///   magnitudes, `ln Γ` within 16 u), so each differs from its exact
+    ///   value by at most `u·(4|y ln x| + 2x + 17 ln Γ(y+1))`. Rounding can
+    ///   matter only where the exact density is within that of the bound,
+    ///   i.e. `x` within a small relative distance of `y`, where the
+    ///   magnitudes are those at `x = y` to within a factor 2: the bound
+    ///   per count is `64 u (y |ln y| + y + ln Γ(y+1)) + 2⁻⁴⁰`, twice the
+    ///   worst case. At `y = 8.7·10⁸` that is 2.6·10⁻⁴ nats, while the
+    ///   density can exceed the bound there by 3.8·10⁻⁶ (2⁻¹⁸).
+    pub fn log_density_rounding(&self, y: &[f64]) -> f64 {
+        match self {
+            ObservationModel::Gaussian { .. } => 0.0,
+            ObservationModel::Poisson => y
+                .iter()
+                .map(|&yv| {
+                    let mag = if yv > 0.0 {
+                        yv * yv.ln().abs() + yv + ln_factorial(yv as u64)
+                    } else {
+                        0.0
+                    };
+                    64.0 * f64::EPSILON / 2.0 * mag + 2f64.powi(-40)
+                })
+                .sum(),
+        }
+    }
+
     /// Log-density of observation row `y` given the observed counts `x`
     /// (one per observed species, same order as `y`).
     #[inline]

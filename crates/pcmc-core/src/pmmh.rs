@@ -127,8 +127,15 @@ pub struct EarlyRejections {
     /// steps left).
     pub intervals_skipped: u64,
     /// SSA events they did not simulate, estimated from each pass's own
-    /// events per observation step before it stopped.
+    /// events per observation step before it stopped (`events × left /
+    /// done`, in exact integer arithmetic). A pass stopped before its first
+    /// step simulated nothing to estimate from and adds nothing here: see
+    /// `stopped_at_start`.
     pub events_saved: u64,
+    /// Passes stopped before simulating any step (the proposal could not be
+    /// accepted whatever the data gave).
+    #[serde(default)]
+    pub stopped_at_start: u64,
 }
 
 impl EarlyRejections {
@@ -138,7 +145,12 @@ impl EarlyRejections {
         let left = (steps - done) as u64;
         self.passes += 1;
         self.intervals_skipped += particles * left;
-        self.events_saved += events / done.max(1) as u64 * left;
+        if done == 0 {
+            self.stopped_at_start += 1;
+        } else {
+            let saved = u128::from(events) * u128::from(left) / done as u128;
+            self.events_saved += u64::try_from(saved).unwrap_or(u64::MAX);
+        }
     }
 
     /// Adds another set of counts.
@@ -146,6 +158,7 @@ impl EarlyRejections {
         self.passes += o.passes;
         self.intervals_skipped += o.intervals_skipped;
         self.events_saved += o.events_saved;
+        self.stopped_at_start += o.stopped_at_start;
     }
 }
 
@@ -662,6 +675,23 @@ impl Pmmh {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn events_saved_multiplies_before_dividing_and_start_stops_are_counted_apart() {
+        let mut e = EarlyRejections::default();
+        // 10 events over 4 of 12 steps: 2.5 per step, 8 steps left → 20
+        // (dividing first gave 2 × 8 = 16).
+        e.record(100, 12, 4, 10);
+        assert_eq!(e.events_saved, 20);
+        // Stopped before the first step: nothing to estimate from.
+        e.record(100, 12, 0, 0);
+        assert_eq!((e.events_saved, e.stopped_at_start, e.passes), (20, 1, 2));
+        assert_eq!(e.intervals_skipped, 100 * 8 + 100 * 12);
+        // Large counts do not overflow the product.
+        let mut big = EarlyRejections::default();
+        big.record(1, 1000, 1, u64::MAX / 2000);
+        assert_eq!(big.events_saved, u64::MAX / 2000 * 999);
+    }
 
     #[test]
     fn cholesky_roundtrip() {

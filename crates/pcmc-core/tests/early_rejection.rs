@@ -60,6 +60,54 @@ fn poisson_bound_is_the_pmf_at_its_mode() {
     }
 }
 
+/// Poisson counts up to 10⁹. A particle one or two counts from the
+/// observation can have a computed log-density above the computed bound
+/// (by 2⁻¹⁸ at y = 871 425 548, x = y − 2: far above the relative sum
+/// margin). With N = 1 a pass's estimate at an observation at t₀ is that
+/// density exactly (the particle's quantised weight is 2⁶²: the increment
+/// is `M + ln 1 − ln 1`), so a threshold one ulp below it must not stop the
+/// pass. (The initial count is a Poisson draw, so the particle's state is
+/// set here through the density rather than through a pass.)
+#[test]
+fn poisson_counts_up_to_a_billion_never_stop_an_acceptable_pass() {
+    let net = Network::immigration_death();
+    let m = ObservationModel::Poisson;
+    let (y, x) = (871_425_548.0, 871_425_546u64);
+    assert!(
+        m.log_density(&[y], [x].into_iter()) > m.log_density_bound(&[y]),
+        "the review's case no longer exceeds its bound: pick another"
+    );
+    let mut rng = StreamKey::new(29, 0, 0, 0, 0, Purpose::Test).rng();
+    let (mut cases, mut above) = (0, 0);
+    for i in 0..3000 {
+        let y = (10f64.powf(rng.random_range(3.0..9.0))).round();
+        let problem = FilterProblem::new(
+            net.clone(),
+            Data::new(&net, vec![0.0], &["X".to_string()], vec![vec![y]]).unwrap(),
+            m.clone(),
+            InitialPrior::new(&net, vec![y]).unwrap(),
+            0.0,
+            FilterConfig::new(1, 1),
+        )
+        .unwrap();
+        let d = [-2i64, -1, 1, 2][i % 4];
+        let x = (y as i64 + d) as u64;
+        let estimate = m.log_density(&[y], [x].into_iter());
+        above += usize::from(estimate > m.log_density_bound(&[y]));
+        assert!(
+            !problem.cannot_accept(0, 0.0, &test_at(estimate.next_down())),
+            "y {y}, x {x}: an acceptable pass would be stopped"
+        );
+        cases += 1;
+    }
+    assert_eq!(cases, 3000);
+    eprintln!("{above} of {cases} densities exceeded their computed bound");
+    assert!(
+        above > 0,
+        "no case needed the rounding bound: the test shows nothing"
+    );
+}
+
 /// A test whose threshold on the proposal's log-likelihood is `threshold`:
 /// `accepts(ℓ)` iff `threshold < ℓ` (up to the rounding of the
 /// subtractions, which the comparisons below avoid by using `log_u` only).
