@@ -472,9 +472,9 @@ impl BallistaExecutor {
                     "did not run the work-directory probe in {} s",
                     limit.as_secs_f64()
                 )),
-                JobError::Failed(e) => {
+                JobError::Failed(e) => self.refused_secret(&e).unwrap_or_else(|| {
                     Error::Executor(format!("ballista: the work-directory probe failed: {e}"))
-                }
+                }),
             })?;
         let _ = std::fs::remove_dir_all(&layout.pass_dir);
         let mut hosts = std::collections::BTreeSet::new();
@@ -548,6 +548,19 @@ impl BallistaExecutor {
         &self.config
     }
 
+    /// The error for a job refused for want of the cluster's secret.
+    fn refused_secret(&self, err: &str) -> Option<Error> {
+        err.contains("Unauthenticated").then(|| {
+            Error::setting(
+                "--token-file / PCMC_CLUSTER_TOKEN",
+                format!(
+                    "the Ballista scheduler at {}:{} refused this run's cluster secret: give the run the secret the cluster was started with",
+                    self.client.host, self.client.port
+                ),
+            )
+        })
+    }
+
     fn unavailable(&self, what: String) -> Error {
         Error::Unavailable(format!(
             "the Ballista scheduler at {}:{} {what}",
@@ -592,14 +605,8 @@ impl BallistaExecutor {
                     )));
                 }
             };
-            if err.contains("Unauthenticated") {
-                return Err(Error::setting(
-                    "--token-file / PCMC_CLUSTER_TOKEN",
-                    format!(
-                        "the Ballista scheduler at {}:{} refused this run's cluster secret: give the run the secret the cluster was started with",
-                        self.client.host, self.client.port
-                    ),
-                ));
+            if let Some(e) = self.refused_secret(&err) {
+                return Err(e);
             }
             if let Err(why) = self.client.reachable() {
                 return Err(
