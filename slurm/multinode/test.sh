@@ -189,13 +189,15 @@ inns() { # inns N COMMAND...: COMMAND in node N's network namespace
     ip netns exec "pcmc-node$n" "$@"
 }
 cut_pids=()
-start_scheduler() { # start_scheduler N: prints its address once published
+start_scheduler() { # start_scheduler N: sets sched to its address once published
+    # (not in a $(…) subshell: its PID must reach cut_pids)
     rm -f "$cut/sched-$1.addr"
+    sched=
     inns "$1" "$PCMC" cluster scheduler --bind "10.232.0.$((10 + $1)):0" --token-file "$cut/token" \
         --address-file "$cut/sched-$1.addr" --executor-timeout 4 >"$cut/sched-$1.log" 2>&1 &
     cut_pids+=($!)
     for _ in $(seq 1 150); do
-        [ -s "$cut/sched-$1.addr" ] && { cat "$cut/sched-$1.addr"; return 0; }
+        [ -s "$cut/sched-$1.addr" ] && { sched=$(cat "$cut/sched-$1.addr"); return 0; }
         sleep 0.2
     done
     return 1
@@ -213,7 +215,7 @@ cut_run() { # cut_run SCHEDULER [flags]: the driver on node1
         --particles 400 --chains 1 --checkpoint-every 1 --executor dataflow --partitions 2 \
         --scheduler "$s" --token-file "$cut/token" --work-dir "$cut/work" "$@"
 }
-if sched=$(start_scheduler 3); then
+if start_scheduler 3; then
     start_executor 2 "$sched"
     start_executor 4 "$sched"
     inns 1 "$PCMC" cluster wait --scheduler "$sched" --executors 2 --token-file "$cut/token" >/dev/null 2>&1
@@ -238,7 +240,7 @@ if sched=$(start_scheduler 3); then
     for pid in "${cut_pids[@]}"; do { kill -9 "$pid" && wait "$pid"; } 2>/dev/null; done
     cut_pids=()
     ip -n pcmc-node3 link set eth0 up
-    if sched=$(start_scheduler 4); then
+    if start_scheduler 4; then
         start_executor 2 "$sched"
         start_executor 4 "$sched"
         inns 1 "$PCMC" cluster wait --scheduler "$sched" --executors 2 --token-file "$cut/token" >/dev/null 2>&1
