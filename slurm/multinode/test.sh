@@ -193,7 +193,9 @@ start_scheduler() { # start_scheduler N: sets sched to its address once publishe
     # (not in a $(…) subshell: its PID must reach cut_pids)
     rm -f "$cut/sched-$1.addr"
     sched=
-    inns "$1" "$PCMC" cluster scheduler --bind "10.232.0.$((10 + $1)):0" --token-file "$cut/token" \
+    # ip netns exec directly, not the inns function: run in the background a
+    # function is a subshell, and $! would be the subshell, not pcmc.
+    ip netns exec "pcmc-node$1" "$PCMC" cluster scheduler --bind "10.232.0.$((10 + $1)):0" --token-file "$cut/token" \
         --address-file "$cut/sched-$1.addr" --executor-timeout 4 >"$cut/sched-$1.log" 2>&1 &
     cut_pids+=($!)
     for _ in $(seq 1 150); do
@@ -203,7 +205,7 @@ start_scheduler() { # start_scheduler N: sets sched to its address once publishe
     return 1
 }
 start_executor() { # start_executor N SCHEDULER
-    inns "$1" "$PCMC" cluster executor --scheduler "$2" --bind "10.232.0.$((10 + $1)):0" \
+    ip netns exec "pcmc-node$1" "$PCMC" cluster executor --scheduler "$2" --bind "10.232.0.$((10 + $1)):0" \
         --work-dir "$cut/work" --token-file "$cut/token" --slots 1 --heartbeat 1 \
         >>"$cut/exec-$1.log" 2>&1 &
     cut_pids+=($!)
@@ -255,7 +257,7 @@ else
     bad "scheduler cut off: the scheduler did not start on node3"
 fi
 
-if pgrep -f "pcmc cluster" >/dev/null; then bad "cluster processes left running"; else ok "no cluster process left running"; fi
+if pgrep -f "pcmc cluster" >/dev/null; then pgrep -af "pcmc cluster" | sed 's/^/     /'; bad "cluster processes left running"; else ok "no cluster process left running"; fi
 echo "multinode: $passed passed, $failed failed"
 if [ "$failed" -ne 0 ]; then
     echo "logs in $WORK"
