@@ -78,7 +78,13 @@ fn strs(v: &[String]) -> Vec<&str> {
 
 /// Starts `pcmc run` in the background, its stderr kept for [`finish`].
 fn spawn_run(dir: &Path, job_name: &str, args: &[&str]) -> Child {
+    spawn_run_with(dir, job_name, args, &[])
+}
+
+/// [`spawn_run`] with the variables `env` set.
+fn spawn_run_with(dir: &Path, job_name: &str, args: &[&str], env: &[(&str, &str)]) -> Child {
     run_args(dir, job_name, args)
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -419,17 +425,17 @@ fn a_stalled_job_is_given_up_cancelled_and_leaves_the_work_root_empty() {
     // exits 75; the scheduler cancels the abandoned job; once thawed, the
     // executor's late task finds its pass directory gone and writes
     // nothing; and `--resume` on the same cluster finishes rayon's chain.
-    let expected = long_task_reference();
+    long_task_reference(); // before the cluster starts: the runs do not compete
     let tmp = tempfile::tempdir().unwrap();
     let mut cluster = start(&tmp.path().join("cluster"), 1);
     let dir = tmp.path().join("run");
     let args = long_task_args(&cluster, &["--checkpoint-every", "1"]);
-    let mut child = run_args(&dir, "lv12-quick.toml", &strs(&args))
-        .env("PCMC_BALLISTA_JOB_TIMEOUT", "2")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_run_with(
+        &dir,
+        "lv12-quick.toml",
+        &strs(&args),
+        &[("PCMC_BALLISTA_JOB_TIMEOUT", "2")],
+    );
     wait_for_checkpoint(&mut child, &dir);
     assert!(
         wait_for_running_task(&mut cluster, 0, &mut child, Duration::from_millis(50)),
@@ -446,26 +452,14 @@ fn a_stalled_job_is_given_up_cancelled_and_leaves_the_work_root_empty() {
     assert!(err.contains("--resume"), "{err}");
     eprintln!("given up {took:?} after the executor froze");
     // The scheduler cancelled the job its driver abandoned.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !cluster.scheduler().log().contains("cancelling it") {
-        assert!(
-            Instant::now() < deadline,
-            "no job cancelled:\n{}",
-            cluster.logs()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    poll_until(Duration::from_secs(30), "a job cancelled", || {
+        cluster.scheduler().log().contains("cancelling it")
+    });
     // The thawed executor ends its late task without writing anything.
     let mut seen = std::collections::HashMap::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !running_tasks(&cluster.executors()[0].log(), &mut seen).is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "the late task never ended:\n{}",
-            cluster.logs()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    poll_until(Duration::from_secs(60), "the late task's end", || {
+        running_tasks(&cluster.executors()[0].log(), &mut seen).is_empty()
+    });
     let work = cluster.work_root();
     let left: Vec<_> = walkdir(&work);
     assert!(
@@ -474,30 +468,43 @@ fn a_stalled_job_is_given_up_cancelled_and_leaves_the_work_root_empty() {
         cluster.logs()
     );
     // The cluster is whole again: the run resumes to rayon's chain.
-    let mut resume = args.clone();
-    resume.push("--resume".into());
-    let out = run(&dir, "lv12-quick.toml", &strs(&resume));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(chain(&dir), expected);
+    resume_to_reference(&dir, &args);
+}
+
+/// Polls `done` every 2 ms until it holds; panics naming `what` after
+/// `limit`.
+fn poll_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(Instant::now() < deadline, "no {what} in {limit:?}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
 }
 
 /// Polls until the run writing into `dir` has written its first checkpoint
 /// (at most 300 s).
 fn wait_for_checkpoint(child: &mut Child, dir: &Path) {
     let cp = dir.join("checkpoint.json");
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while !cp.exists() {
+    poll_until(Duration::from_secs(300), "checkpoint", || {
         assert!(
             child.try_wait().unwrap().is_none(),
             "the run ended without a checkpoint"
         );
-        assert!(Instant::now() < deadline, "no checkpoint in 300 s");
-        std::thread::sleep(Duration::from_millis(2));
-    }
+        cp.exists()
+    });
+}
+
+/// Resumes the long-task run in `dir` (flags `args`) and checks that it
+/// finishes rayon's chain.
+fn resume_to_reference(dir: &Path, args: &[String]) {
+    let resume = [args.to_vec(), vec!["--resume".into()]].concat();
+    let out = run(dir, "lv12-quick.toml", &strs(&resume));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(chain(dir), long_task_reference());
 }
 
 /// Every path below `dir`.
@@ -518,7 +525,7 @@ fn a_signal_during_an_iteration_stops_the_run_between_two_jobs() {
     // the first job of an iteration runs: the run stops before its next
     // job instead of at the end of the iteration, with the checkpoint of
     // the iteration before, and `--resume` finishes rayon's chain.
-    let expected = long_task_reference();
+    long_task_reference(); // before the cluster starts: the runs do not compete
     let tmp = tempfile::tempdir().unwrap();
     let mut cluster = start(&tmp.path().join("cluster"), 1);
     let dir = tmp.path().join("run");
@@ -538,14 +545,7 @@ fn a_signal_during_an_iteration_stops_the_run_between_two_jobs() {
         err.contains("stopped by a signal during iteration"),
         "{err}"
     );
-    let resume = [args.clone(), vec!["--resume".into()]].concat();
-    let out = run(&dir, "lv12-quick.toml", &strs(&resume));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(chain(&dir), expected);
+    resume_to_reference(&dir, &args);
 }
 
 #[test]
