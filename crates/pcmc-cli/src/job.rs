@@ -11,6 +11,9 @@ use pcmc_core::observation::{Data, InitialPrior, ObservationModel};
 use pcmc_core::pmmh::{AdaptConfig, DEFAULT_INIT_SD, PmmhConfig, ProposalCovariance, StartPoints};
 use pcmc_core::prior::Prior;
 use pcmc_core::resample::Resampling;
+use pcmc_core::tuning::{
+    AutoParticles, ChainChecks, DEFAULT_CHECK_EVERY, DEFAULT_CHECK_PASSES, DEFAULT_TARGET_SD,
+};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -137,9 +140,12 @@ pub struct ParameterSection {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FilterSection {
-    /// Number of particles.
+    /// Number of particles, or `"auto"`: adapted during burn-in
+    /// (`[filter.auto]`).
     #[serde(default = "default_particles")]
-    pub particles: usize,
+    pub particles: ParticlesSetting,
+    /// Bounds and target of `particles = "auto"`.
+    pub auto: Option<AutoSection>,
     /// `systematic`, `stratified`, `multinomial` or `residual`.
     #[serde(default = "default_resampling")]
     pub resampling: String,
@@ -153,8 +159,39 @@ pub struct FilterSection {
     pub max_events: Option<u64>,
 }
 
-fn default_particles() -> usize {
-    1000
+/// `filter.particles`: a count or `"auto"`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum ParticlesSetting {
+    /// A fixed count.
+    Count(usize),
+    /// A word: only `"auto"` is valid.
+    Word(String),
+}
+
+/// `[filter.auto]`: the particle count adapted during burn-in.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AutoSection {
+    /// Fewest particles (default 50).
+    pub min: Option<usize>,
+    /// Most particles (default 5000).
+    pub max: Option<usize>,
+    /// Particles at the starting point (default 100, within the bounds).
+    pub start: Option<usize>,
+    /// Target sd of the log-likelihood estimate (default 1.2).
+    pub target_sd: Option<f64>,
+}
+
+/// Default `filter.auto.min`.
+pub const DEFAULT_AUTO_MIN: usize = 50;
+/// Default `filter.auto.max`.
+pub const DEFAULT_AUTO_MAX: usize = 5000;
+/// Default `filter.auto.start` (clamped to the bounds).
+pub const DEFAULT_AUTO_START: usize = 100;
+
+fn default_particles() -> ParticlesSetting {
+    ParticlesSetting::Count(1000)
 }
 fn default_resampling() -> String {
     "systematic".into()
@@ -167,6 +204,7 @@ impl Default for FilterSection {
     fn default() -> Self {
         FilterSection {
             particles: default_particles(),
+            auto: None,
             resampling: default_resampling(),
             kernel: default_kernel(),
             cap: None,
@@ -214,6 +252,18 @@ pub struct McmcSection {
     /// (default true; the chain is the same either way).
     #[serde(default = "yes")]
     pub early_rejection: bool,
+    /// Burn-in iterations between two checks of each chain (default 50).
+    pub check_every: Option<u64>,
+    /// Extra filter passes per check (default 16).
+    pub check_passes: Option<u32>,
+    /// Detect chains stuck on an overestimated likelihood during burn-in
+    /// and give them a fresh estimate (default true).
+    #[serde(default = "yes")]
+    pub stuck_check: bool,
+    /// Move a chain whose log posterior lies far below the best chain's to
+    /// that chain's state during burn-in (default true).
+    #[serde(default = "yes")]
+    pub relocate: bool,
 }
 
 fn default_iterations() -> u64 {
@@ -253,6 +303,10 @@ impl Default for McmcSection {
             init: None,
             init_sd: None,
             early_rejection: true,
+            check_every: None,
+            check_passes: None,
+            stuck_check: true,
+            relocate: true,
         }
     }
 }
@@ -527,7 +581,49 @@ impl Job {
 
         // Filter.
         let f = &file.filter;
-        let mut filter = FilterConfig::new(f.particles, species.len());
+        let auto = match (&f.particles, &f.auto) {
+            (ParticlesSetting::Count(n), None) => {
+                check_particles(path, "filter.particles", *n)?;
+                None
+            }
+            (ParticlesSetting::Count(_), Some(_)) => {
+                return Err(input(
+                    path,
+                    "filter.auto: only applies to filter.particles = \"auto\"",
+                ));
+            }
+            (ParticlesSetting::Word(w), a) if w == "auto" => {
+                let a = a.clone().unwrap_or_default();
+                let min = a.min.unwrap_or(DEFAULT_AUTO_MIN);
+                let max = a.max.unwrap_or(DEFAULT_AUTO_MAX.max(min));
+                check_particles(path, "filter.auto.min", min)?;
+                check_particles(path, "filter.auto.max", max)?;
+                if min > max {
+                    return Err(input(
+                        path,
+                        format!("filter.auto: min = {min} is above max = {max}"),
+                    ));
+                }
+                Some(AutoParticles {
+                    min,
+                    max,
+                    start: a.start.unwrap_or(DEFAULT_AUTO_START.clamp(min, max)),
+                    target_sd: a.target_sd.unwrap_or(DEFAULT_TARGET_SD),
+                })
+            }
+            (ParticlesSetting::Word(w), _) => {
+                return Err(input(
+                    path,
+                    format!("filter.particles: {w:?} is neither a count nor \"auto\""),
+                ));
+            }
+        };
+        let start_particles = match (&f.particles, &auto) {
+            (ParticlesSetting::Count(n), _) => *n,
+            (_, Some(a)) => a.start,
+            (_, None) => unreachable!("a word other than auto was refused above"),
+        };
+        let mut filter = FilterConfig::new(start_particles, species.len());
         filter.resampling = Resampling::parse(&f.resampling).map_err(|e| core_err(path, e))?;
         filter.kernel = KernelChoice::parse(&f.kernel).ok_or_else(|| {
             input(
@@ -542,7 +638,6 @@ impl Job {
             filter.caps = per_species(path, "filter.cap", cap, &species, Some(DEFAULT_CAP))?;
         }
         filter.max_events = f.max_events.unwrap_or(DEFAULT_MAX_EVENTS);
-        check_particles(path, "filter.particles", f.particles)?;
         if filter.caps.contains(&0) {
             return Err(input(path, "filter.cap: a cap must be at least 1"));
         }
@@ -654,7 +749,15 @@ impl Job {
             proposal,
             adapt,
             early_rejection: m.early_rejection,
+            checks: ChainChecks {
+                every: m.check_every.unwrap_or(DEFAULT_CHECK_EVERY),
+                passes: m.check_passes.unwrap_or(DEFAULT_CHECK_PASSES),
+                stuck: m.stuck_check,
+                relocate: m.relocate,
+                auto,
+            },
         };
+        mcmc.checks.validate().map_err(|e| core_err(path, e))?;
         Ok(Job {
             path: path.to_path_buf(),
             text,
@@ -828,8 +931,8 @@ impl Job {
         h.update(serde_json::to_vec(&f).unwrap_or_default());
         h.update(
             format!(
-                "particles={}|seed={}",
-                self.filter.particles, self.mcmc.seed
+                "particles={}|seed={}|checks={:?}",
+                self.filter.particles, self.mcmc.seed, self.mcmc.checks
             )
             .as_bytes(),
         );

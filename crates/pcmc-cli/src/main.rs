@@ -411,7 +411,13 @@ fn check(path: &std::path::Path, data: Option<PathBuf>) -> Result<()> {
     );
     println!(
         "  filter: {} particles, {:?} resampling; mcmc: {} chain(s), {} burn-in + {} iterations, thin {}, seed {}",
-        job.filter.particles,
+        match job.mcmc.checks.auto {
+            Some(a) => format!(
+                "auto ({}..={}, from {}, target sd {})",
+                a.min, a.max, a.start, a.target_sd
+            ),
+            None => job.filter.particles.to_string(),
+        },
         job.filter.resampling,
         job.mcmc.chains,
         job.mcmc.burn_in,

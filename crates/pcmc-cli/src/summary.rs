@@ -3,7 +3,7 @@
 use crate::output::ChainRow;
 use pcmc_core::diagnostics::{ParamSummary, summarize};
 use pcmc_core::filter::{LoadBalance, StageTimes};
-use pcmc_core::pmmh::{ChainState, EarlyRejections};
+use pcmc_core::pmmh::{ChainState, EarlyRejections, Relocation};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
@@ -107,6 +107,61 @@ pub struct RunStats {
     /// accepted) and the work they skipped.
     #[serde(default)]
     pub early: EarlyRejections,
+    /// What each chain's burn-in checks found, in chain order.
+    #[serde(default)]
+    pub chain_checks: Vec<ChainCheckReport>,
+}
+
+/// One chain's burn-in checks: its particle count, the noise of its
+/// estimate, and whether it was stuck or moved.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ChainCheckReport {
+    /// Chain index.
+    pub chain: u64,
+    /// Particles of its latest passes (the kept iterations' count once
+    /// burn-in is over).
+    pub particles: u64,
+    /// sd of the log-likelihood estimate at its θ from its latest check
+    /// (with `auto`, measured at the kept count when burn-in ended; `None`
+    /// if no check ran or the passes collapsed).
+    pub sd: Option<f64>,
+    /// Times it was stuck and given a fresh estimate.
+    pub stuck: u64,
+    /// Extra filter passes its checks ran.
+    pub check_passes: u64,
+    /// Times it was moved to another chain's state.
+    pub relocations: Vec<Relocation>,
+    /// `[iteration, particles, sd]` of every check (sd `null` when ∞).
+    pub history: Vec<(u64, u64, Option<f64>)>,
+}
+
+impl ChainCheckReport {
+    /// The report of a chain's state; `default_particles` for a chain that
+    /// kept the problem's count.
+    pub fn of(st: &ChainState, default_particles: u64) -> Self {
+        let fin = |x: f64| x.is_finite().then_some(x);
+        let last = st.checks.last();
+        ChainCheckReport {
+            chain: st.chain,
+            particles: if st.particles == 0 {
+                default_particles
+            } else {
+                st.particles
+            },
+            sd: last.filter(|k| k.collapsed == 0).and_then(|k| fin(k.sd)),
+            stuck: st.stuck(),
+            check_passes: st.check_passes,
+            relocations: st.relocations.clone(),
+            history: st
+                .checks
+                .iter()
+                .map(|k| {
+                    let sd = if k.collapsed > 0 { f64::INFINITY } else { k.sd };
+                    (k.iteration, k.particles, fin(sd))
+                })
+                .collect(),
+        }
+    }
 }
 
 impl RunStats {
@@ -148,6 +203,7 @@ impl RunStats {
         self.stages.add(&st.stages);
         self.balance.add(&st.balance);
         self.hosts.extend(st.hosts.iter().cloned());
+        self.chain_checks.extend(st.chain_checks.iter().cloned());
     }
 
     /// The fraction of particle-intervals at kept θ that hit the cap or the
@@ -201,8 +257,10 @@ pub struct SummaryInput<'a> {
     pub rows: &'a [ChainRow],
     /// Number of chains.
     pub chains: usize,
-    /// Particles.
+    /// Particles (with `auto`, the starting count).
     pub particles: usize,
+    /// Whether the particle count was adapted (`filter.particles = "auto"`).
+    pub auto_particles: bool,
     /// Burn-in.
     pub burn_in: u64,
     /// Iterations after burn-in.
@@ -249,7 +307,7 @@ pub fn summary_json(s: &SummaryInput<'_>) -> Value {
         "job": s.job,
         "job_fingerprint": s.fingerprint,
         "chains": s.chains,
-        "particles": s.particles,
+        "particles": if s.auto_particles { json!("auto") } else { json!(s.particles) },
         "burn_in": s.burn_in,
         "iterations": s.iterations,
         "thin": s.thin,
@@ -283,6 +341,35 @@ pub fn summary_json(s: &SummaryInput<'_>) -> Value {
             o.insert("collapses".into(), json!(st.collapses));
             o.insert("outside_prior".into(), json!(st.outside_prior));
             o.insert("filter_passes".into(), json!(st.filter_passes));
+            if !st.chain_checks.is_empty() {
+                let n: Vec<u64> = st.chain_checks.iter().map(|c| c.particles).collect();
+                o.insert("particles_per_chain".into(), json!(n));
+                o.insert(
+                    "loglik_sd_per_chain".into(),
+                    json!(st.chain_checks.iter().map(|c| c.sd).collect::<Vec<_>>()),
+                );
+                o.insert(
+                    "stuck_recoveries".into(),
+                    json!(st.chain_checks.iter().map(|c| c.stuck).sum::<u64>()),
+                );
+                o.insert(
+                    "relocations".into(),
+                    json!(
+                        st.chain_checks
+                            .iter()
+                            .map(|c| c.relocations.len())
+                            .sum::<usize>()
+                    ),
+                );
+                o.insert(
+                    "check_passes".into(),
+                    json!(st.chain_checks.iter().map(|c| c.check_passes).sum::<u64>()),
+                );
+                o.insert(
+                    "burn_in_checks".into(),
+                    serde_json::to_value(&st.chain_checks).unwrap_or(Value::Null),
+                );
+            }
             o.insert(
                 "early_rejection".into(),
                 json!({
@@ -380,6 +467,11 @@ pub const ESS_PER_CHAIN: f64 = 100.0;
 /// limit at kept θ means the cap shapes the likelihood.
 pub const STOP_FRACTION_LIMIT: f64 = 0.001;
 
+/// sd of the log-likelihood estimate above which a chain is said to mix
+/// poorly (Doucet et al. 2015: the cost per effective sample grows quickly
+/// beyond about 1.7–2).
+pub const LOGLIK_SD_LIMIT: f64 = 2.0;
+
 /// What a modeller should know before trusting the summary.
 fn warnings(s: &SummaryInput<'_>, sums: &[Option<ParamSummary>]) -> Vec<String> {
     let mut w = Vec::new();
@@ -402,7 +494,7 @@ fn warnings(s: &SummaryInput<'_>, sums: &[Option<ParamSummary>]) -> Vec<String> 
         }
         if let Some(r) = ps.rhat.filter(|r| *r > RHAT_LIMIT) {
             w.push(format!(
-                "{name}: R-hat {r:.3} > {RHAT_LIMIT}: the chains (or a chain's halves) disagree; run longer or check the starting points"
+                "{name}: R-hat {r:.3} > {RHAT_LIMIT}: the chains (or a chain's halves) disagree: a chain may sit in a local mode or on an overestimated likelihood; use filter.particles = \"auto\" or more particles (`pcmc tune` shows sd(log-likelihood) per count) with mcmc.stuck_check and mcmc.relocate on, and a burn-in long enough for them to act"
             ));
         }
         for (kind, e) in [("bulk", ps.ess), ("tail", ps.ess_tail)] {
@@ -423,8 +515,33 @@ fn warnings(s: &SummaryInput<'_>, sums: &[Option<ParamSummary>]) -> Vec<String> 
         .count();
     if minus_inf > 0 {
         w.push(format!(
-            "{minus_inf} kept rows have log-likelihood -inf: a chain never found a point the filter can explain (more particles, or other starting points)"
+            "{minus_inf} kept rows have log-likelihood -inf: a chain never found a point the filter can explain: use filter.particles = \"auto\" or more particles, or other starting points"
         ));
+    }
+    for c in s.stats.map_or(&[][..], |st| &st.chain_checks[..]) {
+        let remedy = if s.auto_particles {
+            "raise filter.auto.max, or lengthen the burn-in so that the chain reaches the posterior before its count is fixed"
+        } else {
+            "use filter.particles = \"auto\" or more particles (`pcmc tune` shows sd(log-likelihood) per count)"
+        };
+        if let Some(sd) = c.sd.filter(|sd| *sd > LOGLIK_SD_LIMIT) {
+            w.push(format!(
+                "chain {}: sd(log-likelihood) {sd:.2} at its θ with {} particles (> {LOGLIK_SD_LIMIT}): it mixes poorly and can stick; {remedy}",
+                c.chain, c.particles
+            ));
+        }
+        if c.stuck > 0 {
+            w.push(format!(
+                "chain {}: stuck {} time(s) in burn-in on an overestimated likelihood and given a fresh estimate; with too few particles it can stick again: {remedy}",
+                c.chain, c.stuck
+            ));
+        }
+        for m in &c.relocations {
+            w.push(format!(
+                "chain {}: moved to chain {}'s state after burn-in iteration {}: its log posterior lay {:.1} below (allowed {:.1}), a local mode or a region the filter cannot explain; R-hat cannot see such a mode (mcmc.relocate = false keeps the chain where it was)",
+                c.chain, m.to, m.iteration, m.gap, m.allowed
+            ));
+        }
     }
     if let Some(f) = s.stats.and_then(RunStats::kept_stop_fraction)
         && f > STOP_FRACTION_LIMIT

@@ -66,6 +66,77 @@ fn cases() -> Vec<Case> {
         expect,
     };
     let mut all = Vec::new();
+    let auto = |a: &'static str| {
+        edit(move |j: &str| {
+            j.replace(
+                "particles = 16",
+                &format!("particles = \"auto\"\nauto = {{ {a} }}"),
+            )
+        })
+    };
+    all.push(c(
+        "particles: a word other than auto",
+        edit(|j: &str| j.replace("particles = 16", "particles = \"many\"")),
+        None,
+        run(),
+        "filter.particles: \"many\" is neither a count nor \"auto\"",
+    ));
+    all.push(c(
+        "auto bounds with a fixed count",
+        edit(|j: &str| j.replace("particles = 16", "particles = 16\nauto = { min = 5 }")),
+        None,
+        run(),
+        "filter.auto: only applies to filter.particles = \"auto\"",
+    ));
+    all.push(c(
+        "auto: min above max",
+        auto("min = 500, max = 50"),
+        None,
+        run(),
+        "filter.auto: min = 500 is above max = 50",
+    ));
+    all.push(c(
+        "auto: zero particles",
+        auto("min = 0"),
+        None,
+        run(),
+        "filter.auto.min: 0 is not in 1..=2^32",
+    ));
+    all.push(c(
+        "auto: start outside the bounds",
+        auto("min = 50, max = 100, start = 10"),
+        None,
+        run(),
+        "filter.auto.start",
+    ));
+    all.push(c(
+        "auto: target sd not positive",
+        auto("target_sd = -1.0"),
+        None,
+        run(),
+        "filter.auto.target_sd",
+    ));
+    all.push(c(
+        "auto: unknown field",
+        auto("minimum = 5"),
+        None,
+        run(),
+        "unknown field `minimum`",
+    ));
+    all.push(c(
+        "one check pass",
+        edit(|j: &str| j.replace("iterations = 2", "iterations = 2\ncheck_passes = 1")),
+        None,
+        run(),
+        "`mcmc.check_passes`: 1 is not in 2..=1000",
+    ));
+    all.push(c(
+        "checks every 0 iterations",
+        edit(|j: &str| j.replace("iterations = 2", "iterations = 2\ncheck_every = 0")),
+        None,
+        run(),
+        "`mcmc.check_every`: must be at least 1",
+    ));
     if !cfg!(feature = "mpi") {
         all.push(c(
             "mpi not compiled",

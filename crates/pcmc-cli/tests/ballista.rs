@@ -125,11 +125,17 @@ fn ballista_chains_equal_rayon_with_1_2_3_executors_and_1_3_8_partitions() {
     let tmp = tempfile::tempdir().unwrap();
     let lv11 = reference(tmp.path(), "lv11-quick.toml");
     let lv12 = reference(tmp.path(), "lv12-quick.toml");
+    // The particle count adapted during burn-in: the same counts and checks.
+    let auto = reference(tmp.path(), "lv11-auto-quick.toml");
+    let auto_checks =
+        summary(&tmp.path().join("rayon-lv11-auto-quick.toml"))["burn_in_checks"].clone();
+    assert!(auto_checks.is_array(), "{auto_checks}");
     let mut cluster = start(&tmp.path().join("cluster"), 1);
     for (executors, parts, job_name, expected) in [
         (1, 1, "lv11-quick.toml", &lv11),
         (1, 3, "lv12-quick.toml", &lv12),
         (2, 3, "lv11-quick.toml", &lv11),
+        (2, 3, "lv11-auto-quick.toml", &auto),
         (2, 8, "lv12-quick.toml", &lv12),
         (3, 8, "lv11-quick.toml", &lv11),
         (3, 1, "lv12-quick.toml", &lv12),
@@ -147,6 +153,9 @@ fn ballista_chains_equal_rayon_with_1_2_3_executors_and_1_3_8_partitions() {
             "{job_name}: {executors} executor(s), {parts} partition(s) differ from rayon"
         );
         let s = summary(&dir);
+        if job_name == "lv11-auto-quick.toml" {
+            assert_eq!(s["burn_in_checks"], auto_checks);
+        }
         assert_eq!(s["executor"], "ballista");
         assert_eq!(s["workers"], parts);
         let c = &s["cluster"];

@@ -37,7 +37,9 @@ fn summary(dir: &Path) -> serde_json::Value {
 #[test]
 fn dataflow_chains_equal_rayon_at_1_2_3_8_64_partitions() {
     let tmp = tempfile::tempdir().unwrap();
-    for job_name in ["lv11-quick.toml", "lv12-quick.toml"] {
+    // lv11-auto-quick: the particle count adapted during burn-in (the
+    // dataflow plans change with it).
+    for job_name in ["lv11-quick.toml", "lv12-quick.toml", "lv11-auto-quick.toml"] {
         // The reference runs every filter pass to the end; the dataflow runs
         // stop hopeless passes early (the default).
         let rdir = tmp.path().join(format!("rayon-{job_name}"));
@@ -88,6 +90,11 @@ fn dataflow_chains_equal_rayon_at_1_2_3_8_64_partitions() {
             assert!(
                 s["early_rejection"]["passes_stopped"].as_u64().unwrap() > 0,
                 "{s}"
+            );
+            assert_eq!(
+                s["burn_in_checks"],
+                summary(&rdir)["burn_in_checks"],
+                "{job_name}: dataflow with {parts} partitions"
             );
             // Per-step load balance over the partitions' tasks.
             let b = &s["load_imbalance_per_step"];

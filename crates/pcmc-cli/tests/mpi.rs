@@ -125,6 +125,27 @@ fn mpi_chains_equal_rayon_at_1_2_3_ranks() {
 }
 
 #[test]
+fn adapted_particle_counts_and_checks_are_the_same_on_1_2_3_ranks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let job_name = "lv11-auto-quick.toml";
+    let reference = rayon_chain(tmp.path(), job_name, &[]);
+    let rsum: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(tmp.path().join(format!("rayon-{job_name}/summary.json")))
+            .unwrap(),
+    )
+    .unwrap();
+    let checks = &rsum["burn_in_checks"];
+    assert!(checks.as_array().is_some_and(|c| c.len() == 2), "{rsum}");
+    assert_eq!(rsum["particles"], "auto");
+    for ranks in [1, 2, 3] {
+        let (chain, summary) = mpi_chain(tmp.path(), job_name, ranks, &[]);
+        assert_eq!(chain, reference, "{job_name} on {ranks} ranks");
+        assert_eq!(&summary["burn_in_checks"], checks, "{ranks} ranks");
+        assert_eq!(summary["particles_per_chain"], rsum["particles_per_chain"]);
+    }
+}
+
+#[test]
 fn several_chains_on_2_and_4_ranks() {
     // The ranks split into one group per chain (MPI_Comm_split): 2 chains on
     // 2 ranks run one rank each, on 4 ranks two ranks each; 3 chains on 2

@@ -50,6 +50,7 @@ pub mod resample;
 pub mod rng;
 pub mod simulate;
 pub mod ssa;
+pub mod tuning;
 pub mod workloads;
 
 pub use error::{Error, Result};
@@ -63,9 +64,10 @@ pub mod prelude {
     pub use crate::model::{Network, ReactionSpec, Term};
     pub use crate::observation::{Data, InitialPrior, ObservationModel};
     pub use crate::pmmh::{
-        AdaptConfig, ChainState, EarlyRejections, IterationRecord, Pmmh, PmmhConfig,
-        ProposalCovariance, StartPoints,
+        AdaptConfig, ChainState, CheckKind, EarlyRejections, IterationRecord, ParticleCheck, Pmmh,
+        PmmhConfig, ProposalCovariance, StartPoints,
     };
     pub use crate::prior::Prior;
     pub use crate::resample::Resampling;
+    pub use crate::tuning::{AutoParticles, ChainChecks};
 }

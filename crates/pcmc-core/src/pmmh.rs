@@ -37,6 +37,10 @@ use crate::filter::{FilterKey, FilterOutput, FilterProblem};
 use crate::prior::Prior;
 use crate::rng::{Purpose, StreamKey, uniform_open0};
 use crate::ssa::SsaCounters;
+use crate::tuning::{
+    ChainChecks, START_ROUNDS, Spread, kept_particles, looks_stuck, needs_correction,
+    noise_constant, relocation_gap, rescaled,
+};
 use rand::RngExt;
 use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
@@ -115,6 +119,88 @@ pub struct PmmhConfig {
     /// ([`crate::filter::FilterProblem::cannot_accept`]). The chain is the
     /// same bit for bit either way; only the work differs.
     pub early_rejection: bool,
+    /// Burn-in checks of each chain: an adapted particle count and stuck
+    /// chains ([`crate::tuning`]).
+    pub checks: ChainChecks,
+}
+
+/// Why a chain's burn-in check ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CheckKind {
+    /// At the starting point, before the first iteration.
+    Start,
+    /// Every [`ChainChecks::every`] burn-in iterations.
+    BurnIn,
+    /// At the end of burn-in: the particle count of the kept iterations.
+    Kept,
+}
+
+/// One burn-in check of a chain: extra filter passes at its current θ.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ParticleCheck {
+    /// Why it ran.
+    pub kind: CheckKind,
+    /// Iterations completed when it ran.
+    pub iteration: u64,
+    /// Particles of its passes.
+    pub particles: u64,
+    /// Its passes.
+    pub passes: u32,
+    /// Mean of their log-likelihood estimates (finite ones).
+    #[serde(with = "f64_ext")]
+    pub mean: f64,
+    /// Sample sd of the finite ones (∞ if fewer than two).
+    #[serde(with = "f64_ext")]
+    pub sd: f64,
+    /// Passes that collapsed (estimate −∞).
+    pub collapsed: u32,
+    /// Log prior density at the chain's θ.
+    #[serde(with = "f64_ext")]
+    pub log_prior: f64,
+    /// Particles from here on.
+    pub next: u64,
+    /// Proposals accepted since the previous check.
+    pub accepted_since: u64,
+    /// Whether the chain was stuck ([`crate::tuning::looks_stuck`]).
+    pub stuck: bool,
+    /// The chain's estimate before the check.
+    #[serde(with = "f64_ext")]
+    pub loglik_before: f64,
+    /// Its estimate after (a fresh one when the particle count changed, the
+    /// chain was stuck, or burn-in ended).
+    #[serde(with = "f64_ext")]
+    pub loglik_after: f64,
+}
+
+impl ParticleCheck {
+    /// Its noise constant `N·σ²` (∞ if a pass collapsed).
+    pub fn noise(&self) -> f64 {
+        let sd = if self.collapsed > 0 {
+            f64::INFINITY
+        } else {
+            self.sd
+        };
+        noise_constant(self.particles, sd)
+    }
+}
+
+/// A chain moved to another chain's state during burn-in
+/// ([`Pmmh::relocate`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Relocation {
+    /// The chain moved.
+    pub chain: u64,
+    /// Iterations completed when it moved.
+    pub iteration: u64,
+    /// The chain whose state it took.
+    pub to: u64,
+    /// How far its log posterior (mean check estimate + log prior) lay below.
+    pub gap: f64,
+    /// The gap allowed ([`crate::tuning::relocation_gap`]).
+    pub allowed: f64,
+    /// Its θ before the move.
+    pub theta: Vec<f64>,
 }
 
 /// Filter passes stopped by early rejection and the work they skipped
@@ -209,6 +295,28 @@ pub struct ChainState {
     pub adapt_mean: Vec<f64>,
     /// Adaptation: running co-moment matrix of log θ (free), row-major.
     pub adapt_m2: Vec<f64>,
+    /// Particles of the chain's filter passes (0: the problem's).
+    #[serde(default)]
+    pub particles: u64,
+    /// `accepted` at the last burn-in check.
+    #[serde(default)]
+    pub accepted_at_check: u64,
+    /// The burn-in checks made so far.
+    #[serde(default)]
+    pub checks: Vec<ParticleCheck>,
+    /// Extra filter passes run by the checks.
+    #[serde(default)]
+    pub check_passes: u64,
+    /// Times the chain was moved to another chain's state.
+    #[serde(default)]
+    pub relocations: Vec<Relocation>,
+}
+
+impl ChainState {
+    /// Times the chain was found stuck and given a fresh estimate.
+    pub fn stuck(&self) -> u64 {
+        self.checks.iter().filter(|c| c.stuck).count() as u64
+    }
 }
 
 /// What one iteration of one chain did.
@@ -322,6 +430,7 @@ impl Pmmh {
             }
             _ => {}
         }
+        config.checks.validate()?;
         if let Some(a) = config.adapt
             && a.every == 0
         {
@@ -468,13 +577,15 @@ impl Pmmh {
         let mut counters = SsaCounters::default();
         let mut collapses = 0;
         let mut last = None;
+        let particles = self.config.checks.auto.map_or(0, |a| a.start as u64);
+        let problem = self.problem_for(particles)?;
         for attempt in 0..attempts {
             let theta = self.start_point(chain, attempt);
             let lp = self.log_prior(&theta);
             if lp == f64::NEG_INFINITY || lp.is_nan() {
                 continue;
             }
-            let out = exec.log_likelihood(&self.problem, &theta, self.key(chain, 0))?;
+            let out = exec.log_likelihood(&problem, &theta, self.key(chain, 0))?;
             counters.add(&out.counters);
             let finite = out.loglik > f64::NEG_INFINITY;
             collapses += u64::from(!finite);
@@ -490,7 +601,7 @@ impl Pmmh {
             return Err(Error::NoStart { chain, attempts });
         }
         let d = self.free.len();
-        let st = ChainState {
+        let mut st = ChainState {
             chain,
             iteration: 0,
             loglik: out.loglik,
@@ -503,18 +614,24 @@ impl Pmmh {
             collapses,
             counters,
             current_counters: out.counters,
-            current_intervals: self.intervals(&out),
+            current_intervals: problem.particles() as u64 * out.ess.len() as u64,
             early: EarlyRejections::default(),
             chol: self.chol0.clone(),
             adapt_n: 0,
             adapt_mean: vec![0.0; d],
             adapt_m2: vec![0.0; d * d],
+            particles,
+            accepted_at_check: 0,
+            checks: Vec::new(),
+            check_passes: 0,
+            relocations: Vec::new(),
         };
+        self.tune_at_start(exec, &mut st)?;
         let rec = IterationRecord {
             chain,
             iteration: 0,
             theta,
-            loglik: out.loglik,
+            loglik: st.loglik,
             accepted: true,
             kept: false,
             filter: Some(out),
@@ -522,10 +639,326 @@ impl Pmmh {
         Ok((st, rec))
     }
 
-    /// Particle-intervals of a filter pass: particles × observation steps
-    /// reached.
-    fn intervals(&self, out: &FilterOutput) -> u64 {
-        self.problem.particles() as u64 * out.ess.len() as u64
+    /// The particles of `st`'s filter passes.
+    pub fn particles_of(&self, st: &ChainState) -> u64 {
+        if st.particles == 0 {
+            self.problem.particles() as u64
+        } else {
+            st.particles
+        }
+    }
+
+    /// The problem with `n` particles (0: the problem itself).
+    fn problem_for(&self, n: u64) -> Result<std::borrow::Cow<'_, FilterProblem>> {
+        if n == 0 || n == self.problem.particles() as u64 {
+            Ok(std::borrow::Cow::Borrowed(&self.problem))
+        } else {
+            let n = usize::try_from(n)
+                .map_err(|_| Error::setting("filter.particles", format!("{n} is too large")))?;
+            Ok(std::borrow::Cow::Owned(self.problem.with_particles(n)?))
+        }
+    }
+
+    /// The key of pass `index` of the check after `done` iterations, round
+    /// `round`: its own streams, apart from every iteration's (the top bit
+    /// of the iteration field is set; `done < 2^43`, `round < 256`,
+    /// `index < 4096`).
+    fn check_key(&self, chain: u64, done: u64, round: u32, index: u32) -> FilterKey {
+        FilterKey {
+            seed: self.config.seed,
+            chain,
+            iteration: (1 << 63) | (done << 20) | (u64::from(round) << 12) | u64::from(index),
+        }
+    }
+
+    /// The check's passes at `st`'s θ with `n` particles.
+    fn check_passes<E: LikelihoodExecutor + ?Sized>(
+        &self,
+        exec: &mut E,
+        st: &mut ChainState,
+        n: u64,
+        round: u32,
+    ) -> Result<Vec<FilterOutput>> {
+        let problem = self.problem_for(n)?;
+        let mut outs = Vec::with_capacity(self.config.checks.passes as usize);
+        for i in 0..self.config.checks.passes {
+            let key = self.check_key(st.chain, st.iteration, round, i);
+            let out = exec.log_likelihood(&problem, &st.theta, key)?;
+            st.counters.add(&out.counters);
+            st.check_passes += 1;
+            outs.push(out);
+        }
+        Ok(outs)
+    }
+
+    /// A fresh estimate at `st`'s θ with `n` particles: `reuse` if it was
+    /// run with `n`, else one more keyed pass (index [`ChainChecks::passes`]
+    /// of round `round`).
+    fn refresh<E: LikelihoodExecutor + ?Sized>(
+        &self,
+        exec: &mut E,
+        st: &mut ChainState,
+        n: u64,
+        round: u32,
+        reuse: Option<&FilterOutput>,
+    ) -> Result<()> {
+        let fresh;
+        let out = match reuse {
+            Some(o) => o,
+            None => {
+                let key = self.check_key(st.chain, st.iteration, round, self.config.checks.passes);
+                fresh = exec.log_likelihood(&*self.problem_for(n)?, &st.theta, key)?;
+                st.counters.add(&fresh.counters);
+                st.check_passes += 1;
+                &fresh
+            }
+        };
+        if out.loglik == f64::NEG_INFINITY {
+            st.collapses += 1;
+        }
+        st.loglik = out.loglik;
+        st.current_counters = out.counters;
+        st.current_intervals = n * out.ess.len() as u64;
+        st.particles = n;
+        Ok(())
+    }
+
+    /// With the particle count on `auto`: up to [`START_ROUNDS`] rounds of
+    /// rescaling at the starting point, then a fresh estimate at the chosen
+    /// count.
+    fn tune_at_start<E: LikelihoodExecutor + ?Sized>(
+        &self,
+        exec: &mut E,
+        st: &mut ChainState,
+    ) -> Result<()> {
+        let Some(a) = self.config.checks.auto else {
+            return Ok(());
+        };
+        let before = st.loglik;
+        let mut n = self.particles_of(st);
+        for round in 0..START_ROUNDS {
+            let outs = self.check_passes(exec, st, n, round)?;
+            let lls: Vec<f64> = outs.iter().map(|o| o.loglik).collect();
+            let spread = Spread::of(&lls);
+            let c = noise_constant(n, spread.estimator_sd());
+            let next = rescaled(n as usize, &[c], &a) as u64;
+            let last = next == n || round + 1 == START_ROUNDS;
+            if last {
+                self.refresh(exec, st, next, round, (next == n).then(|| &outs[0]))?;
+            }
+            st.checks.push(self.check_record(
+                CheckKind::Start,
+                st,
+                n,
+                spread,
+                next,
+                (0, false),
+                before,
+            ));
+            if last {
+                break;
+            }
+            n = next;
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn check_record(
+        &self,
+        kind: CheckKind,
+        st: &ChainState,
+        particles: u64,
+        spread: Spread,
+        next: u64,
+        (accepted_since, stuck): (u64, bool),
+        loglik_before: f64,
+    ) -> ParticleCheck {
+        ParticleCheck {
+            kind,
+            iteration: st.iteration,
+            particles,
+            passes: self.config.checks.passes,
+            mean: spread.mean,
+            sd: spread.sd,
+            collapsed: spread.collapsed,
+            log_prior: st.log_prior,
+            next,
+            accepted_since,
+            stuck,
+            loglik_before,
+            loglik_after: st.loglik,
+        }
+    }
+
+    /// Whether a check is due after `done` iterations: every
+    /// [`ChainChecks::every`] burn-in iterations, and at the end of burn-in
+    /// with the particle count on `auto`.
+    fn check_due(&self, done: u64) -> Option<CheckKind> {
+        let c = &self.config.checks;
+        let burn = self.config.burn_in;
+        if c.auto.is_some() && burn > 0 && done == burn {
+            Some(CheckKind::Kept)
+        } else if c.active() && done > 0 && done < burn && done.is_multiple_of(c.every) {
+            Some(CheckKind::BurnIn)
+        } else {
+            None
+        }
+    }
+
+    /// The burn-in check due before iteration `st.iteration + 1`, if any
+    /// ([`crate::tuning`]).
+    fn burn_in_check<E: LikelihoodExecutor + ?Sized>(
+        &self,
+        exec: &mut E,
+        st: &mut ChainState,
+    ) -> Result<()> {
+        let c = self.config.checks;
+        let Some(kind) = self.check_due(st.iteration) else {
+            return Ok(());
+        };
+        let accepted_since = st.accepted - st.accepted_at_check;
+        st.accepted_at_check = st.accepted;
+        let n = self.particles_of(st);
+        let before = st.loglik;
+        // The passes run at n, or at the kept count when burn-in ends.
+        let mut at = match (c.auto, kind) {
+            (Some(a), CheckKind::Kept) => {
+                let half: Vec<f64> = st
+                    .checks
+                    .iter()
+                    .filter(|k| k.kind == CheckKind::BurnIn && 2 * k.iteration >= st.iteration)
+                    .map(ParticleCheck::noise)
+                    .collect();
+                kept_particles(&half, &a, n as usize) as u64
+            }
+            _ => n,
+        };
+        let mut outs = self.check_passes(exec, st, at, 0)?;
+        let mut lls: Vec<f64> = outs.iter().map(|o| o.loglik).collect();
+        let mut spread = Spread::of(&lls);
+        let stuck = c.stuck && looks_stuck(accepted_since, before, &lls);
+        // The kept count is measured, and corrected once if it misses.
+        if let (Some(a), CheckKind::Kept) = (c.auto, kind)
+            && let Some(better) = needs_correction(at as usize, spread.estimator_sd(), &a)
+        {
+            at = better as u64;
+            outs = self.check_passes(exec, st, at, 1)?;
+            lls = outs.iter().map(|o| o.loglik).collect();
+            spread = Spread::of(&lls);
+        }
+        let next = match (c.auto, kind) {
+            (Some(a), CheckKind::BurnIn) => {
+                let mut recent: Vec<f64> = st
+                    .checks
+                    .iter()
+                    .filter(|k| k.kind != CheckKind::Kept)
+                    .map(ParticleCheck::noise)
+                    .collect();
+                recent.push(noise_constant(n, spread.estimator_sd()));
+                rescaled(n as usize, &recent, &a) as u64
+            }
+            _ => at,
+        };
+        if kind == CheckKind::Kept || next != n || stuck {
+            self.refresh(exec, st, next, 0, (next == at).then(|| &outs[0]))?;
+        }
+        st.checks.push(self.check_record(
+            kind,
+            st,
+            at,
+            spread,
+            next,
+            (accepted_since, stuck),
+            before,
+        ));
+        Ok(())
+    }
+
+    /// Moves chains whose log posterior lies far below the best chain's to
+    /// that chain's state, after iteration `done + 1` of burn-in when the
+    /// chains were checked after `done` iterations ([`ChainChecks::relocate`];
+    /// only from half to three quarters of burn-in: earlier, chains still on
+    /// their way from dispersed starts differ by far more than modes do, and
+    /// moving a chain to the least bad of them can carry it into a local
+    /// mode; later, the moved chain would have too little burn-in left to
+    /// part from the chain it joined). The log posterior of a chain is its
+    /// check's mean estimate plus its log prior; a chain more than
+    /// [`relocation_gap`] below the best takes the best chain's θ, estimate,
+    /// particle count and proposal (its own random streams continue). Every
+    /// worker holds every chain's state here, so every worker moves the same
+    /// chains.
+    pub fn relocate(&self, states: &mut [ChainState]) -> Vec<Relocation> {
+        let c = &self.config.checks;
+        let Some(first) = states.first() else {
+            return Vec::new();
+        };
+        let it = first.iteration;
+        if !c.relocate
+            || states.len() < 2
+            || it == 0
+            || self.check_due(it - 1) != Some(CheckKind::BurnIn)
+            || 2 * (it - 1) < self.config.burn_in
+            || 4 * (it - 1) > 3 * self.config.burn_in
+        {
+            return Vec::new();
+        }
+        let level = |st: &ChainState| {
+            st.checks
+                .last()
+                .filter(|k| k.iteration == it - 1 && st.iteration == it)
+                .map(|k| (k.mean + k.log_prior, k.sd / f64::from(k.passes).sqrt()))
+        };
+        let levels: Vec<Option<(f64, f64)>> = states.iter().map(level).collect();
+        if levels.iter().any(Option::is_none) {
+            return Vec::new();
+        }
+        let levels: Vec<(f64, f64)> = levels.into_iter().flatten().collect();
+        let best = (0..states.len())
+            .filter(|i| levels[*i].0.is_finite())
+            .max_by(|a, b| levels[*a].0.total_cmp(&levels[*b].0).then(b.cmp(a)));
+        let Some(best) = best else {
+            return Vec::new();
+        };
+        let (top, top_se) = levels[best];
+        let d = self.free.len();
+        let mut moved = Vec::new();
+        for i in 0..states.len() {
+            let (l, se) = levels[i];
+            let se = if se.is_finite() {
+                (se * se + top_se * top_se).sqrt()
+            } else {
+                0.0
+            };
+            let allowed = relocation_gap(d, se);
+            let gap = top - l;
+            if i == best || !(gap > allowed) {
+                continue;
+            }
+            let b = states[best].clone();
+            let st = &mut states[i];
+            let r = Relocation {
+                chain: st.chain,
+                iteration: it,
+                to: b.chain,
+                gap,
+                allowed,
+                theta: st.theta.clone(),
+            };
+            st.theta = b.theta;
+            st.loglik = b.loglik;
+            st.log_prior = b.log_prior;
+            st.current_counters = b.current_counters;
+            st.current_intervals = b.current_intervals;
+            st.particles = b.particles;
+            st.chol = b.chol;
+            st.adapt_n = b.adapt_n;
+            st.adapt_mean = b.adapt_mean;
+            st.adapt_m2 = b.adapt_m2;
+            st.relocations.push(r.clone());
+            moved.push(r);
+        }
+        moved
     }
 
     /// One Metropolis–Hastings iteration of a chain.
@@ -537,8 +970,10 @@ impl Pmmh {
         exec: &mut E,
         st: &mut ChainState,
     ) -> Result<IterationRecord> {
+        self.burn_in_check(exec, st)?;
         let it = st.iteration + 1;
         let key = self.key(st.chain, it);
+        let problem = self.problem_for(self.particles_of(st))?;
         let d = self.free.len();
         let mut rng = key.stream(Purpose::Proposal, 0, 0).rng();
         let z: Vec<f64> = (0..d).map(|_| rng.sample(StandardNormal)).collect();
@@ -564,11 +999,11 @@ impl Pmmh {
             (false, None)
         } else {
             let stop = self.config.early_rejection.then_some(&test);
-            let out = exec.filter(&self.problem, &prop, key, stop)?;
+            let out = exec.filter(&problem, &prop, key, stop)?;
             st.counters.add(&out.counters);
             let accept = if let Some(done) = out.stopped_after {
                 st.early.record(
-                    self.problem.particles() as u64,
+                    problem.particles() as u64,
                     self.problem.data().len(),
                     done,
                     out.counters.events,
@@ -586,7 +1021,7 @@ impl Pmmh {
         if accept {
             if let Some(f) = &filter {
                 st.current_counters = f.counters;
-                st.current_intervals = self.intervals(f);
+                st.current_intervals = problem.particles() as u64 * f.ess.len() as u64;
             }
             st.theta = prop;
             st.loglik = ll;
@@ -667,6 +1102,7 @@ impl Pmmh {
                 let rec = self.step(exec, st)?;
                 observe(&rec, st)?;
             }
+            self.relocate(&mut states);
         }
         Ok(states)
     }

@@ -58,6 +58,7 @@ fn config(iterations: u64, init: Vec<f64>) -> PmmhConfig {
         // These tests are about the −∞ paths: early rejection would stop
         // many hopeless passes before they collapse.
         early_rejection: false,
+        checks: pcmc_core::tuning::ChainChecks::off(),
         adapt: None,
     }
 }

@@ -327,6 +327,7 @@ fn sampler(problem: FilterProblem, theta: &[f64], early: bool, sd: f64) -> Pmmh 
                 every: 5,
             }),
             early_rejection: early,
+            checks: pcmc_core::tuning::ChainChecks::off(),
         },
     )
     .unwrap()

@@ -118,6 +118,7 @@ fn pmmh_matches_the_grid_posterior() {
             start: StartPoints::Dispersed { sd: 0.3 },
             proposal: ProposalCovariance::Full(proposal),
             early_rejection: true,
+            checks: pcmc_core::tuning::ChainChecks::off(),
             adapt: None,
         },
     )
@@ -181,6 +182,7 @@ fn sbc_ranks(r: u64) -> [usize; 2] {
             start: StartPoints::Prior,
             proposal: ProposalCovariance::Diagonal(vec![0.2, 0.2]),
             early_rejection: true,
+            checks: pcmc_core::tuning::ChainChecks::off(),
             adapt: Some(AdaptConfig {
                 start: 100,
                 every: 50,

@@ -73,6 +73,7 @@ fn draws<E: LikelihoodExecutor>(
             start: StartPoints::Fixed,
             proposal: ProposalCovariance::Diagonal(sd),
             early_rejection: true,
+            checks: pcmc_core::tuning::ChainChecks::off(),
             adapt: None,
         },
     )

@@ -179,8 +179,13 @@ pub struct DataflowExecutor {
     config: DataflowConfig,
     runtime: tokio::runtime::Runtime,
     shared: SharedRef,
-    plans: Option<Plans>,
+    /// Plans for the last few shapes, the most recent last: chains whose
+    /// particle counts differ (`filter.particles = "auto"`) take turns.
+    plans: Vec<Plans>,
 }
+
+/// Shapes whose plans are kept.
+const PLAN_CACHE: usize = 4;
 
 fn df_err(e: DataFusionError) -> Error {
     Error::Executor(format!("dataflow: {e}"))
@@ -216,7 +221,7 @@ impl DataflowExecutor {
             shared: Shared::new(config.fail_rate),
             config,
             runtime,
-            plans: None,
+            plans: Vec::new(),
         })
     }
 
@@ -232,7 +237,7 @@ impl DataflowExecutor {
     /// Planning failures.
     pub fn explain(&mut self, problem: &FilterProblem) -> Result<Vec<(String, String)>> {
         self.ensure_plans(problem)?;
-        let p = self.plans.as_ref().expect("plans were just built");
+        let p = self.plans.last().expect("plans were just built");
         Ok([
             ("propagate", &p.propagate),
             ("reduce", &p.reduce),
@@ -249,8 +254,8 @@ impl DataflowExecutor {
         .collect())
     }
 
-    /// Builds the plans for `problem`'s shape unless they exist; returns the
-    /// seconds spent.
+    /// Makes the plans for `problem`'s shape the current ones (the last),
+    /// building them unless they are cached; returns the seconds spent.
     fn ensure_plans(&mut self, problem: &FilterProblem) -> Result<f64> {
         let net = problem.network();
         let shape = Shape {
@@ -258,7 +263,9 @@ impl DataflowExecutor {
             species: net.species().to_vec(),
             observed: problem.data().observed().to_vec(),
         };
-        if self.plans.as_ref().is_some_and(|p| p.shape == shape) {
+        if let Some(i) = self.plans.iter().position(|p| p.shape == shape) {
+            let p = self.plans.remove(i);
+            self.plans.push(p);
             return Ok(0.0);
         }
         check_species(&shape.species)?;
@@ -269,7 +276,10 @@ impl DataflowExecutor {
             .runtime
             .block_on(build_plans(shape, parts, self.config.partitions, shared))
             .map_err(df_err)?;
-        self.plans = Some(plans);
+        if self.plans.len() == PLAN_CACHE {
+            self.plans.remove(0);
+        }
+        self.plans.push(plans);
         Ok(elapsed(t))
     }
 }
@@ -691,7 +701,7 @@ impl LikelihoodExecutor for DataflowExecutor {
         }
         let mut out = FilterOutput::new(data.len());
         out.times.planning += self.ensure_plans(problem)?;
-        let plans = self.plans.as_ref().expect("plans were just built");
+        let plans = self.plans.last().expect("plans were just built");
         let parts = plans.parts;
         let cfg = problem.config();
         {

@@ -27,6 +27,22 @@ fn chain<E: LikelihoodExecutor>(pmmh: &Pmmh, exec: &mut E) -> Trace {
 }
 
 fn sampler(problem: FilterProblem, theta: &[f64], chains: usize) -> Pmmh {
+    sampler_with(
+        problem,
+        theta,
+        chains,
+        pcmc_core::tuning::ChainChecks::off(),
+        6,
+    )
+}
+
+fn sampler_with(
+    problem: FilterProblem,
+    theta: &[f64],
+    chains: usize,
+    checks: pcmc_core::tuning::ChainChecks,
+    burn_in: u64,
+) -> Pmmh {
     let priors = log_uniform_priors(theta, 100.0);
     let init: Vec<f64> = theta.iter().map(|t| t * 1.2).collect();
     let d = theta.len();
@@ -36,13 +52,14 @@ fn sampler(problem: FilterProblem, theta: &[f64], chains: usize) -> Pmmh {
         PmmhConfig {
             seed: 99,
             chains,
-            burn_in: 6,
+            burn_in,
             iterations: 6,
             thin: 1,
             init,
             start: StartPoints::Dispersed { sd: 0.1 },
             proposal: ProposalCovariance::Diagonal(vec![0.05; d]),
             early_rejection: true,
+            checks,
             adapt: Some(AdaptConfig { start: 3, every: 2 }),
         },
     )
@@ -61,6 +78,56 @@ fn check(problem: FilterProblem, theta: &[f64], chains: usize) {
             &mut rayon_executor(threads).unwrap(),
         );
         assert_eq!(got, reference, "rayon with {threads} threads differs");
+    }
+}
+
+/// The chain and every chain's particle counts and checks, with the
+/// particle count adapted and the stuck and relocation checks on.
+#[test]
+fn burn_in_checks_and_adapted_particle_counts_are_executor_independent() {
+    use pcmc_core::tuning::{AutoParticles, ChainChecks};
+    let checks = ChainChecks {
+        every: 3,
+        passes: 3,
+        stuck: true,
+        relocate: true,
+        auto: Some(AutoParticles {
+            min: 7,
+            max: 301,
+            start: 13,
+            target_sd: 1.2,
+        }),
+    };
+    let run = |exec: &mut dyn LikelihoodExecutor| {
+        let pmmh = sampler_with(lv11(100, 1), &[1.0, 0.005, 0.6], 3, checks, 12);
+        let mut t = Vec::new();
+        let states = pmmh
+            .run(exec, |rec, st| {
+                t.push((
+                    rec.theta.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                    rec.loglik.to_bits(),
+                    st.particles,
+                ));
+                Ok(())
+            })
+            .unwrap();
+        let checks: Vec<_> = states
+            .iter()
+            .map(|s| (s.checks.clone(), s.check_passes, s.counters))
+            .collect();
+        (t, checks)
+    };
+    let reference = run(&mut serial());
+    let counts: std::collections::BTreeSet<u64> = reference.0.iter().map(|r| r.2).collect();
+    assert!(
+        counts.len() > 1,
+        "the particle count never changed: {counts:?}"
+    );
+    assert!(reference.1.iter().all(|c| c.0.len() >= 4 && c.1 > 0));
+    for threads in [1, 2, 3, 7] {
+        let got = run(&mut rayon_executor(threads).unwrap());
+        assert_eq!(got.0, reference.0, "chain with {threads} threads");
+        assert_eq!(got.1, reference.1, "checks with {threads} threads");
     }
 }
 

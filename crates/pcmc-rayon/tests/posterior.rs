@@ -25,6 +25,7 @@ fn lv11_recovers_true_parameters() {
             start: StartPoints::Dispersed { sd: 0.1 },
             proposal: ProposalCovariance::Diagonal(vec![0.03; 3]),
             early_rejection: true,
+            checks: pcmc_core::tuning::ChainChecks::off(),
             adapt: Some(AdaptConfig {
                 start: 100,
                 every: 50,

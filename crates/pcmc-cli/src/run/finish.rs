@@ -80,8 +80,15 @@ pub(super) fn finish_run(s: &mut Setup, mut r: RunProgress) -> Result<()> {
     stats.early = Default::default();
     stats.early_rejection = job.mcmc.early_rejection;
     stats.acceptance_per_chain.clear();
+    stats.chain_checks.clear();
     for st in &r.states {
         stats.add_chain(st);
+        stats
+            .chain_checks
+            .push(crate::summary::ChainCheckReport::of(
+                st,
+                job.filter.particles as u64,
+            ));
         stats
             .acceptance_per_chain
             .push(st.accepted_after_burn_in as f64 / job.mcmc.iterations.max(1) as f64);
@@ -129,6 +136,7 @@ pub(super) fn finish_outputs(
         rows,
         chains: record.chains,
         particles: record.particles,
+        auto_particles: job.mcmc.checks.auto.is_some(),
         burn_in: record.burn_in,
         iterations: record.iterations,
         thin: record.thin,

@@ -174,6 +174,22 @@ pub(super) fn iterate(
                 r.rows.push(row);
             }
         }
+        for m in pmmh.relocate(&mut r.states) {
+            if s.root {
+                tracing::warn!(
+                    "burn-in: chain {} moved to chain {}'s state after iteration {}: its log posterior lay {:.1} below (allowed {:.1}; a local mode or a region the filter cannot explain, near θ = {})",
+                    m.chain,
+                    m.to,
+                    m.iteration,
+                    m.gap,
+                    m.allowed,
+                    fmt_theta(&m.theta)
+                );
+            }
+        }
+        if s.root {
+            log_checks(&before.0, &r.states);
+        }
         let acc = r
             .states
             .iter()
@@ -213,4 +229,54 @@ pub(super) fn iterate(
         w.finish()?;
     }
     Ok(RunOutcome::Finished)
+}
+
+fn fmt_theta(theta: &[f64]) -> String {
+    theta
+        .iter()
+        .map(|x| format!("{x:.4e}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Logs the burn-in checks each chain made during the iteration: a changed
+/// particle count at info level, a stuck chain as a warning.
+fn log_checks(before: &[pcmc_core::pmmh::ChainState], after: &[pcmc_core::pmmh::ChainState]) {
+    for (b, a) in before.iter().zip(after) {
+        for k in a.checks.iter().skip(b.checks.len()) {
+            if k.stuck {
+                tracing::warn!(
+                    "burn-in: chain {} was stuck after iteration {} (no move accepted in the last {} iterations; its estimate {:.1} was above all {} fresh estimates at its θ, mean {:.1}, sd {:.2}): it continues from a fresh estimate {:.1} with {} particles",
+                    a.chain,
+                    k.iteration,
+                    k.iteration - a.checks.iter().rev().nth(1).map_or(0, |p| p.iteration),
+                    k.loglik_before,
+                    k.passes,
+                    k.mean,
+                    k.sd,
+                    k.loglik_after,
+                    k.next
+                );
+            } else if k.next != k.particles || k.kind == pcmc_core::pmmh::CheckKind::Kept {
+                tracing::info!(
+                    "{} check of chain {} after iteration {}: sd(log-likelihood) {:.2} with {} particles{} → {} particles",
+                    match k.kind {
+                        pcmc_core::pmmh::CheckKind::Start => "start",
+                        pcmc_core::pmmh::CheckKind::BurnIn => "burn-in",
+                        pcmc_core::pmmh::CheckKind::Kept => "end-of-burn-in",
+                    },
+                    a.chain,
+                    k.iteration,
+                    k.sd,
+                    k.particles,
+                    if k.collapsed > 0 {
+                        format!(" ({} of {} passes collapsed)", k.collapsed, k.passes)
+                    } else {
+                        String::new()
+                    },
+                    k.next
+                );
+            }
+        }
+    }
 }

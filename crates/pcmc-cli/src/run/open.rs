@@ -86,7 +86,10 @@ pub(super) fn open_run(s: &mut Setup, opts: RunOptions) -> Result<RunProgress> {
             job.mcmc.chains,
             pmmh.total_iterations(),
             job.mcmc.burn_in,
-            job.filter.particles,
+            match job.mcmc.checks.auto {
+                Some(a) => format!("auto ({}..={})", a.min, a.max),
+                None => job.filter.particles.to_string(),
+            },
             s.exec.name(),
             s.exec.workers(),
             dir.display()

@@ -38,6 +38,8 @@ pub fn prepare(job_path: &Path, ov: &Overrides) -> Result<Prepared> {
     if let Some(n) = ov.particles {
         check_particles(Path::new("command line"), "--particles", n)?;
         job.filter.particles = n;
+        // A count on the command line fixes it.
+        job.mcmc.checks.auto = None;
     }
     if let Some(k) = &ov.kernel {
         job.filter.kernel = pcmc_core::ssa::KernelChoice::parse(k).ok_or_else(|| {
