@@ -25,6 +25,7 @@ fn sampler() -> Pmmh {
             start: StartPoints::Fixed,
             proposal: ProposalCovariance::Diagonal(vec![0.02; 3]),
             early_rejection: true,
+            checks: pcmc_core::tuning::ChainChecks::off(),
             adapt: None,
         },
     )
