@@ -182,15 +182,10 @@ pub fn tune(job_path: &Path, args: &TuneArgs) -> Result<()> {
             events += out.counters.events;
             lls.push(out.loglik);
         }
-        let finite: Vec<f64> = lls.iter().copied().filter(|x| x.is_finite()).collect();
-        let collapsed = lls.len() - finite.len();
-        let sd = if collapsed > 0 || finite.len() < 2 {
-            f64::INFINITY
-        } else {
-            let m = finite.iter().sum::<f64>() / finite.len() as f64;
-            (finite.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (finite.len() - 1) as f64)
-                .sqrt()
-        };
+        // The estimator's sd as the burn-in checks measure it (∞ on a collapse).
+        let spread = pcmc_core::tuning::Spread::of(&lls);
+        let collapsed = spread.collapsed as usize;
+        let sd = spread.estimator_sd();
         secs.sort_by(f64::total_cmp);
         let median = secs[secs.len() / 2];
         rows.push((n, sd, median, collapsed, events / args.repeats));
