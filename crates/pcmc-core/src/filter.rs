@@ -31,7 +31,7 @@
 use crate::accept::AcceptTest;
 use crate::error::{Error, Result};
 use crate::model::Network;
-use crate::observation::{Data, InitialPrior, ObservationModel};
+use crate::observation::{Data, InitialPrior, ObservationModel, Observations};
 use crate::resample::{self, MAX_PARTICLES, Resampling};
 use crate::rng::{Purpose, StreamKey};
 use crate::ssa::{BlockScratch, Outcome, Ssa, SsaCounters};
@@ -118,21 +118,11 @@ impl FilterConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FilterProblem {
     network: Network,
-    data: Data,
-    observation: ObservationModel,
+    /// The data, their fixed observation model and its density bounds.
+    observations: Observations,
     initial: InitialPrior,
     t0: f64,
     config: FilterConfig,
-    /// `bound_suffix[k] = Σ_{j ≥ k} B_j`, `B_j` the observation density's
-    /// bound at observation `j` (length `K + 1`).
-    bound_suffix: Vec<f64>,
-    /// `Σ_{j ≥ k} (|B_j| + ln N + 64)`: the magnitude of what the remaining
-    /// increments add, for the rounding margin.
-    bound_scale: Vec<f64>,
-    /// `Σ_{j ≥ k} R_j`, `R_j` how far rounding can lift a computed
-    /// observation density above the computed bound `B_j`
-    /// ([`ObservationModel::log_density_rounding`]).
-    bound_rounding: Vec<f64>,
 }
 
 /// Relative margin of [`FilterProblem::cannot_accept`] for the sums. The
@@ -161,7 +151,8 @@ impl FilterProblem {
         t0: f64,
         config: FilterConfig,
     ) -> Result<Self> {
-        observation.validate(&data)?;
+        let observations = Observations::new(observation, data)?;
+        let data = observations.data();
         if initial.means().len() != network.species().len() {
             return Err(Error::setting(
                 "initial.means",
@@ -206,28 +197,12 @@ impl FilterProblem {
         {
             return Err(Error::Data("the data were built for another model".into()));
         }
-        let k = data.len();
-        let ln_n = (config.particles as f64).ln();
-        let mut bound_suffix = vec![0.0; k + 1];
-        let mut bound_scale = vec![0.0; k + 1];
-        let mut bound_rounding = vec![0.0; k + 1];
-        for j in (0..k).rev() {
-            let b = observation.log_density_bound(data.row(j));
-            bound_suffix[j] = bound_suffix[j + 1] + b;
-            bound_scale[j] = bound_scale[j + 1] + b.abs() + ln_n + 64.0;
-            bound_rounding[j] =
-                bound_rounding[j + 1] + observation.log_density_rounding(data.row(j));
-        }
         Ok(FilterProblem {
             network,
-            data,
-            observation,
+            observations,
             initial,
             t0,
             config,
-            bound_suffix,
-            bound_scale,
-            bound_rounding,
         })
     }
 
@@ -250,12 +225,18 @@ impl FilterProblem {
     /// Never true once every observation is processed, or when the bound is
     /// not a finite number.
     pub fn cannot_accept(&self, done: usize, partial: f64, test: &AcceptTest) -> bool {
-        if done >= self.data.len() {
+        let obs = &self.observations;
+        let k = obs.data().len();
+        if done >= k {
             return false;
         }
-        let margin = EARLY_REJECTION_MARGIN * (1.0 + partial.abs() + self.bound_scale[done])
-            + self.bound_rounding[done];
-        let upper = partial + self.bound_suffix[done] + margin;
+        // The magnitude of what the remaining increments add: Σ (|B_j| +
+        // ln N + 64).
+        let per_step = (self.config.particles as f64).ln() + 64.0;
+        let scale = obs.bound_magnitude_from(done) + (k - done) as f64 * per_step;
+        let margin =
+            EARLY_REJECTION_MARGIN * (1.0 + partial.abs() + scale) + obs.rounding_from(done);
+        let upper = partial + obs.bound_from(done) + margin;
         upper.is_finite() && !test.accepts(upper)
     }
 
@@ -265,11 +246,16 @@ impl FilterProblem {
     }
     /// The data.
     pub fn data(&self) -> &Data {
-        &self.data
+        self.observations.data()
     }
     /// The observation model.
     pub fn observation(&self) -> &ObservationModel {
-        &self.observation
+        self.observations.model()
+    }
+    /// The data with their observation model and density bounds: filters
+    /// score particles through [`Observations::log_density`].
+    pub fn observations(&self) -> &Observations {
+        &self.observations
     }
     /// The initial-state prior.
     pub fn initial(&self) -> &InitialPrior {
@@ -327,8 +313,8 @@ impl FilterProblem {
     pub fn with_config(&self, config: FilterConfig) -> Result<Self> {
         FilterProblem::new(
             self.network.clone(),
-            self.data.clone(),
-            self.observation.clone(),
+            self.observations.data().clone(),
+            self.observations.model().clone(),
             self.initial.clone(),
             self.t0,
             config,
@@ -751,7 +737,7 @@ pub fn run_filter_on<R: BlockRunner, C: Collective + ?Sized>(
 ) -> Result<FilterOutput> {
     let net = &problem.network;
     let cfg = &problem.config;
-    let data = &problem.data;
+    let data = problem.data();
     let n = cfg.particles;
     let species = net.species().len();
     let (size, rank) = (comm.size(), comm.rank());
@@ -828,7 +814,6 @@ pub fn run_filter_on<R: BlockRunner, C: Collective + ?Sized>(
         }
         // Weight.
         let t = Instant::now();
-        let y = data.row(k);
         let obs = data.observed();
         let mut items = ws.items(first, local, species);
         let maxes = runner.map(&mut items, |it| {
@@ -839,8 +824,8 @@ pub fn run_filter_on<R: BlockRunner, C: Collective + ?Sized>(
                 }
                 let counts = &*it.counts;
                 let lw = problem
-                    .observation
-                    .log_density(y, obs.iter().map(|s| counts[s * stride + j]));
+                    .observations
+                    .log_density(k, obs.iter().map(|s| counts[s * stride + j]));
                 it.lw[j] = lw;
                 m = m.max(lw);
             }

@@ -62,10 +62,10 @@ pub mod prelude {
     pub use crate::executor::LikelihoodExecutor;
     pub use crate::filter::{FilterConfig, FilterKey, FilterOutput, FilterProblem, KernelChoice};
     pub use crate::model::{Network, ReactionSpec, Term};
-    pub use crate::observation::{Data, InitialPrior, ObservationModel};
+    pub use crate::observation::{Data, InitialPrior, ObservationModel, Observations};
     pub use crate::pmmh::{
-        AdaptConfig, ChainState, CheckKind, EarlyRejections, IterationRecord, ParticleCheck, Pmmh,
-        PmmhConfig, ProposalCovariance, StartPoints,
+        AdaptConfig, ChainState, CheckKind, EarlyRejections, IterationRecord, Moments,
+        ParticleCheck, Pmmh, PmmhConfig, ProposalCovariance, StartPoints,
     };
     pub use crate::prior::Prior;
     pub use crate::resample::Resampling;

@@ -151,6 +151,126 @@ pub enum ObservationModel {
     Poisson,
 }
 
+/// Data together with the fixed observation model that scores them, and
+/// each observation's density bound under that model, for early rejection
+/// ([`crate::filter::FilterProblem::cannot_accept`]).
+///
+/// Early rejection is exact only while every weight the filter computes is
+/// at most the bound computed here. This type makes that hold by
+/// construction: the filter scores particles only through
+/// [`Observations::log_density`], which uses the very model the bounds were
+/// computed from; the fields are private, so neither part can change alone;
+/// and the model takes no θ. An observation model whose parameters were
+/// inferred (a noise sd in θ) would need a new `Observations` per θ, whose
+/// constructor computes its bounds again. A deserialised value recomputes its
+/// bounds from the model and data too (bounds never travel on the wire).
+///
+/// ```compile_fail
+/// # use pcmc_core::observation::{Observations, ObservationModel};
+/// fn widen(o: &mut Observations) {
+///     // The model cannot be swapped under its bounds.
+///     o.model = ObservationModel::Gaussian { sd: vec![1.0] };
+/// }
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "ObservationsWire", into = "ObservationsWire")]
+pub struct Observations {
+    data: Data,
+    model: ObservationModel,
+    /// `Σ_{j ≥ k} B_j`, `B_j` the density bound at observation `j`
+    /// (length `K + 1`).
+    bound_suffix: Vec<f64>,
+    /// `Σ_{j ≥ k} |B_j|`.
+    bound_abs_suffix: Vec<f64>,
+    /// `Σ_{j ≥ k} R_j`, `R_j` how far rounding can lift a computed density
+    /// above the computed bound `B_j` ([`ObservationModel::log_density_rounding`]).
+    bound_rounding: Vec<f64>,
+}
+
+/// What an [`Observations`] is built from, and its wire form.
+#[derive(Serialize, Deserialize)]
+struct ObservationsWire {
+    data: Data,
+    model: ObservationModel,
+}
+
+impl TryFrom<ObservationsWire> for Observations {
+    type Error = Error;
+    fn try_from(w: ObservationsWire) -> Result<Self> {
+        Observations::new(w.model, w.data)
+    }
+}
+
+impl From<Observations> for ObservationsWire {
+    fn from(o: Observations) -> Self {
+        ObservationsWire {
+            data: o.data,
+            model: o.model,
+        }
+    }
+}
+
+impl Observations {
+    /// Checks `model` against `data` ([`ObservationModel::validate`]) and
+    /// computes the density bounds.
+    ///
+    /// # Errors
+    /// As [`ObservationModel::validate`].
+    pub fn new(model: ObservationModel, data: Data) -> Result<Self> {
+        model.validate(&data)?;
+        let k = data.len();
+        let mut bound_suffix = vec![0.0; k + 1];
+        let mut bound_abs_suffix = vec![0.0; k + 1];
+        let mut bound_rounding = vec![0.0; k + 1];
+        for j in (0..k).rev() {
+            let b = model.log_density_bound(data.row(j));
+            bound_suffix[j] = bound_suffix[j + 1] + b;
+            bound_abs_suffix[j] = bound_abs_suffix[j + 1] + b.abs();
+            bound_rounding[j] = bound_rounding[j + 1] + model.log_density_rounding(data.row(j));
+        }
+        Ok(Observations {
+            data,
+            model,
+            bound_suffix,
+            bound_abs_suffix,
+            bound_rounding,
+        })
+    }
+
+    /// The data.
+    pub fn data(&self) -> &Data {
+        &self.data
+    }
+
+    /// The observation model.
+    pub fn model(&self) -> &ObservationModel {
+        &self.model
+    }
+
+    /// Log density of observation `j` given the observed species' counts
+    /// `x`: the only way the filter scores particles.
+    pub fn log_density(&self, j: usize, x: impl Iterator<Item = u64>) -> f64 {
+        self.model.log_density(self.data.row(j), x)
+    }
+
+    /// `Σ_{j ≥ k} B_j`: no pass that has processed `k` observations can add
+    /// more than this (before rounding).
+    pub fn bound_from(&self, k: usize) -> f64 {
+        self.bound_suffix[k]
+    }
+
+    /// `Σ_{j ≥ k} |B_j|`: the bounds' magnitude, for relative rounding.
+    pub fn bound_magnitude_from(&self, k: usize) -> f64 {
+        self.bound_abs_suffix[k]
+    }
+
+    /// `Σ_{j ≥ k} R_j`: how far rounding can lift the computed densities of
+    /// the observations from `k` on above their computed bounds.
+    pub fn rounding_from(&self, k: usize) -> f64 {
+        self.bound_rounding[k]
+    }
+}
+
 const LN_SQRT_2PI: f64 = 0.918_938_533_204_672_8;
 
 impl ObservationModel {
@@ -374,6 +494,37 @@ mod tests {
         let lp = m.log_density(&[3.0], [1u64].into_iter());
         let expect = -0.5 - 2f64.ln() - 0.5 * (2.0 * std::f64::consts::PI).ln();
         assert!((lp - expect).abs() < 1e-14);
+    }
+
+    #[test]
+    fn observations_rebuild_their_bounds_from_the_wire_and_refuse_bad_parts() {
+        let net = Network::lotka_volterra(1).unwrap();
+        let names = vec!["prey".to_string(), "pred1".to_string()];
+        let data = Data::new(
+            &net,
+            vec![0.0, 1.0, 2.0],
+            &names,
+            vec![vec![10.0, 3.0], vec![12.0, 0.0], vec![7.0, 5.0]],
+        )
+        .unwrap();
+        let model = ObservationModel::Poisson;
+        let o = Observations::new(model.clone(), data.clone()).unwrap();
+        let bound = |j: usize| model.log_density_bound(data.row(j));
+        assert_eq!(o.bound_from(3), 0.0);
+        assert_eq!(o.bound_from(2), bound(2));
+        assert_eq!(o.bound_from(0), bound(0) + bound(1) + bound(2));
+        assert_eq!(o.bound_magnitude_from(1), bound(1).abs() + bound(2).abs());
+        assert!(o.rounding_from(0) > 0.0);
+        // Bounds are not part of the wire form: they are computed again.
+        let wire = serde_json::to_value(&o).unwrap();
+        assert_eq!(wire.as_object().unwrap().len(), 2, "{wire}");
+        let back: Observations = serde_json::from_value(wire.clone()).unwrap();
+        assert_eq!(back, o);
+        // A model that does not fit the data is refused on the wire too.
+        let mut bad = wire;
+        bad["model"] = serde_json::json!({ "Gaussian": { "sd": [1.0] } });
+        let err = serde_json::from_value::<Observations>(bad).unwrap_err();
+        assert!(err.to_string().contains("sd"), "{err}");
     }
 
     #[test]

@@ -9,9 +9,15 @@
 //! ```
 //!
 //! where the last term is the Jacobian of the log transform. `Σ` is fixed, or
-//! adapted during burn-in only (Haario, Saksman & Tamminen, 2001:
-//! `Σ = 2.38²/d · (Cov(log θ) + 10⁻⁸ I)`), and frozen afterwards so that the
-//! kept chain is a valid Markov chain.
+//! adapted during burn-in only, and frozen afterwards so that the kept chain
+//! is a valid Markov chain. The adapted proposal is `Σ = 2.38²/d ·
+//! (Cov(log θ) + 10⁻⁸ I)` (Haario, Saksman & Tamminen, 2001), where `Cov`
+//! forgets the oldest states: it is estimated from the burn-in states after
+//! iteration `b/2`, `b` the largest power of two not above the current
+//! iteration (from [`ADAPT_FORGET_FROM`] on), so at least the last half of
+//! what the chain has seen and never the first quarter. The transient of a
+//! chain that walked in from far away would otherwise stretch `Σ` along its
+//! path for the whole run.
 //!
 //! Each iteration's draws are keyed: the proposal by
 //! `(seed, chain, iteration, Proposal)`, the accept uniform by
@@ -80,6 +86,10 @@ pub enum StartPoints {
 /// (log-scale sds of a few per cent), narrow enough that the filter's
 /// estimate at the start is rarely −∞.
 pub const DEFAULT_INIT_SD: f64 = 0.5;
+
+/// The first iteration at which the covariance estimate forgets the oldest
+/// states (see the module documentation).
+pub const ADAPT_FORGET_FROM: u64 = 64;
 
 /// Attempts at finding a starting point with a finite log-likelihood
 /// estimate before [`Error::NoStart`].
@@ -248,6 +258,84 @@ impl EarlyRejections {
     }
 }
 
+/// Count, mean and co-moment matrix (row-major) of a set of vectors.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Moments {
+    /// Vectors seen.
+    pub n: u64,
+    /// Their mean (empty while `n` is 0 and nothing was sized).
+    pub mean: Vec<f64>,
+    /// Σ (x − mean)(x − mean)ᵀ.
+    pub m2: Vec<f64>,
+}
+
+impl Moments {
+    /// No vectors of dimension `d`.
+    pub fn empty(d: usize) -> Self {
+        Self {
+            n: 0,
+            mean: vec![0.0; d],
+            m2: vec![0.0; d * d],
+        }
+    }
+
+    /// Adds `x` (Welford).
+    pub fn push(&mut self, x: &[f64]) {
+        let d = x.len();
+        if self.mean.len() != d {
+            *self = Self::empty(d);
+        }
+        self.n += 1;
+        let nf = self.n as f64;
+        let delta: Vec<f64> = x.iter().zip(&self.mean).map(|(a, m)| a - m).collect();
+        for (m, dl) in self.mean.iter_mut().zip(&delta) {
+            *m += dl / nf;
+        }
+        for (i, di) in delta.iter().enumerate() {
+            for (j, (xj, mj)) in x.iter().zip(&self.mean).enumerate() {
+                self.m2[i * d + j] += di * (xj - mj);
+            }
+        }
+    }
+
+    /// The moments of both sets together (Chan, Golub & LeVeque, 1979).
+    pub fn merged(&self, other: &Self) -> Self {
+        if self.n == 0 {
+            return other.clone();
+        }
+        if other.n == 0 {
+            return self.clone();
+        }
+        let d = self.mean.len();
+        let (na, nb) = (self.n as f64, other.n as f64);
+        let n = na + nb;
+        let delta: Vec<f64> = other
+            .mean
+            .iter()
+            .zip(&self.mean)
+            .map(|(b, a)| b - a)
+            .collect();
+        let mean = self
+            .mean
+            .iter()
+            .zip(&delta)
+            .map(|(a, dl)| a + dl * nb / n)
+            .collect();
+        let mut m2 = vec![0.0; d * d];
+        for i in 0..d {
+            for j in 0..d {
+                m2[i * d + j] =
+                    self.m2[i * d + j] + other.m2[i * d + j] + delta[i] * delta[j] * na * nb / n;
+            }
+        }
+        Self {
+            n: self.n + other.n,
+            mean,
+            m2,
+        }
+    }
+}
+
 /// Everything about one chain that its continuation needs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChainState {
@@ -295,6 +383,10 @@ pub struct ChainState {
     pub adapt_mean: Vec<f64>,
     /// Adaptation: running co-moment matrix of log θ (free), row-major.
     pub adapt_m2: Vec<f64>,
+    /// Adaptation: the states of the previous window (the covariance uses
+    /// them and the current window's: see the module documentation).
+    #[serde(default)]
+    pub adapt_prev: Moments,
     /// Particles of the chain's filter passes (0: the problem's).
     #[serde(default)]
     pub particles: u64,
@@ -620,6 +712,7 @@ impl Pmmh {
             adapt_n: 0,
             adapt_mean: vec![0.0; d],
             adapt_m2: vec![0.0; d * d],
+            adapt_prev: Moments::default(),
             particles,
             accepted_at_check: 0,
             checks: Vec::new(),
@@ -955,6 +1048,7 @@ impl Pmmh {
             st.adapt_n = b.adapt_n;
             st.adapt_mean = b.adapt_mean;
             st.adapt_m2 = b.adapt_m2;
+            st.adapt_prev = b.adapt_prev;
             st.relocations.push(r.clone());
             moved.push(r);
         }
@@ -1051,26 +1145,29 @@ impl Pmmh {
             return;
         };
         let d = self.free.len();
-        // Welford update of the mean and co-moment of log θ.
-        st.adapt_n += 1;
-        let nf = st.adapt_n as f64;
-        let x: Vec<f64> = self.free.iter().map(|&p| st.theta[p].ln()).collect();
-        let delta: Vec<f64> = x.iter().zip(&st.adapt_mean).map(|(a, m)| a - m).collect();
-        for (m, dl) in st.adapt_mean.iter_mut().zip(&delta) {
-            *m += dl / nf;
-        }
-        for (i, di) in delta.iter().enumerate() {
-            for (j, (xj, mj)) in x.iter().zip(&st.adapt_mean).enumerate() {
-                st.adapt_m2[i * d + j] += di * (xj - mj);
-            }
-        }
         let it = st.iteration;
-        if it >= cfg.start && it.is_multiple_of(cfg.every) && st.adapt_n > d as u64 + 1 {
+        // Welford update of the current window's mean and co-moment of log θ.
+        let x: Vec<f64> = self.free.iter().map(|&p| st.theta[p].ln()).collect();
+        let mut window = Moments {
+            n: st.adapt_n,
+            mean: std::mem::take(&mut st.adapt_mean),
+            m2: std::mem::take(&mut st.adapt_m2),
+        };
+        window.push(&x);
+        if it >= ADAPT_FORGET_FROM && it.is_power_of_two() {
+            st.adapt_prev = std::mem::replace(&mut window, Moments::empty(d));
+        }
+        let all = st.adapt_prev.merged(&window);
+        st.adapt_n = window.n;
+        st.adapt_mean = window.mean;
+        st.adapt_m2 = window.m2;
+        if it >= cfg.start && it.is_multiple_of(cfg.every) && all.n > d as u64 + 1 {
             let scale = 2.38 * 2.38 / d as f64;
+            let nf = all.n as f64;
             let mut cov = vec![0.0; d * d];
             for i in 0..d {
                 for j in 0..d {
-                    let c = 0.5 * (st.adapt_m2[i * d + j] + st.adapt_m2[j * d + i]) / (nf - 1.0);
+                    let c = 0.5 * (all.m2[i * d + j] + all.m2[j * d + i]) / (nf - 1.0);
                     cov[i * d + j] = scale * (c + if i == j { 1e-8 } else { 0.0 });
                 }
             }
@@ -1127,6 +1224,117 @@ mod tests {
         let mut big = EarlyRejections::default();
         big.record(1, 1000, 1, u64::MAX / 2000);
         assert_eq!(big.events_saved, u64::MAX / 2000 * 999);
+    }
+
+    /// A chain that walks in from 2× away for its first 200 burn-in
+    /// iterations and then jitters with log-scale sd 0.01: the covariance at
+    /// the end of burn-in must be the jitter's, not the walk's. Without the
+    /// forgetting the walk's variance ((ln 2)²/12 · 200/1000 ≈ 0.008, an sd
+    /// of 0.09) would dominate.
+    #[test]
+    fn the_adapted_covariance_forgets_the_way_in() {
+        use crate::filter::FilterConfig;
+        use crate::model::Network;
+        use crate::observation::{Data, InitialPrior, ObservationModel};
+        let net = Network::immigration_death();
+        let data = Data::new(
+            &net,
+            vec![1.0, 2.0],
+            &["X".to_string()],
+            vec![vec![14.0], vec![16.0]],
+        )
+        .unwrap();
+        let problem = FilterProblem::new(
+            net.clone(),
+            data,
+            ObservationModel::Gaussian { sd: vec![2.0] },
+            InitialPrior::new(&net, vec![15.0]).unwrap(),
+            0.0,
+            FilterConfig::new(20, 1),
+        )
+        .unwrap();
+        let prior = Prior::LogNormal {
+            mu: 0.0,
+            sigma: 3.0,
+        };
+        let burn_in = 1000;
+        let pmmh = Pmmh::new(
+            problem,
+            vec![prior, prior],
+            PmmhConfig {
+                seed: 1,
+                chains: 1,
+                burn_in,
+                iterations: 10,
+                thin: 1,
+                init: vec![20.0, 1.0],
+                start: StartPoints::Fixed,
+                proposal: ProposalCovariance::Diagonal(vec![0.05, 0.05]),
+                adapt: Some(AdaptConfig {
+                    start: 100,
+                    every: 50,
+                }),
+                early_rejection: false,
+                checks: ChainChecks::off(),
+            },
+        )
+        .unwrap();
+        let (mut st, _) = pmmh.init_chain(&mut crate::serial(), 0).unwrap();
+        for it in 1..=burn_in {
+            let f = it as f64;
+            // The walk: from 2× down to 1×; then a deterministic jitter
+            // with sd 0.01 (sin and cos of incommensurate phases).
+            let walk = if it <= 200 {
+                std::f64::consts::LN_2 * (1.0 - f / 200.0)
+            } else {
+                0.0
+            };
+            let jitter = |p: f64| 0.01 * std::f64::consts::SQRT_2 * (p * f).sin();
+            st.theta = vec![
+                (20f64.ln() + walk + jitter(0.7)).exp(),
+                (walk + jitter(1.3)).exp(),
+            ];
+            st.iteration = it;
+            pmmh.adapt(&mut st);
+        }
+        // Σ = 2.38²/2 · Cov: the proposal sd of each log-rate is 1.68 × 0.01.
+        for (a, l) in [
+            st.chol[0],
+            (st.chol[2] * st.chol[2] + st.chol[3] * st.chol[3]).sqrt(),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let sd = l / (2.38 / std::f64::consts::SQRT_2);
+            assert!((0.008..0.012).contains(&sd), "log-rate {a}: sd {sd}");
+        }
+    }
+
+    #[test]
+    fn merged_moments_equal_the_moments_of_all_vectors() {
+        let xs: Vec<Vec<f64>> = (0..23)
+            .map(|i| {
+                let t = f64::from(i);
+                vec![t.sin() * 3.0 + 1.0, (0.7 * t).cos() - t * 0.1]
+            })
+            .collect();
+        let mut all = Moments::default();
+        let (mut a, mut b) = (Moments::default(), Moments::default());
+        for (i, x) in xs.iter().enumerate() {
+            all.push(x);
+            if i < 9 { a.push(x) } else { b.push(x) }
+        }
+        let m = a.merged(&b);
+        assert_eq!(m.n, 23);
+        for (u, v) in m.mean.iter().zip(&all.mean).chain(m.m2.iter().zip(&all.m2)) {
+            assert!((u - v).abs() < 1e-12 * (1.0 + v.abs()), "{u} vs {v}");
+        }
+        // The co-moment against a direct two-pass computation.
+        let mean0 = xs.iter().map(|x| x[0]).sum::<f64>() / 23.0;
+        let mean1 = xs.iter().map(|x| x[1]).sum::<f64>() / 23.0;
+        let c01: f64 = xs.iter().map(|x| (x[0] - mean0) * (x[1] - mean1)).sum();
+        assert!((m.m2[1] - c01).abs() < 1e-12 * (1.0 + c01.abs()));
+        assert_eq!(Moments::default().merged(&b), b);
     }
 
     #[test]

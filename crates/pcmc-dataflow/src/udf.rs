@@ -299,12 +299,12 @@ impl ScalarUDFImpl for LogWeight {
         let Some(problem) = &p.problem else {
             return Err(exec_err("pcmc_log_weight: no filter pass is running"));
         };
-        let y = problem.data().row(p.step as usize);
-        let model = problem.observation();
+        let step = p.step as usize;
+        let observations = problem.observations();
         let lw: Float64Array = (0..alive.len())
             .map(|r| {
                 Some(if alive.value(r) {
-                    model.log_density(y, obs.iter().map(|c| c.value(r)))
+                    observations.log_density(step, obs.iter().map(|c| c.value(r)))
                 } else {
                     f64::NEG_INFINITY
                 })
