@@ -341,6 +341,23 @@ impl FilterKey {
     }
 }
 
+/// Which key a pass draws from at each observation step: `key_for(k)`
+/// serves the draws made on the way to observation `k` (the resampling after
+/// observation `k − 1` and the propagation to `k`; for `k = 0` the initial
+/// states). A [`FilterKey`] serves every step. SMC² gives a θ-particle's
+/// filter the keys of its history ([`crate::smc2::Lineage`]).
+pub trait KeySchedule {
+    /// The key for step `k`.
+    fn key_for(&self, k: usize) -> FilterKey;
+}
+
+impl KeySchedule for FilterKey {
+    #[inline]
+    fn key_for(&self, _k: usize) -> FilterKey {
+        *self
+    }
+}
+
 /// Wall time spent per stage of the filter, in seconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct StageTimes {
@@ -735,6 +752,63 @@ pub fn run_filter_on<R: BlockRunner, C: Collective + ?Sized>(
     stop: Option<&AcceptTest>,
     ws: &mut Workspace,
 ) -> Result<FilterOutput> {
+    run_filter_steps(
+        runner,
+        comm,
+        problem,
+        theta,
+        &key,
+        problem.data().len(),
+        stop,
+        ws,
+    )
+}
+
+/// A single-process pass over the first `upto` observations only (the
+/// estimate of `p(y_{1:upto} | θ)`), drawing from `schedule`'s keys. With a
+/// constant key and `upto` the data's length it is [`run_filter`]; for a
+/// shorter `upto` its estimate and every draw are those of the full pass up
+/// to that observation, bit for bit (draws are keyed by step and particle).
+///
+/// # Panics
+/// If `upto` is 0 or beyond the data.
+pub fn run_filter_scheduled<R: BlockRunner, S: KeySchedule + ?Sized>(
+    runner: &R,
+    problem: &FilterProblem,
+    theta: &[f64],
+    schedule: &S,
+    upto: usize,
+    ws: &mut Workspace,
+) -> FilterOutput {
+    assert!(
+        (1..=problem.data().len()).contains(&upto),
+        "a pass needs 1..={} observations, not {upto}",
+        problem.data().len()
+    );
+    run_filter_steps(
+        runner,
+        &SingleProcess,
+        problem,
+        theta,
+        schedule,
+        upto,
+        None,
+        ws,
+    )
+    .expect("a single process cannot fail to communicate")
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_filter_steps<R: BlockRunner, C: Collective + ?Sized, S: KeySchedule + ?Sized>(
+    runner: &R,
+    comm: &C,
+    problem: &FilterProblem,
+    theta: &[f64],
+    schedule: &S,
+    upto: usize,
+    stop: Option<&AcceptTest>,
+    ws: &mut Workspace,
+) -> Result<FilterOutput> {
     let net = &problem.network;
     let cfg = &problem.config;
     let data = problem.data();
@@ -772,6 +846,7 @@ pub fn run_filter_on<R: BlockRunner, C: Collective + ?Sized>(
     // Initial states.
     let t = Instant::now();
     {
+        let key = schedule.key_for(0);
         let mut items = ws.items(first, local, species);
         runner.map(&mut items, |it| {
             for j in 0..it.len {
@@ -790,8 +865,9 @@ pub fn run_filter_on<R: BlockRunner, C: Collective + ?Sized>(
     let mut t_prev = problem.t0;
     let ln_n = (n as f64).ln();
     let mut busy: Vec<f64> = Vec::new();
-    for k in 0..data.len() {
+    for k in 0..upto {
         let t_k = data.times()[k];
+        let key = schedule.key_for(k);
         // Propagate.
         if t_k > t_prev {
             let t = Instant::now();
@@ -907,9 +983,11 @@ pub fn run_filter_on<R: BlockRunner, C: Collective + ?Sized>(
         }
 
         // Resample.
-        if k + 1 < data.len() {
+        if k + 1 < upto {
             let t = Instant::now();
-            let key_k = key.stream(Purpose::Resample, k as u64, 0);
+            let key_k = schedule
+                .key_for(k + 1)
+                .stream(Purpose::Resample, k as u64, 0);
             offspring_counts(
                 runner,
                 cfg.resampling,

@@ -49,6 +49,7 @@ pub mod prior;
 pub mod resample;
 pub mod rng;
 pub mod simulate;
+pub mod smc2;
 pub mod ssa;
 pub mod tuning;
 pub mod workloads;

@@ -471,24 +471,7 @@ impl Pmmh {
     /// support, zero chains or thinning, or an invalid proposal covariance.
     pub fn new(problem: FilterProblem, priors: Vec<Prior>, config: PmmhConfig) -> Result<Self> {
         let names = problem.network().parameters();
-        if priors.len() != names.len() {
-            return Err(Error::setting(
-                "priors",
-                format!("{} priors for {} parameters", priors.len(), names.len()),
-            ));
-        }
-        for (p, name) in priors.iter().zip(names) {
-            p.validate(name)?;
-        }
-        let free: Vec<usize> = (0..priors.len())
-            .filter(|i| !priors[*i].is_fixed())
-            .collect();
-        if free.is_empty() {
-            return Err(Error::setting(
-                "priors",
-                "every parameter is fixed: nothing to infer",
-            ));
-        }
+        let free = crate::prior::free_parameters(names, &priors)?;
         if config.chains == 0 || config.chains > 1024 {
             return Err(Error::setting("mcmc.chains", "must be in 1..=1024"));
         }

@@ -162,6 +162,34 @@ impl Prior {
     }
 }
 
+/// Checks one prior per parameter (`names`, the network's) and each prior's
+/// settings, and returns the indices of the free (not fixed) parameters.
+///
+/// # Errors
+/// [`Error::Setting`] for a list of the wrong length, an invalid prior, or
+/// no free parameter.
+pub fn free_parameters(names: &[String], priors: &[Prior]) -> Result<Vec<usize>> {
+    if priors.len() != names.len() {
+        return Err(Error::setting(
+            "priors",
+            format!("{} priors for {} parameters", priors.len(), names.len()),
+        ));
+    }
+    for (p, name) in priors.iter().zip(names) {
+        p.validate(name)?;
+    }
+    let free: Vec<usize> = (0..priors.len())
+        .filter(|i| !priors[*i].is_fixed())
+        .collect();
+    if free.is_empty() {
+        return Err(Error::setting(
+            "priors",
+            "every parameter is fixed: nothing to infer",
+        ));
+    }
+    Ok(free)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,25 +10,12 @@
 
 mod common;
 
+use common::id_priors as priors;
 use pcmc_core::diagnostics::ess_bulk;
 use pcmc_core::prelude::*;
 use pcmc_core::rng::{Purpose, StreamKey};
 use pcmc_core::serial;
 use statrs::distribution::{ChiSquared, ContinuousCDF};
-
-/// Log-normal priors: ln λ ~ N(ln 10, 0.5²), ln μ ~ N(ln 0.5, 0.5²).
-fn priors() -> Vec<Prior> {
-    vec![
-        Prior::LogNormal {
-            mu: 10f64.ln(),
-            sigma: 0.5,
-        },
-        Prior::LogNormal {
-            mu: 0.5f64.ln(),
-            sigma: 0.5,
-        },
-    ]
-}
 
 /// A data set simulated at θ: X observed with Gaussian noise sd 2 at
 /// `times`, X(0) ~ Poisson(15).
@@ -37,69 +24,11 @@ fn problem(theta: &[f64], times: Vec<f64>, particles: usize, seed: u64) -> Filte
     common::id_problem(theta, times, obs, particles, seed)
 }
 
-/// Moments of the grid posterior of (ln λ, ln μ): means, sds and the
-/// covariance (row-major 2×2).
-fn grid_posterior(problem: &FilterProblem) -> ([f64; 2], [f64; 2], [f64; 4]) {
-    let pri = priors();
-    // Prior ± 5 sd in each log-rate, 101 points each (step 0.05, under half
-    // the posterior sds here): the rule's error on a smooth density is far
-    // below Monte Carlo error.
-    let g = 101;
-    let axis = |mu: f64| -> Vec<f64> {
-        (0..g)
-            .map(|i| mu - 2.5 + 5.0 * i as f64 / (g - 1) as f64)
-            .collect()
-    };
-    let (la, ma) = (axis(10f64.ln()), axis(0.5f64.ln()));
-    let mut lp = Vec::with_capacity(g * g);
-    for &l in &la {
-        for &m in &ma {
-            let theta = [l.exp(), m.exp()];
-            // Density of (ln λ, ln μ): prior density × Jacobian θ × likelihood.
-            let v = pri[0].log_density(theta[0])
-                + l
-                + pri[1].log_density(theta[1])
-                + m
-                + common::exact_loglik(problem, &theta, 80);
-            lp.push(v);
-        }
-    }
-    let max = lp.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let w: Vec<f64> = lp.iter().map(|v| (v - max).exp()).collect();
-    let z: f64 = w.iter().sum();
-    let mut mean = [0.0; 2];
-    for (i, wi) in w.iter().enumerate() {
-        mean[0] += wi * la[i / g] / z;
-        mean[1] += wi * ma[i % g] / z;
-    }
-    let mut cov = [0.0; 4];
-    for (i, wi) in w.iter().enumerate() {
-        let d = [la[i / g] - mean[0], ma[i % g] - mean[1]];
-        for a in 0..2 {
-            for b in 0..2 {
-                cov[a * 2 + b] += wi * d[a] * d[b] / z;
-            }
-        }
-    }
-    // Mass on the grid's border would mean a truncated posterior.
-    let edge: f64 = w
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| i / g == 0 || i / g == g - 1 || i % g == 0 || i % g == g - 1)
-        .map(|(_, wi)| wi / z)
-        .sum();
-    assert!(
-        edge < 1e-6,
-        "grid too narrow: {edge:e} of the mass on its edge"
-    );
-    (mean, [cov[0].sqrt(), cov[3].sqrt()], cov)
-}
-
 #[test]
 fn pmmh_matches_the_grid_posterior() {
     let times: Vec<f64> = (1..=20).map(|i| 0.5 * f64::from(i)).collect();
     let problem = problem(&[10.0, 0.5], times, 100, 3);
-    let (mean, sd, cov) = grid_posterior(&problem);
+    let common::Grid { mean, sd, cov, .. } = common::grid_posterior(&problem);
     eprintln!("grid posterior of (ln λ, ln μ): mean {mean:?}, sd {sd:?}");
     // The optimal random-walk scale for a 2-d Gaussian target.
     let s = 2.38 * 2.38 / 2.0;

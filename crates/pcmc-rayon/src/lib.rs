@@ -7,10 +7,16 @@
 //! The filter itself is `pcmc_core::filter::run_filter`; this crate only
 //! supplies a [`BlockRunner`] that maps blocks over the pool. Results are
 //! bit-identical to the serial executor for any thread count.
+//!
+//! For SMC² the same pool runs whole filter passes side by side, one
+//! θ-particle per task ([`PassBatch`] for [`RayonRunner`]): between two
+//! resampling points the θ-particles are independent, so the parallelism
+//! grows with their number rather than with one filter's particles.
 #![deny(missing_docs)]
 
 use pcmc_core::executor::BlockExecutor;
-use pcmc_core::filter::BlockRunner;
+use pcmc_core::filter::{BlockRunner, FilterProblem, Workspace};
+use pcmc_core::smc2::{PassBatch, PassRequest, pass_log_likelihood};
 use rayon::prelude::*;
 
 /// Errors of the rayon executor.
@@ -71,6 +77,34 @@ impl BlockRunner for RayonRunner {
         }
         self.pool
             .install(|| items.par_iter_mut().with_max_len(1).map(f).collect())
+    }
+}
+
+impl PassBatch for RayonRunner {
+    /// Each pass on one thread of the pool, θ-particles taken as threads
+    /// free up (passes differ in cost with θ); each result is the serial
+    /// pass's, so the output does not depend on the thread count.
+    fn log_likelihoods(
+        &mut self,
+        problem: &FilterProblem,
+        requests: &[PassRequest<'_>],
+    ) -> pcmc_core::Result<Vec<f64>> {
+        if self.pool.current_num_threads() == 1 {
+            let mut ws = Workspace::default();
+            return Ok(requests
+                .iter()
+                .map(|r| pass_log_likelihood(problem, r, &mut ws))
+                .collect());
+        }
+        Ok(self.pool.install(|| {
+            requests
+                .par_iter()
+                .with_max_len(1)
+                .map_init(Workspace::default, |ws, r| {
+                    pass_log_likelihood(problem, r, ws)
+                })
+                .collect()
+        }))
     }
 }
 

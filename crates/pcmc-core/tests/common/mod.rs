@@ -10,6 +10,22 @@ use pcmc_core::rng::{Purpose, StreamKey};
 use pcmc_core::simulate::simulate;
 use statrs::distribution::{Discrete, Poisson};
 
+/// The immigration–death priors of the exact-posterior and SMC² tests:
+/// ln λ ~ N(ln 10, 0.5²), ln μ ~ N(ln 0.5, 0.5²).
+#[allow(dead_code)] // not every test binary that includes `common` uses it
+pub fn id_priors() -> Vec<Prior> {
+    vec![
+        Prior::LogNormal {
+            mu: 10f64.ln(),
+            sigma: 0.5,
+        },
+        Prior::LogNormal {
+            mu: 0.5f64.ln(),
+            sigma: 0.5,
+        },
+    ]
+}
+
 /// An immigration–death data set simulated at θ (stream `seed`), X(0) ~
 /// Poisson(15), X observed through `obs` at `times`, and its filtering
 /// problem with `particles` particles.
@@ -118,4 +134,86 @@ pub fn exact_loglik(problem: &FilterProblem, theta: &[f64], k: usize) -> f64 {
         t = ti;
     }
     ll
+}
+
+/// The evidence and the posterior moments of (ln λ, ln μ) under
+/// [`id_priors`], by quadrature of the exact likelihood on a grid.
+#[allow(dead_code)] // each test reads the fields it needs
+pub struct Grid {
+    /// `log Z = log ∫ p(y | θ) p(θ) dθ`.
+    pub log_z: f64,
+    /// Posterior means.
+    pub mean: [f64; 2],
+    /// Posterior sds.
+    pub sd: [f64; 2],
+    /// Posterior covariance (row-major 2×2).
+    pub cov: [f64; 4],
+}
+
+/// [`Grid`] for `problem`'s data.
+#[allow(dead_code)] // not every test binary that includes `common` uses it
+pub fn grid_posterior(problem: &FilterProblem) -> Grid {
+    let pri = id_priors();
+    // Prior ± 5 sd in each log-rate, 101 points each (step 0.05, under half
+    // the posterior sds here): the rule's error on a smooth density is far
+    // below Monte Carlo error.
+    let g = 101;
+    let axis = |mu: f64| -> Vec<f64> {
+        (0..g)
+            .map(|i| mu - 2.5 + 5.0 * i as f64 / (g - 1) as f64)
+            .collect()
+    };
+    let (la, ma) = (axis(10f64.ln()), axis(0.5f64.ln()));
+    let mut lp = Vec::with_capacity(g * g);
+    for &l in &la {
+        for &m in &ma {
+            let theta = [l.exp(), m.exp()];
+            // Density of (ln λ, ln μ): prior density × Jacobian θ × likelihood.
+            let v = pri[0].log_density(theta[0])
+                + l
+                + pri[1].log_density(theta[1])
+                + m
+                + exact_loglik(problem, &theta, 80);
+            lp.push(v);
+        }
+    }
+    let max = lp.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let w: Vec<f64> = lp.iter().map(|v| (v - max).exp()).collect();
+    let z: f64 = w.iter().sum();
+    // The rectangle rule on the log-rates' grid: the density is smooth and
+    // negligible at the edges (checked below), so its error is far below
+    // Monte Carlo error.
+    let step = 5.0 / (g - 1) as f64;
+    let log_z = max + (z * step * step).ln();
+    let mut mean = [0.0; 2];
+    for (i, wi) in w.iter().enumerate() {
+        mean[0] += wi * la[i / g] / z;
+        mean[1] += wi * ma[i % g] / z;
+    }
+    let mut cov = [0.0; 4];
+    for (i, wi) in w.iter().enumerate() {
+        let d = [la[i / g] - mean[0], ma[i % g] - mean[1]];
+        for a in 0..2 {
+            for b in 0..2 {
+                cov[a * 2 + b] += wi * d[a] * d[b] / z;
+            }
+        }
+    }
+    // Mass on the grid's border would mean a truncated posterior.
+    let edge: f64 = w
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i / g == 0 || i / g == g - 1 || i % g == 0 || i % g == g - 1)
+        .map(|(_, wi)| wi / z)
+        .sum();
+    assert!(
+        edge < 1e-6,
+        "grid too narrow: {edge:e} of the mass on its edge"
+    );
+    Grid {
+        log_z,
+        mean,
+        sd: [cov[0].sqrt(), cov[3].sqrt()],
+        cov,
+    }
 }
