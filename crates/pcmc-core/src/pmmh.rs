@@ -1140,11 +1140,13 @@ impl Pmmh {
         if it >= ADAPT_FORGET_FROM && it.is_power_of_two() {
             st.adapt_prev = std::mem::replace(&mut window, Moments::empty(d));
         }
-        let all = st.adapt_prev.merged(&window);
+        // The two windows are merged only when the covariance is due.
+        let all = (it >= cfg.start && it.is_multiple_of(cfg.every))
+            .then(|| st.adapt_prev.merged(&window));
         st.adapt_n = window.n;
         st.adapt_mean = window.mean;
         st.adapt_m2 = window.m2;
-        if it >= cfg.start && it.is_multiple_of(cfg.every) && all.n > d as u64 + 1 {
+        if let Some(all) = all.filter(|a| a.n > d as u64 + 1) {
             let scale = 2.38 * 2.38 / d as f64;
             let nf = all.n as f64;
             let mut cov = vec![0.0; d * d];

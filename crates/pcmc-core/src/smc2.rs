@@ -375,7 +375,6 @@ impl Smc2 {
                 acceptance: 0.0,
             };
             if !log_z.is_finite() {
-                steps.push(record);
                 return Err(Error::setting(
                     "smc2",
                     format!("every θ-particle has likelihood 0 at observation {t}"),
@@ -487,8 +486,7 @@ impl Smc2 {
             // Proposals, their priors and Jacobians, and the accept uniforms.
             let mut props = Vec::with_capacity(ps.len());
             for (m, p) in ps.iter().enumerate() {
-                let step = generation;
-                let mut rng = self.stream(m, step, Purpose::Proposal).rng();
+                let mut rng = self.stream(m, generation, Purpose::Proposal).rng();
                 let z: Vec<f64> = (0..d).map(|_| rng.sample(StandardNormal)).collect();
                 let mut theta = p.theta.clone();
                 let mut log_jac = 0.0;
@@ -498,9 +496,10 @@ impl Smc2 {
                     log_jac += eps;
                 }
                 let lp = self.log_prior(&theta);
-                let log_u =
-                    crate::rng::uniform_open0(&mut self.stream(m, step, Purpose::Accept).rng())
-                        .ln();
+                let log_u = crate::rng::uniform_open0(
+                    &mut self.stream(m, generation, Purpose::Accept).rng(),
+                )
+                .ln();
                 let lineage = Lineage(vec![Segment {
                     from: 0,
                     key: self.key(m, generation),
