@@ -50,18 +50,7 @@ fn hex(bytes: &[u8]) -> String {
 /// # Errors
 /// I/O failures.
 pub fn write(dir: &Path, c: &Checkpoint) -> Result<()> {
-    let payload = serde_json::to_string(c)?;
-    let env = Envelope {
-        format: "pcmc-checkpoint".into(),
-        version: 1,
-        sha256: hex(&Sha256::digest(payload.as_bytes())),
-        payload,
-    };
-    crate::fsio::write_atomic(&dir.join(FILE), serde_json::to_string(&env)?.as_bytes())?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    write_envelope(&dir.join(FILE), FORMAT, c)
 }
 
 /// Reads and verifies the checkpoint in `dir`; `Ok(None)` if there is none.
@@ -70,21 +59,56 @@ pub fn write(dir: &Path, c: &Checkpoint) -> Result<()> {
 /// An input error (exit status 2) if the file is unreadable, truncated,
 /// corrupted (checksum mismatch) or of another format version.
 pub fn read(dir: &Path) -> Result<Option<Checkpoint>> {
-    let path = dir.join(FILE);
+    read_envelope(&dir.join(FILE), FORMAT)
+}
+
+const FORMAT: &str = "pcmc-checkpoint";
+
+/// Writes `payload` to `path` atomically in the checksummed envelope,
+/// tagged `format` (version 1).
+///
+/// # Errors
+/// I/O failures.
+pub fn write_envelope<T: Serialize>(path: &Path, format: &str, payload: &T) -> Result<()> {
+    let payload = serde_json::to_string(payload)?;
+    let env = Envelope {
+        format: format.into(),
+        version: 1,
+        sha256: hex(&Sha256::digest(payload.as_bytes())),
+        payload,
+    };
+    crate::fsio::write_atomic(path, serde_json::to_string(&env)?.as_bytes())?;
+    if let Some(d) = path.parent().and_then(|d| std::fs::File::open(d).ok()) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Reads and verifies an envelope tagged `format` at `path`; `Ok(None)` if
+/// there is no file.
+///
+/// # Errors
+/// An input error (exit status 2) if the file is unreadable, truncated,
+/// corrupted (checksum mismatch), of another format or version, or its
+/// payload does not parse.
+pub fn read_envelope<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    format: &str,
+) -> Result<Option<T>> {
     if !path.exists() {
         return Ok(None);
     }
-    let text = std::fs::read(&path)
-        .map_err(|e| input(&path, format!("cannot read the checkpoint: {e}")))?;
+    let text =
+        std::fs::read(path).map_err(|e| input(path, format!("cannot read the checkpoint: {e}")))?;
     let env: Envelope = serde_json::from_slice(&text).map_err(|e| {
         input(
-            &path,
+            path,
             format!("not a valid checkpoint (truncated or corrupted?): {e}"),
         )
     })?;
-    if env.format != "pcmc-checkpoint" || env.version != 1 {
+    if env.format != format || env.version != 1 {
         return Err(input(
-            &path,
+            path,
             format!(
                 "unsupported checkpoint format {:?} version {}",
                 env.format, env.version
@@ -94,11 +118,11 @@ pub fn read(dir: &Path) -> Result<Option<Checkpoint>> {
     let sum = hex(&Sha256::digest(env.payload.as_bytes()));
     if sum != env.sha256 {
         return Err(input(
-            &path,
+            path,
             "checksum mismatch: the checkpoint is corrupted",
         ));
     }
-    let c: Checkpoint = serde_json::from_str(&env.payload)
-        .map_err(|e| input(&path, format!("malformed checkpoint payload: {e}")))?;
+    let c: T = serde_json::from_str(&env.payload)
+        .map_err(|e| input(path, format!("malformed checkpoint payload: {e}")))?;
     Ok(Some(c))
 }

@@ -27,6 +27,10 @@ pub struct JobFile {
     pub name: Option<String>,
     /// Run seed (default 1).
     pub seed: Option<u64>,
+    /// `pmmh` (default) or `smc2`.
+    pub method: Option<String>,
+    /// SMC² settings (`method = "smc2"`).
+    pub smc2: Option<Smc2Section>,
     /// The model.
     pub model: ModelSection,
     /// Where the data are.
@@ -52,6 +56,35 @@ pub struct JobFile {
     /// Settings for `pcmc simulate`.
     pub simulate: Option<SimulateSection>,
 }
+
+/// `[smc2]`: SMC² settings.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Smc2Section {
+    /// θ-particles `Nθ` (default 1000).
+    pub theta_particles: Option<usize>,
+    /// Particles per θ-particle's filter at the start, `Nx` (default 100).
+    pub particles: Option<usize>,
+    /// Resample-move when the θ-ESS falls below this fraction of `Nθ`
+    /// (default 0.5).
+    pub ess_threshold: Option<f64>,
+    /// PMMH moves per rejuvenation (default 3).
+    pub moves: Option<u32>,
+    /// `independent` (default) or `random-walk`.
+    pub proposal: Option<String>,
+    /// Double `Nx` when a rejuvenation's acceptance falls below this
+    /// (default 0.2).
+    pub exchange_below: Option<f64>,
+    /// The exchange step on (default) or off.
+    pub exchange: Option<bool>,
+    /// The exchange step never takes `Nx` above this (default 5000).
+    pub max_particles: Option<usize>,
+}
+
+/// Default `smc2.theta_particles`.
+pub const DEFAULT_THETA_PARTICLES: usize = 1000;
+/// Default `smc2.particles`.
+pub const DEFAULT_SMC2_PARTICLES: usize = 100;
 
 /// `[model]`: a preset or a declared network.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -946,6 +979,133 @@ impl Job {
         let d = h.finalize();
         d.iter().take(16).map(|b| format!("{b:02x}")).collect()
     }
+}
+
+/// The inference method of a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// Particle marginal Metropolis–Hastings.
+    Pmmh,
+    /// SMC².
+    Smc2,
+}
+
+impl Method {
+    /// Parses `pmmh` or `smc2`.
+    pub fn parse(s: &str) -> Option<Method> {
+        match s {
+            "pmmh" => Some(Method::Pmmh),
+            "smc2" => Some(Method::Smc2),
+            _ => None,
+        }
+    }
+}
+
+impl Job {
+    /// The job's method (`method`, default PMMH).
+    ///
+    /// # Errors
+    /// An input error for an unknown method.
+    pub fn method(&self) -> Result<Method> {
+        match &self.file.method {
+            None => Ok(Method::Pmmh),
+            Some(m) => Method::parse(m).ok_or_else(|| {
+                input(
+                    &self.path,
+                    format!("method: {m:?} is not one of pmmh, smc2"),
+                )
+            }),
+        }
+    }
+
+    /// The SMC² settings and the starting `Nx`, from `[smc2]` with defaults
+    /// (seed from the job).
+    ///
+    /// # Errors
+    /// An input error naming the `smc2.*` field and the reason.
+    pub fn smc2_config(&self) -> Result<(pcmc_core::smc2::Smc2Config, usize)> {
+        use pcmc_core::smc2::{
+            DEFAULT_EXCHANGE_BELOW, DEFAULT_MAX_PARTICLES, DEFAULT_MOVES, MAX_MOVES, Smc2Config,
+            Smc2Proposal,
+        };
+        let sec = self.file.smc2.clone().unwrap_or_default();
+        let path = &self.path;
+        let nth = sec.theta_particles.unwrap_or(DEFAULT_THETA_PARTICLES);
+        if !(2..=1 << 24).contains(&nth) {
+            return Err(input(
+                path,
+                format!("smc2.theta_particles: {nth} is not in 2..=2^24"),
+            ));
+        }
+        let nx = sec.particles.unwrap_or(DEFAULT_SMC2_PARTICLES);
+        check_particles(path, "smc2.particles", nx)?;
+        let ess_threshold = sec.ess_threshold.unwrap_or(0.5);
+        if !(ess_threshold > 0.0 && ess_threshold <= 1.0) {
+            return Err(input(
+                path,
+                format!("smc2.ess_threshold: {ess_threshold} is not in (0, 1]"),
+            ));
+        }
+        let moves = sec.moves.unwrap_or(DEFAULT_MOVES);
+        if moves == 0 || moves > MAX_MOVES {
+            return Err(input(
+                path,
+                format!("smc2.moves: {moves} is not in 1..={MAX_MOVES}"),
+            ));
+        }
+        let proposal = match sec.proposal.as_deref() {
+            None => Smc2Proposal::default(),
+            Some(p) => Smc2Proposal::parse(p).ok_or_else(|| {
+                input(
+                    path,
+                    format!("smc2.proposal: {p:?} is not one of independent, random-walk"),
+                )
+            })?,
+        };
+        let below = sec.exchange_below.unwrap_or(DEFAULT_EXCHANGE_BELOW);
+        if !(below > 0.0 && below < 1.0) {
+            return Err(input(
+                path,
+                format!("smc2.exchange_below: {below} is not in (0, 1)"),
+            ));
+        }
+        let max_particles = sec.max_particles.unwrap_or(DEFAULT_MAX_PARTICLES.max(nx));
+        check_particles(path, "smc2.max_particles", max_particles)?;
+        if max_particles < nx {
+            return Err(input(
+                path,
+                format!("smc2.max_particles: {max_particles} is below smc2.particles ({nx})"),
+            ));
+        }
+        Ok((
+            Smc2Config {
+                seed: self.mcmc.seed,
+                theta_particles: nth,
+                ess_threshold,
+                moves,
+                proposal,
+                exchange_below: sec.exchange.unwrap_or(true).then_some(below),
+                max_particles,
+                early_rejection: self.mcmc.early_rejection,
+            },
+            nx,
+        ))
+    }
+}
+
+/// A fingerprint of the data alone (times, observed names, values): runs
+/// of different models on the same data share it (`pcmc compare-models`).
+pub fn data_fingerprint(data: &Data) -> String {
+    let mut h = Sha256::new();
+    for i in 0..data.len() {
+        h.update(data.times()[i].to_le_bytes());
+        for v in data.row(i) {
+            h.update(v.to_le_bytes());
+        }
+    }
+    h.update(data.names().join(",").as_bytes());
+    let d = h.finalize();
+    d.iter().take(16).map(|b| format!("{b:02x}")).collect()
 }
 
 /// Checks a particle count.

@@ -25,10 +25,13 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run PMMH inference for a job file.
+    /// Run inference for a job file: PMMH, or SMC² (`method = "smc2"`).
     Run {
         /// The job file (TOML).
         job: PathBuf,
+        /// Inference method: pmmh or smc2 (default: the job's `method`, else pmmh).
+        #[arg(long)]
+        method: Option<String>,
         /// Executor: rayon (default), mpi or dataflow.
         #[arg(long)]
         executor: Option<String>,
@@ -38,9 +41,12 @@ enum Command {
         /// Partitions (dataflow executor).
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
         partitions: Option<u64>,
-        /// Particles per filter pass.
+        /// Particles per filter pass (SMC²: the starting Nx per θ-particle).
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..=(1u64 << 32)))]
         particles: Option<u64>,
+        /// SMC²: the number of θ-particles Nθ.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(2..=(1u64 << 24)))]
+        theta_particles: Option<u64>,
         /// SSA kernel: simd (default), scalar or batch — same results.
         #[arg(long)]
         kernel: Option<String>,
@@ -152,6 +158,17 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
+    /// Compare the evidence of SMC² runs of different models on the same
+    /// data: log evidence ± SE, log Bayes factors against the best, and
+    /// posterior model probabilities.
+    CompareModels {
+        /// The SMC² run directories.
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// Prior model weights, one per run (comma-separated; default equal).
+        #[arg(long, value_delimiter = ',')]
+        prior_weights: Vec<f64>,
+    },
     /// Recompute the summary, Parquet chain and plots of a run directory.
     Report {
         /// The run directory.
@@ -244,10 +261,12 @@ fn dispatch(cmd: Command) -> Result<()> {
     match cmd {
         Command::Run {
             job,
+            method,
             executor,
             threads,
             partitions,
             particles,
+            theta_particles,
             kernel,
             no_early_rejection,
             iterations,
@@ -264,10 +283,12 @@ fn dispatch(cmd: Command) -> Result<()> {
             token_file,
         } => {
             let ov = run::Overrides {
+                method,
                 executor,
                 threads: threads.map(|v| v as usize),
                 partitions: partitions.map(|v| v as usize),
                 particles: particles.map(|v| v as usize),
+                theta_particles: theta_particles.map(|v| v as usize),
                 kernel,
                 no_early_rejection,
                 iterations,
@@ -285,7 +306,7 @@ fn dispatch(cmd: Command) -> Result<()> {
                 resume,
                 checkpoint_every,
             };
-            match run::run(&job, &ov, opts)? {
+            match pcmc_cli::launch::run(&job, &ov, opts)? {
                 run::RunOutcome::Finished => Ok(()),
                 run::RunOutcome::Interrupted => Err(Interrupted.into()),
                 run::RunOutcome::ClusterLost(why) => Err(ClusterLost(why).into()),
@@ -295,6 +316,10 @@ fn dispatch(cmd: Command) -> Result<()> {
         Command::Cluster { what } => pcmc_cli::cluster::run(what),
         Command::Check { job, data } => check(&job, data),
         Command::Report { dir, quiet } => run::report(&dir, quiet),
+        Command::CompareModels {
+            dirs,
+            prior_weights,
+        } => pcmc_cli::smc2run::compare(&dirs, &prior_weights),
         Command::Merge { out, dirs, quiet } => run::merge(&out, &dirs, quiet),
         Command::Bench {
             what:

@@ -587,3 +587,111 @@ pub fn predictive(path: &Path, bands: &[Band]) -> Result<()> {
     root.present()?;
     Ok(())
 }
+
+/// One SMC² step as the SMC² plots read it.
+#[derive(Debug, Clone)]
+pub struct Smc2StepPoint {
+    /// Observations processed.
+    pub t: usize,
+    /// `log p̂(y_{1:t})`.
+    pub log_evidence: f64,
+    /// Its standard error.
+    pub se: f64,
+    /// θ-ESS over `Nθ` before any resampling.
+    pub ess_fraction: f64,
+    /// The rejuvenation's acceptance rate, if there was one.
+    pub acceptance: Option<f64>,
+    /// `Nx` during the step.
+    pub particles: usize,
+}
+
+/// `evidence.svg`: `log p̂(y_{1:t})` against `t` with ±2 standard errors.
+///
+/// # Errors
+/// Drawing or I/O failures.
+pub fn evidence(path: &Path, steps: &[Smc2StepPoint]) -> Result<()> {
+    let root = SVGBackend::new(path, (720, 400)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (lo, hi) = range(
+        steps
+            .iter()
+            .flat_map(|s| [s.log_evidence - 2.0 * s.se, s.log_evidence + 2.0 * s.se]),
+    );
+    let tmax = steps.last().map_or(1, |s| s.t) as f64;
+    let mut c = chart(
+        &root,
+        "log evidence log p̂(y₁..y_t) with ±2 SE (Lee–Whiteley)",
+        0.0..tmax + 0.5,
+        lo..hi,
+    )?;
+    draw_mesh(&mut c, "observations t", "log p̂(y₁..y_t)")?;
+    c.draw_series(steps.iter().map(|s| {
+        let t = s.t as f64;
+        PathElement::new(
+            [
+                (t, s.log_evidence - 2.0 * s.se),
+                (t, s.log_evidence + 2.0 * s.se),
+            ],
+            colour(0).mix(0.5).stroke_width(2),
+        )
+    }))?;
+    c.draw_series(LineSeries::new(
+        steps.iter().map(|s| (s.t as f64, s.log_evidence)),
+        colour(0).stroke_width(2),
+    ))?;
+    root.present()?;
+    Ok(())
+}
+
+/// `smc2.svg`: per step, the θ-ESS as a fraction of `Nθ` (with the
+/// resampling threshold), the acceptance rate of each rejuvenation, and
+/// `Nx`.
+///
+/// # Errors
+/// Drawing or I/O failures.
+pub fn smc2_steps(path: &Path, steps: &[Smc2StepPoint], threshold: f64) -> Result<()> {
+    let root = SVGBackend::new(path, (720, 640)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let areas = root.split_evenly((2, 1));
+    let tmax = steps.last().map_or(1, |s| s.t) as f64 + 0.5;
+    let mut c = chart(
+        &areas[0],
+        "θ-ESS / Nθ (line; resampling below the dashed threshold) and move acceptance (dots)",
+        0.0..tmax,
+        0.0..1.05,
+    )?;
+    draw_mesh(&mut c, "observations t", "fraction")?;
+    c.draw_series(LineSeries::new(
+        steps.iter().map(|s| (s.t as f64, s.ess_fraction)),
+        colour(0).stroke_width(2),
+    ))?
+    .label("θ-ESS / Nθ")
+    .legend(swatch(colour(0).stroke_width(2)));
+    c.draw_series(DashedLineSeries::new(
+        [(0.0, threshold), (tmax, threshold)],
+        6,
+        4,
+        BLACK.mix(0.5).stroke_width(1),
+    ))?;
+    c.draw_series(steps.iter().filter_map(|s| {
+        s.acceptance
+            .map(|a| Circle::new((s.t as f64, a), 4, colour(1).filled()))
+    }))?
+    .label("acceptance")
+    .legend(|(x, y)| Circle::new((x + 8, y), 4, colour(1).filled()));
+    legend(&mut c)?;
+    let nmax = steps.iter().map(|s| s.particles).max().unwrap_or(1) as f64;
+    let mut c = chart(
+        &areas[1],
+        "Nx: particles per θ-particle's filter",
+        0.0..tmax,
+        0.0..nmax * 1.1,
+    )?;
+    draw_mesh(&mut c, "observations t", "Nx")?;
+    c.draw_series(LineSeries::new(
+        steps.iter().map(|s| (s.t as f64, s.particles as f64)),
+        colour(2).stroke_width(2),
+    ))?;
+    root.present()?;
+    Ok(())
+}

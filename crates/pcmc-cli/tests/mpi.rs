@@ -355,3 +355,41 @@ fn killed_mpirun_resumes_bit_identically() {
 fn sigterm_to_mpirun_checkpoints_and_resumes_bit_identically() {
     interrupt_mpi("TERM");
 }
+
+/// SMC² with θ-particles across 1, 2 and 3 ranks gives the serial
+/// executor's `particles.csv` and `summary.json` byte for byte.
+#[test]
+fn smc2_on_1_2_3_ranks_equals_serial() {
+    let tmp = tempfile::tempdir().unwrap();
+    let job = common::smc2_job(tmp.path(), "mpi-smc2");
+    let reference = tmp.path().join("serial");
+    let out = Command::new(env!("CARGO_BIN_EXE_pcmc"))
+        .arg("run")
+        .arg(&job)
+        .args(["--executor", "serial", "--quiet", "--out"])
+        .arg(&reference)
+        .output()
+        .unwrap();
+    ok(&out);
+    for ranks in [1, 2, 3] {
+        let dir = tmp.path().join(format!("mpi{ranks}"));
+        let out = mpirun(ranks)
+            .arg("run")
+            .arg(&job)
+            .args(["--executor", "mpi", "--quiet", "--out"])
+            .arg(&dir)
+            .output()
+            .unwrap();
+        ok(&out);
+        for f in ["particles.csv", "summary.json"] {
+            assert_eq!(
+                std::fs::read(reference.join(f)).unwrap(),
+                std::fs::read(dir.join(f)).unwrap(),
+                "{f} on {ranks} ranks"
+            );
+        }
+        let run: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).unwrap()).unwrap();
+        assert_eq!(run["workers"], ranks);
+    }
+}

@@ -225,18 +225,33 @@ impl FilterProblem {
     /// Never true once every observation is processed, or when the bound is
     /// not a finite number.
     pub fn cannot_accept(&self, done: usize, partial: f64, test: &AcceptTest) -> bool {
+        self.cannot_accept_within(done, self.observations.data().len(), partial, test)
+    }
+
+    /// [`FilterProblem::cannot_accept`] for a pass over the first `upto`
+    /// observations only (SMC²'s passes over `y_{1:t}`): the bound adds the
+    /// observations `done..upto`. The bounds, their magnitudes and the
+    /// rounding terms from `done` on cover those of `done..upto` (the
+    /// difference of two suffix sums is exact to far below the margin).
+    pub fn cannot_accept_within(
+        &self,
+        done: usize,
+        upto: usize,
+        partial: f64,
+        test: &AcceptTest,
+    ) -> bool {
         let obs = &self.observations;
-        let k = obs.data().len();
-        if done >= k {
+        let upto = upto.min(obs.data().len());
+        if done >= upto {
             return false;
         }
         // The magnitude of what the remaining increments add: Σ (|B_j| +
         // ln N + 64).
         let per_step = (self.config.particles as f64).ln() + 64.0;
-        let scale = obs.bound_magnitude_from(done) + (k - done) as f64 * per_step;
+        let scale = obs.bound_magnitude_from(done) + (upto - done) as f64 * per_step;
         let margin =
             EARLY_REJECTION_MARGIN * (1.0 + partial.abs() + scale) + obs.rounding_from(done);
-        let upper = partial + obs.bound_from(done) + margin;
+        let upper = partial + (obs.bound_from(done) - obs.bound_from(upto)) + margin;
         upper.is_finite() && !test.accepts(upper)
     }
 
@@ -769,6 +784,8 @@ pub fn run_filter_on<R: BlockRunner, C: Collective + ?Sized>(
 /// constant key and `upto` the data's length it is [`run_filter`]; for a
 /// shorter `upto` its estimate and every draw are those of the full pass up
 /// to that observation, bit for bit (draws are keyed by step and particle).
+/// With `stop`, the pass ends as soon as the proposal can no longer be
+/// accepted on `y_{1:upto}` ([`FilterProblem::cannot_accept_within`]).
 ///
 /// # Panics
 /// If `upto` is 0 or beyond the data.
@@ -778,6 +795,7 @@ pub fn run_filter_scheduled<R: BlockRunner, S: KeySchedule + ?Sized>(
     theta: &[f64],
     schedule: &S,
     upto: usize,
+    stop: Option<&AcceptTest>,
     ws: &mut Workspace,
 ) -> FilterOutput {
     assert!(
@@ -792,7 +810,7 @@ pub fn run_filter_scheduled<R: BlockRunner, S: KeySchedule + ?Sized>(
         theta,
         schedule,
         upto,
-        None,
+        stop,
         ws,
     )
     .expect("a single process cannot fail to communicate")
@@ -831,7 +849,7 @@ fn run_filter_steps<R: BlockRunner, C: Collective + ?Sized, S: KeySchedule + ?Si
         out.loglik = f64::NEG_INFINITY;
         return Ok(out);
     }
-    if stop.is_some_and(|s| problem.cannot_accept(0, 0.0, s)) {
+    if stop.is_some_and(|s| problem.cannot_accept_within(0, upto, 0.0, s)) {
         out.stopped_after = Some(0);
         return Ok(out);
     }
@@ -977,7 +995,7 @@ fn run_filter_steps<R: BlockRunner, C: Collective + ?Sized, S: KeySchedule + ?Si
         } else {
             (a1 as f64) * (a1 as f64) / (a2 as f64)
         });
-        if stop.is_some_and(|s| problem.cannot_accept(k + 1, out.loglik, s)) {
+        if stop.is_some_and(|s| problem.cannot_accept_within(k + 1, upto, out.loglik, s)) {
             out.stopped_after = Some(k + 1);
             break;
         }

@@ -20,6 +20,15 @@
 //! ranks share its particles. After each iteration the groups exchange their
 //! chains' states (a few hundred bytes, `MPI_Allgatherv` over the world), so
 //! every rank holds every chain and rank 0 of the world writes all outputs.
+//!
+//! # SMC²
+//! For SMC² ([`pcmc_core::smc2::PassBatch`]) every rank runs the same
+//! sampler on the same θ-particles (their filters are keyed histories, so
+//! nothing but θ and a few keys defines them) and computes the filter
+//! passes of the θ-particles `m ≡ rank (mod size)` with its own threads; one
+//! `MPI_Allgatherv` of the log-likelihoods (8 bytes per θ-particle) gives
+//! every rank every result. No particle, filter state or θ crosses the
+//! network: resampling and moves are computed identically on every rank.
 #![deny(missing_docs)]
 
 use mpi::Count;
@@ -32,6 +41,7 @@ use pcmc_core::accept::AcceptTest;
 use pcmc_core::filter::{
     BlockRunner, Collective, FilterKey, FilterOutput, FilterProblem, Workspace, run_filter_on,
 };
+use pcmc_core::smc2::{PassBatch, PassRequest};
 use pcmc_core::{ChainGroup, Error, LikelihoodExecutor, Result};
 use std::time::{Duration, Instant};
 
@@ -350,5 +360,51 @@ impl<R: BlockRunner> LikelihoodExecutor for MpiExecutor<R> {
             .zip(&displs)
             .map(|(l, d)| buf[*d as usize..(*d + *l) as usize].to_vec())
             .collect())
+    }
+}
+
+impl<R: BlockRunner + PassBatch> PassBatch for MpiExecutor<R> {
+    /// Rank `r` of `W` runs requests `r, r + W, r + 2W, …` on its runner;
+    /// the results are gathered on every rank and put back in order.
+    fn log_likelihoods(
+        &mut self,
+        problem: &FilterProblem,
+        requests: &[PassRequest<'_>],
+    ) -> Result<Vec<f64>> {
+        let size = self.world.size() as usize;
+        let rank = self.world.rank() as usize;
+        let mine: Vec<PassRequest<'_>> =
+            requests.iter().skip(rank).step_by(size).cloned().collect();
+        let local: Vec<u64> = self
+            .runner
+            .log_likelihoods(problem, &mine)?
+            .into_iter()
+            .map(f64::to_bits)
+            .collect();
+        let counts: Vec<Count> = (0..size)
+            .map(|r| Count::try_from(requests.len().saturating_sub(r).div_ceil(size)))
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|_| Error::Executor("over 2^31 filter passes in one batch".into()))?;
+        let mut displs = Vec::with_capacity(size);
+        let mut acc: Count = 0;
+        for c in &counts {
+            displs.push(acc);
+            acc += c;
+        }
+        let mut buf = vec![0u64; requests.len()];
+        {
+            let mut part = PartitionMut::new(&mut buf[..], &counts[..], &displs[..]);
+            self.world.all_gather_varcount_into(&local[..], &mut part);
+        }
+        let mut out = vec![0.0; requests.len()];
+        for r in 0..size {
+            for (j, bits) in buf[displs[r] as usize..(displs[r] + counts[r]) as usize]
+                .iter()
+                .enumerate()
+            {
+                out[r + j * size] = f64::from_bits(*bits);
+            }
+        }
+        Ok(out)
     }
 }

@@ -195,8 +195,8 @@ fn smc2_on_rayon_equals_serial_at_any_thread_count() {
         Smc2Config {
             seed: 5,
             theta_particles: 24,
-            ess_threshold: 0.5,
             moves: 2,
+            ..Smc2Config::default()
         },
     )
     .unwrap();
@@ -206,9 +206,32 @@ fn smc2_on_rayon_equals_serial_at_any_thread_count() {
         moved >= 2,
         "only {moved} resample-move steps: the test would not cover them"
     );
+    let exchanged = reference
+        .steps
+        .iter()
+        .filter(|s| s.exchange_log_increment.is_some())
+        .count();
+    assert!(
+        exchanged >= 1 && reference.nx > 20,
+        "no exchange step: the test would not cover it"
+    );
     for threads in [1, 2, 3, 7] {
         let out = smc2.run(&mut RayonRunner::new(threads).unwrap()).unwrap();
         assert_eq!(out, reference, "{threads} threads");
         assert_eq!(out.log_evidence.to_bits(), reference.log_evidence.to_bits());
     }
+    // Every move's pass run to the end: the same run (early rejection only
+    // skips work whose outcome is already decided).
+    let full = Smc2::new(
+        smc2.problem().clone(),
+        log_uniform_priors(&theta, 1.5),
+        Smc2Config {
+            early_rejection: false,
+            ..smc2.config().clone()
+        },
+    )
+    .unwrap()
+    .run(&mut SerialPasses::default())
+    .unwrap();
+    assert_eq!(full, reference, "without early rejection");
 }

@@ -6,7 +6,7 @@
 //! holds what the phases share while a run is in progress.
 
 mod finish;
-mod iterate;
+pub(crate) mod iterate;
 mod merge;
 mod open;
 mod report;
@@ -16,7 +16,7 @@ mod state;
 pub use finish::predictive_bands;
 pub use merge::merge;
 pub use report::report;
-pub use setup::{Prepared, make_executor, prepare, run_dir};
+pub use setup::{Prepared, executor_and_threads, make_executor, prepare, run_dir};
 
 use crate::summary::RunStats;
 use anyhow::Result;
@@ -26,6 +26,10 @@ use std::path::{Path, PathBuf};
 /// Command-line settings of `pcmc run` that override the job file.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
+    /// `--method`: `pmmh` or `smc2` (else the job's `method`).
+    pub method: Option<String>,
+    /// `--theta-particles`: SMC²'s `Nθ`.
+    pub theta_particles: Option<usize>,
     /// `--executor`.
     pub executor: Option<String>,
     /// `--threads`.
@@ -133,7 +137,8 @@ pub enum RunOutcome {
 /// (EX_TEMPFAIL: "try again"), so batch scripts can requeue.
 pub const EXIT_INTERRUPTED: u8 = 75;
 
-/// `pcmc run`, in four phases: `setup` (the job, its data and the
+/// `pcmc run` of a PMMH job ([`crate::launch::run`] chooses the method), in
+/// four phases: `setup` (the job, its data and the
 /// executor), `open_run` (a new run directory, or the checkpoint of one to
 /// resume), `iterate` (the iteration loop with its checkpoints and signal
 /// handling) and `finish_run` (run statistics, `summary.json`, plots).

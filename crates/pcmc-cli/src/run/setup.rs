@@ -227,11 +227,13 @@ pub(super) struct Setup {
     pub(super) checkpoint_every: u64,
 }
 
-/// Phase 1: loads the job and data, applies the overrides and builds the
-/// executor.
-pub(super) fn setup(job_path: &Path, ov: &Overrides, opts: RunOptions) -> Result<Setup> {
-    let prep = prepare(job_path, ov)?;
-    let job = &prep.job;
+/// The executor kind (`--executor`, else the job's, else rayon) and the
+/// worker threads (`--threads`, else the job's, else: under MPI
+/// `SLURM_CPUS_PER_TASK` or 1 per rank, otherwise all cores).
+///
+/// # Errors
+/// An input error for 0 threads.
+pub fn executor_and_threads(job: &Job, ov: &Overrides) -> Result<(String, usize)> {
     let kind = ov
         .executor
         .clone()
@@ -251,6 +253,15 @@ pub(super) fn setup(job_path: &Path, ov: &Overrides, opts: RunOptions) -> Result
     if threads == 0 {
         return Err(InputError::flag("--threads", "must be at least 1").into());
     }
+    Ok((kind, threads))
+}
+
+/// Phase 1: loads the job and data, applies the overrides and builds the
+/// executor.
+pub(super) fn setup(job_path: &Path, ov: &Overrides, opts: RunOptions) -> Result<Setup> {
+    let prep = prepare(job_path, ov)?;
+    let job = &prep.job;
+    let (kind, threads) = executor_and_threads(job, ov)?;
     let partitions = ov.partitions.or(job.file.executor.partitions);
     if partitions == Some(0) {
         return Err(InputError::flag("--partitions", "must be at least 1").into());

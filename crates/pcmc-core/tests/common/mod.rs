@@ -95,29 +95,41 @@ fn transition(lambda: f64, mu: f64, dt: f64, k: usize) -> Vec<f64> {
 /// forward algorithm on `0..=k` (transition matrices cached per interval
 /// length).
 pub fn exact_loglik(problem: &FilterProblem, theta: &[f64], k: usize) -> f64 {
+    let mut cache: Vec<(f64, Vec<f64>)> = Vec::new();
+    forward_loglik(problem, k, |alpha, dt| {
+        if !cache.iter().any(|(d, _)| *d == dt) {
+            cache.push((dt, transition(theta[0], theta[1], dt, k)));
+        }
+        let m = &cache.iter().find(|(d, _)| *d == dt).unwrap().1;
+        let mut next = vec![0.0; k + 1];
+        for x in 0..=k {
+            if alpha[x] == 0.0 {
+                continue;
+            }
+            for x2 in 0..=k {
+                next[x2] += alpha[x] * m[x * (k + 1) + x2];
+            }
+        }
+        *alpha = next;
+    })
+}
+
+/// The forward algorithm for a one-species chain on `0..=k` started from
+/// `problem`'s Poisson initial law: `propagate(p, dt)` moves the law `p`
+/// over `dt`; observations weigh it through `problem`'s observation model.
+pub fn forward_loglik(
+    problem: &FilterProblem,
+    k: usize,
+    mut propagate: impl FnMut(&mut Vec<f64>, f64),
+) -> f64 {
     let x0 = Poisson::new(problem.initial().means()[0]).unwrap();
     let mut alpha: Vec<f64> = (0..=k).map(|x| x0.pmf(x as u64)).collect();
     let mut t = problem.t0();
     let mut ll = 0.0;
-    let mut cache: Vec<(f64, Vec<f64>)> = Vec::new();
     for i in 0..problem.data().len() {
         let ti = problem.data().times()[i];
         if ti > t {
-            let dt = ti - t;
-            if !cache.iter().any(|(d, _)| *d == dt) {
-                cache.push((dt, transition(theta[0], theta[1], dt, k)));
-            }
-            let m = &cache.iter().find(|(d, _)| *d == dt).unwrap().1;
-            let mut next = vec![0.0; k + 1];
-            for x in 0..=k {
-                if alpha[x] == 0.0 {
-                    continue;
-                }
-                for x2 in 0..=k {
-                    next[x2] += alpha[x] * m[x * (k + 1) + x2];
-                }
-            }
-            alpha = next;
+            propagate(&mut alpha, ti - t);
         }
         let y = problem.data().row(i);
         for (x, a) in alpha.iter_mut().enumerate() {

@@ -1,0 +1,305 @@
+//! `pcmc run --method smc2` and `pcmc compare-models` end to end: the
+//! outputs exist and agree with each other, the same job and seed give the
+//! same bytes on every thread count and on the serial executor, and
+//! `compare-models` ranks runs on the same data and refuses runs on other
+//! data or of PMMH.
+mod common;
+
+use common::{job, ok, pcmc, smc2_job};
+use std::path::Path;
+
+/// `pcmc run JOB --out OUT EXTRA…`, which must succeed.
+fn run(job: &Path, out: &Path, extra: &[&str]) {
+    let o = pcmc()
+        .arg("run")
+        .arg(job)
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .output()
+        .unwrap();
+    ok(&o);
+}
+
+fn smc2(out: &Path, extra: &[&str]) {
+    run(&smc2_job(out.parent().unwrap(), "lv11-smc2"), out, extra);
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn smc2_runs_write_consistent_outputs_and_the_same_bytes_on_any_thread_count() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("t1");
+    smc2(&a, &["--threads", "1"]);
+    for f in [
+        "particles.csv",
+        "particles.parquet",
+        "summary.json",
+        "run.json",
+        "evidence.svg",
+        "smc2.svg",
+        "density.svg",
+        "pairs.svg",
+    ] {
+        assert!(a.join(f).is_file(), "{f} missing");
+    }
+    let s = json(&a.join("summary.json"));
+    assert_eq!(s["method"], "smc2");
+    assert_eq!(s["theta_particles"], 32);
+    assert_eq!(s["particles_start"], 30);
+    let steps = s["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 16, "one record per observation");
+    let log_z = s["log_evidence"].as_f64().unwrap();
+    assert!(log_z.is_finite() && s["log_evidence_se"].as_f64().unwrap() >= 0.0);
+    // The evidence is the sum of the increments (and exchange factors).
+    let sum: f64 = steps
+        .iter()
+        .map(|r| {
+            r["log_evidence_increment"].as_f64().unwrap()
+                + r["exchange_log_increment"].as_f64().unwrap_or(0.0)
+        })
+        .sum();
+    assert!((sum - log_z).abs() < 1e-9, "{sum} vs {log_z}");
+    assert_eq!(
+        s["resample_moves"].as_u64().unwrap(),
+        steps.iter().filter(|r| r["resampled"] == true).count() as u64
+    );
+    // particles.csv: 32 rows whose weights sum to 1 and whose weighted mean
+    // is the summary's.
+    let text = std::fs::read_to_string(a.join("particles.csv")).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "particle,weight,log_weight,loglik,nx,birth,predation1,death1"
+    );
+    let rows: Vec<Vec<f64>> = lines
+        .map(|l| l.split(',').map(|v| v.parse().unwrap()).collect())
+        .collect();
+    assert_eq!(rows.len(), 32);
+    let wsum: f64 = rows.iter().map(|r| r[1]).sum();
+    assert!((wsum - 1.0).abs() < 1e-12, "weights sum to {wsum}");
+    let mean: f64 = rows.iter().map(|r| r[1] * r[5]).sum();
+    let m = s["parameters"]["birth"]["mean"].as_f64().unwrap();
+    assert!((mean - m).abs() < 1e-12 * m.abs(), "{mean} vs {m}");
+    assert!(
+        rows.iter()
+            .all(|r| r[4] == s["particles_end"].as_f64().unwrap())
+    );
+    // The same bytes with 2 threads and on the serial executor.
+    for (name, extra) in [
+        ("t2", vec!["--threads", "2"]),
+        ("serial", vec!["--executor", "serial"]),
+        ("full", vec!["--no-early-rejection"]),
+    ] {
+        let b = tmp.path().join(name);
+        smc2(&b, &extra);
+        for f in ["particles.csv", "summary.json"] {
+            assert_eq!(
+                std::fs::read(a.join(f)).unwrap(),
+                std::fs::read(b.join(f)).unwrap(),
+                "{f} differs on {name}"
+            );
+        }
+    }
+}
+
+#[test]
+fn compare_models_ranks_runs_on_the_same_data_and_refuses_others() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Two "models": the job, and the job with the prey birth rate's prior
+    // moved away from the truth (a worse model of the same data).
+    let good = smc2_job(tmp.path(), "good");
+    let bad = smc2_job(tmp.path(), "bad");
+    let text = std::fs::read_to_string(&bad).unwrap().replace(
+        "prior = { dist = \"log-uniform\", lower = 0.67, upper = 1.5 }",
+        "prior = { dist = \"log-uniform\", lower = 1.2, upper = 3.0 }",
+    );
+    std::fs::write(&bad, text.replace("init = 0.8", "init = 1.5")).unwrap();
+    let (g, b) = (tmp.path().join("g"), tmp.path().join("b"));
+    run(&good, &g, &["--quiet"]);
+    run(&bad, &b, &["--quiet"]);
+    let o = pcmc()
+        .arg("compare-models")
+        .arg(&g)
+        .arg(&b)
+        .output()
+        .unwrap();
+    ok(&o);
+    let table = String::from_utf8_lossy(&o.stdout).into_owned();
+    let line = |name: &str| {
+        table
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} row in\n{table}"))
+            .to_string()
+    };
+    // The good model is the best: its log Bayes factor is 0 and the bad
+    // one's is negative.
+    assert!(line("good").contains(" 0.000 ± 0.000"), "{table}");
+    assert!(line("bad").contains(" -"), "{table}");
+    // Prior weights are one per run.
+    let o = pcmc()
+        .arg("compare-models")
+        .arg(&g)
+        .arg(&b)
+        .args(["--prior-weights", "1"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    // Other data: refused.
+    let other = tmp.path().join("other.csv");
+    let data = std::fs::read_to_string(job("../data/lv11.csv")).unwrap();
+    let mut lines: Vec<&str> = data.lines().collect();
+    lines.pop();
+    std::fs::write(&other, lines.join("\n") + "\n").unwrap();
+    let d = tmp.path().join("d");
+    run(&good, &d, &["--quiet", "--data", other.to_str().unwrap()]);
+    let o = pcmc()
+        .arg("compare-models")
+        .arg(&g)
+        .arg(&d)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("data_fingerprint: these data differ"), "{err}");
+    // A PMMH run: refused.
+    let p = tmp.path().join("p");
+    let o = pcmc()
+        .arg("run")
+        .arg(&good)
+        .args(["--method", "pmmh", "--quiet", "--out"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    ok(&o);
+    let o = pcmc()
+        .arg("compare-models")
+        .arg(&g)
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not an SMC² run"));
+}
+
+/// The SMC² checkpoint's modification time (None while there is none).
+fn checkpoint_mtime(dir: &Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(dir.join("smc2-checkpoint.json"))
+        .and_then(|m| m.modified())
+        .ok()
+}
+
+/// Runs the job in `dir` with `--resume` until it finishes, sending
+/// `signal` after each new checkpoint plus a pseudo-random delay; returns
+/// the number of signals that landed.
+fn interrupt_until_done(job: &Path, dir: &Path, signal: &str, seed: u64) -> usize {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let mut x = seed;
+    let mut landed = 0;
+    for _ in 0..200 {
+        let mut child = pcmc()
+            .arg("run")
+            .arg(job)
+            .args(["--quiet", "--resume", "--out"])
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Wait for a checkpoint newer than the last one (or the end).
+        let before = checkpoint_mtime(dir);
+        let start = Instant::now();
+        let mut running = true;
+        while checkpoint_mtime(dir) == before {
+            if child.try_wait().unwrap().is_some() {
+                running = false;
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(180),
+                "no checkpoint in 180 s"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if running {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            std::thread::sleep(Duration::from_millis((x >> 33) % 150));
+            let _ = Command::new("kill")
+                .arg(format!("-{signal}"))
+                .arg(child.id().to_string())
+                .status();
+        }
+        let status = common::wait_child(&mut child, Duration::from_secs(300));
+        match status.code() {
+            Some(0) => return landed,
+            Some(75) if signal == "TERM" => landed += 1,
+            None if signal == "KILL" => landed += 1,
+            other => panic!("unexpected exit {other:?} after SIG{signal}"),
+        }
+    }
+    panic!("the run did not finish after 200 interruptions");
+}
+
+#[test]
+fn an_interrupted_smc2_run_resumes_to_the_same_bytes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let job = smc2_job(tmp.path(), "resume");
+    let text = std::fs::read_to_string(&job)
+        .unwrap()
+        .replace("theta_particles = 32", "theta_particles = 160");
+    std::fs::write(&job, text).unwrap();
+    let reference = tmp.path().join("reference");
+    let o = pcmc()
+        .arg("run")
+        .arg(&job)
+        .args(["--quiet", "--out"])
+        .arg(&reference)
+        .output()
+        .unwrap();
+    ok(&o);
+    for (signal, seed) in [("KILL", 7), ("TERM", 8)] {
+        let dir = tmp.path().join(signal);
+        let landed = interrupt_until_done(&job, &dir, signal, seed);
+        eprintln!("{landed} SIG{signal}s landed");
+        assert!(landed >= 3, "only {landed} SIG{signal}s landed");
+        for f in ["particles.csv", "summary.json"] {
+            assert_eq!(
+                std::fs::read(reference.join(f)).unwrap(),
+                std::fs::read(dir.join(f)).unwrap(),
+                "{f} differs after {landed} SIG{signal}s"
+            );
+        }
+    }
+    // The checkpoint stays after the end: resuming a finished run rewrites
+    // the same outputs; resuming with other settings is refused (exit 2).
+    let dir = tmp.path().join("KILL");
+    let o = pcmc()
+        .arg("run")
+        .arg(&job)
+        .args(["--quiet", "--resume", "--out"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    ok(&o);
+    assert_eq!(
+        std::fs::read(reference.join("particles.csv")).unwrap(),
+        std::fs::read(dir.join("particles.csv")).unwrap()
+    );
+    let o = pcmc()
+        .arg("run")
+        .arg(&job)
+        .args(["--quiet", "--resume", "--theta-particles", "20", "--out"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("refusing to resume"), "{err}");
+}
