@@ -434,6 +434,22 @@ fn check(path: &std::path::Path, data: Option<PathBuf>) -> Result<()> {
         prep.data.len(),
         prep.data.names().join(", ")
     );
+    if job.method()? == job::Method::Smc2 {
+        let (c, nx) = job.smc2_config()?;
+        println!(
+            "  method smc2: {} θ-particles × {} particles (exchange {}, at most {}), {} {} move(s) per rejuvenation below θ-ESS {} · Nθ, seed {}",
+            c.theta_particles,
+            nx,
+            c.exchange_below
+                .map_or("off".to_string(), |a| format!("below {a} acceptance")),
+            c.max_particles,
+            c.moves,
+            c.proposal.name(),
+            c.ess_threshold,
+            c.seed
+        );
+        return Ok(());
+    }
     println!(
         "  filter: {} particles, {:?} resampling; mcmc: {} chain(s), {} burn-in + {} iterations, thin {}, seed {}",
         match job.mcmc.checks.auto {

@@ -686,14 +686,20 @@ pub fn compare(dirs: &[PathBuf], weights: &[f64]) -> Result<()> {
     }
     let models: Vec<ModelEvidence> = rows.iter().map(|(_, m)| m.clone()).collect();
     let table = compare_models(&models);
+    let labels: Vec<String> = dirs
+        .iter()
+        .zip(&rows)
+        .map(|(d, (name, _))| format!("{name} ({})", d.display()))
+        .collect();
+    let w = labels.iter().map(|l| l.chars().count()).max().unwrap_or(3);
     println!(
-        "{:<28} {:>16} {:>20} {:>12}",
+        "{:<w$} {:>16} {:>20} {:>12}",
         "run", "log evidence", "log BF vs best", "P(model)"
     );
-    for ((d, (name, m)), c) in dirs.iter().zip(&rows).zip(&table) {
+    for ((label, (_, m)), c) in labels.iter().zip(&rows).zip(&table) {
         println!(
-            "{:<28} {:>16} {:>20} {:>12}",
-            format!("{name} ({})", d.display()),
+            "{:<w$} {:>16} {:>20} {:>12}",
+            label,
             format!("{:.3} ± {:.3}", m.log_evidence, m.se),
             format!("{:.3} ± {:.3}", c.log_bayes_factor, c.log_bayes_factor_se),
             format!("{:.4}", c.probability)

@@ -619,6 +619,13 @@ fn cases() -> Vec<Case> {
             "smc2.max_particles: 50 is below smc2.particles (100)",
         ),
         c(
+            "smc2: check validates the table",
+            edit(|j| format!("{j}[smc2]\nmoves = 300\n").replace("seed = 1\n", "seed = 1\nmethod = \"smc2\"\n")),
+            None,
+            vec!["check", "{job}"],
+            "smc2.moves: 300 is not in 1..=255",
+        ),
+        c(
             "smc2: unknown field",
             edit(|j| format!("{j}[smc2]\nthetas = 5\n")),
             None,

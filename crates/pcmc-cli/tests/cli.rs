@@ -210,6 +210,18 @@ fn simulate_reproduces_the_shipped_datasets() {
             "{name} does not regenerate byte for byte"
         );
     }
+    // The SMC² model-choice example's data.
+    let out = pcmc()
+        .arg("simulate")
+        .arg(job("imdeath-smc2.toml"))
+        .output()
+        .unwrap();
+    ok(&out);
+    assert_eq!(
+        out.stdout,
+        std::fs::read(root().join("data/imdeath.csv")).unwrap(),
+        "imdeath does not regenerate byte for byte"
+    );
     // Another seed gives other data.
     let out = pcmc()
         .arg("simulate")
