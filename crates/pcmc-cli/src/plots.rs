@@ -605,23 +605,26 @@ pub struct Smc2StepPoint {
     pub particles: usize,
 }
 
-/// `evidence.svg`: `log p̂(y_{1:t})` against `t` with ±2 standard errors.
+/// `evidence.svg`: `log p̂(y_{1:t})` against `t` with ±2 standard errors
+/// (top), and the standard error itself (bottom: on the top panel's scale
+/// it is usually too small to see).
 ///
 /// # Errors
 /// Drawing or I/O failures.
 pub fn evidence(path: &Path, steps: &[Smc2StepPoint]) -> Result<()> {
-    let root = SVGBackend::new(path, (720, 400)).into_drawing_area();
+    let root = SVGBackend::new(path, (720, 640)).into_drawing_area();
     root.fill(&WHITE)?;
+    let areas = root.split_evenly((2, 1));
     let (lo, hi) = range(
         steps
             .iter()
             .flat_map(|s| [s.log_evidence - 2.0 * s.se, s.log_evidence + 2.0 * s.se]),
     );
-    let tmax = steps.last().map_or(1, |s| s.t) as f64;
+    let tmax = steps.last().map_or(1, |s| s.t) as f64 + 0.5;
     let mut c = chart(
-        &root,
+        &areas[0],
         "log evidence log p̂(y₁..y_t) with ±2 SE (Lee–Whiteley)",
-        0.0..tmax + 0.5,
+        0.0..tmax,
         lo..hi,
     )?;
     draw_mesh(&mut c, "observations t", "log p̂(y₁..y_t)")?;
@@ -639,13 +642,25 @@ pub fn evidence(path: &Path, steps: &[Smc2StepPoint]) -> Result<()> {
         steps.iter().map(|s| (s.t as f64, s.log_evidence)),
         colour(0).stroke_width(2),
     ))?;
+    let (_, se_hi) = range(steps.iter().map(|s| s.se).chain([0.0]));
+    let mut c = chart(
+        &areas[1],
+        "standard error of log p̂(y₁..y_t)",
+        0.0..tmax,
+        0.0..se_hi,
+    )?;
+    draw_mesh(&mut c, "observations t", "SE")?;
+    c.draw_series(LineSeries::new(
+        steps.iter().map(|s| (s.t as f64, s.se)),
+        colour(3).stroke_width(2),
+    ))?;
     root.present()?;
     Ok(())
 }
 
 /// `smc2.svg`: per step, the θ-ESS as a fraction of `Nθ` (with the
 /// resampling threshold), the acceptance rate of each rejuvenation, and
-/// `Nx`.
+/// `Nx` during each observation's step (a staircase).
 ///
 /// # Errors
 /// Drawing or I/O failures.
@@ -688,10 +703,12 @@ pub fn smc2_steps(path: &Path, steps: &[Smc2StepPoint], threshold: f64) -> Resul
         0.0..nmax * 1.1,
     )?;
     draw_mesh(&mut c, "observations t", "Nx")?;
-    c.draw_series(LineSeries::new(
-        steps.iter().map(|s| (s.t as f64, s.particles as f64)),
-        colour(2).stroke_width(2),
-    ))?;
+    // Nx is constant within a step: a staircase.
+    let stairs = steps.iter().flat_map(|s| {
+        let n = s.particles as f64;
+        [(s.t as f64 - 0.5, n), (s.t as f64 + 0.5, n)]
+    });
+    c.draw_series(LineSeries::new(stairs, colour(2).stroke_width(2)))?;
     root.present()?;
     Ok(())
 }
