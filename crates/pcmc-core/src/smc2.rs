@@ -624,22 +624,9 @@ impl Smc2 {
         let n = self.config.theta_particles;
         let t = s.t + 1;
         let problem = self.problem.with_particles(s.particles)?;
-        let requests: Vec<PassRequest<'_>> = s
-            .theta
-            .iter()
-            .map(|p| PassRequest {
-                theta: &p.theta,
-                lineage: &p.lineage,
-                observations: t,
-                stop: None,
-            })
-            .collect();
-        let ll = exec.log_likelihoods(&problem, &requests)?;
-        drop(requests);
+        let lineages: Vec<&Lineage> = s.theta.iter().map(|p| &p.lineage).collect();
         // Evidence increment with the weights before this observation.
-        let w = normalised(&s.theta);
-        let inc = increments(&s.theta, &ll);
-        let log_inc = log_sum_weighted(&w, &inc);
+        let (ll, inc, log_inc) = reweigh(exec, &problem, &s.theta, &lineages, t)?;
         if !log_inc.is_finite() {
             return Err(Error::setting(
                 "smc2",
@@ -710,22 +697,8 @@ impl Smc2 {
                 }])
             })
             .collect();
-        let requests: Vec<PassRequest<'_>> = s
-            .theta
-            .iter()
-            .zip(&lineages)
-            .map(|(p, l)| PassRequest {
-                theta: &p.theta,
-                lineage: l,
-                observations: t,
-                stop: None,
-            })
-            .collect();
-        let ll = exec.log_likelihoods(&problem, &requests)?;
-        drop(requests);
-        let w = normalised(&s.theta);
-        let g = increments(&s.theta, &ll);
-        let inc = log_sum_weighted(&w, &g);
+        let refs: Vec<&Lineage> = lineages.iter().collect();
+        let (ll, g, inc) = reweigh(exec, &problem, &s.theta, &refs, t)?;
         if !inc.is_finite() {
             return Err(Error::setting(
                 "smc2",
@@ -919,6 +892,32 @@ impl Smc2 {
         }
         Ok(rates)
     }
+}
+
+/// Every θ-particle's pass over `y_{1:t}` drawing from `lineages[m]`: the
+/// estimates `ℓ_new`, the increments over the current ones and
+/// `log Σ W e^{increment}` with the current normalised weights `W`.
+fn reweigh<B: PassBatch + ?Sized>(
+    exec: &mut B,
+    problem: &FilterProblem,
+    ps: &[ThetaParticle],
+    lineages: &[&Lineage],
+    t: usize,
+) -> Result<(Vec<f64>, Vec<f64>, f64)> {
+    let requests: Vec<PassRequest<'_>> = ps
+        .iter()
+        .zip(lineages)
+        .map(|(p, l)| PassRequest {
+            theta: &p.theta,
+            lineage: l,
+            observations: t,
+            stop: None,
+        })
+        .collect();
+    let ll = exec.log_likelihoods(problem, &requests)?;
+    let inc = increments(ps, &ll);
+    let log_sum = log_sum_weighted(&normalised(ps), &inc);
+    Ok((ll, inc, log_sum))
 }
 
 /// `ℓ_new − ℓ_old` per θ-particle; a filter that collapsed (either estimate
