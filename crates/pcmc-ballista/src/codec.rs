@@ -8,7 +8,8 @@
 
 use crate::guard::{MAX_HOLD_MS, MAX_PARTICLES, MAX_PARTS, MAX_SPECIES, check_layout};
 use crate::plans::{
-    InitialExec, Layout, ProbeExec, PropScanExec, ResampleScanExec, SharedCheck, SpillExec,
+    InitialExec, Layout, ProbeExec, PropScanExec, ResampleScanExec, SharedCheck, Smc2PassExec,
+    SpillExec,
 };
 use ballista_core::serde::BallistaPhysicalExtensionCodec;
 use datafusion::common::{DataFusionError, Result as DfResult};
@@ -17,6 +18,7 @@ use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
 use pcmc_dataflow::params::{Shared, StepWire};
+use pcmc_dataflow::smc2::PassJob;
 use pcmc_dataflow::udf::{LogWeight, PartitionOf, Propagate, WeightSum, WeightSumUdaf};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -64,6 +66,10 @@ enum Node {
     Probe {
         hold_ms: u64,
         shared: Option<SharedCheck>,
+    },
+    Smc2Passes {
+        layout: Layout,
+        job: PassJob,
     },
 }
 
@@ -244,6 +250,19 @@ impl PhysicalExtensionCodec for PcmcPhysicalCodec {
             | Node::ResampleScan { layout, .. }
             | Node::PropScan { layout, .. }
             | Node::Spill { layout, .. } => self.layout_ok(layout)?,
+            Node::Smc2Passes { layout, job } => {
+                self.layout_ok(layout)?;
+                check_counts(layout.n, layout.parts, 0)?;
+                job.check().map_err(codec_err)?;
+                if layout.n != job.passes.len() || layout.parts > layout.n.max(1) {
+                    return Err(codec_err(format!(
+                        "a batch of {} passes laid out as {} in {} partitions",
+                        job.passes.len(),
+                        layout.n,
+                        layout.parts
+                    )));
+                }
+            }
             Node::Probe { hold_ms, .. } if *hold_ms > MAX_HOLD_MS => {
                 return Err(codec_err(format!(
                     "a probe may hold at most {MAX_HOLD_MS} ms"
@@ -274,6 +293,9 @@ impl PhysicalExtensionCodec for PcmcPhysicalCodec {
                 Arc::new(ProbeExec::new(hold_ms, input).checking(shared))
             }
             Node::Spill { layout, step } => Arc::new(SpillExec::new(input, layout, step)),
+            Node::Smc2Passes { layout, job } => {
+                Arc::new(Smc2PassExec::new(layout, Arc::new(job), input))
+            }
             other => return Err(codec_err(format!("not an operator: {other:?}"))),
         })
     }
@@ -307,6 +329,11 @@ impl PhysicalExtensionCodec for PcmcPhysicalCodec {
                 layout: x.layout.clone(),
                 step: x.step,
             }
+        } else if let Some(x) = node.downcast_ref::<Smc2PassExec>() {
+            Node::Smc2Passes {
+                layout: x.layout.clone(),
+                job: (*x.job).clone(),
+            }
         } else {
             return self.inner.try_encode(node, buf, proto_converter);
         };
@@ -336,6 +363,81 @@ impl PhysicalExtensionCodec for PcmcPhysicalCodec {
             Ok(())
         } else {
             self.inner.try_encode_udaf(node, buf)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plans::tokens;
+    use datafusion::prelude::SessionContext;
+    use datafusion_proto::physical_plan::DefaultPhysicalProtoConverter;
+    use pcmc_core::smc2::{Lineage, PassRequest, Segment};
+    use std::path::Path;
+
+    fn batch(pass_dir: PathBuf, theta: &[f64], observations: usize) -> Arc<dyn ExecutionPlan> {
+        let problem = pcmc_core::workloads::lv11(10, 1);
+        let lineage = Lineage(vec![Segment {
+            from: 0,
+            key: pcmc_core::filter::FilterKey {
+                seed: 1,
+                chain: 0,
+                iteration: 0,
+            },
+        }]);
+        let r = PassRequest {
+            theta,
+            lineage: &lineage,
+            observations,
+            stop: None,
+        };
+        let job = PassJob::new(&problem, &[r.clone(), r]);
+        let layout = Layout {
+            pass_dir,
+            species: problem.network().species().to_vec(),
+            observed: problem.data().observed().to_vec(),
+            n: 2,
+            parts: 2,
+            heartbeat_ms: 1000,
+        };
+        Arc::new(Smc2PassExec::new(layout, Arc::new(job), tokens(2).unwrap()))
+    }
+
+    /// Encodes `plan`'s top node and decodes it with a codec confined to
+    /// `root`.
+    fn round_trip(plan: &Arc<dyn ExecutionPlan>, root: &Path) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let conv = DefaultPhysicalProtoConverter {};
+        let mut buf = Vec::new();
+        PcmcPhysicalCodec::default().try_encode(plan.clone(), &mut buf, &conv)?;
+        let ctx = SessionContext::new().task_ctx();
+        PcmcPhysicalCodec::confined(root.to_path_buf()).try_decode(&buf, &[tokens(2)?], &ctx, &conv)
+    }
+
+    #[test]
+    fn smc2_batches_travel_and_malformed_ones_are_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("root");
+        let run = root.join("pcmc-12-345");
+        std::fs::create_dir_all(&run).unwrap();
+        let theta = [1.0, 0.005, 0.6];
+        let good = batch(run.join("pass-000001"), &theta, 3);
+        let back = round_trip(&good, &root).unwrap();
+        let back = back.downcast_ref::<Smc2PassExec>().unwrap();
+        let orig = good.downcast_ref::<Smc2PassExec>().unwrap();
+        assert_eq!(back.job.passes, orig.job.passes);
+        assert_eq!(back.layout, orig.layout);
+        for (plan, why) in [
+            (batch(run.join("pass-000001"), &theta[..2], 3), "malformed"),
+            (batch(run.join("pass-000001"), &theta, 0), "malformed"),
+            (batch(run.join("pass-000001"), &theta, 17), "malformed"),
+            (
+                batch(tmp.path().join("pcmc-1-2/pass-1"), &theta, 3),
+                "pass directory",
+            ),
+        ] {
+            let err = round_trip(&plan, &root).unwrap_err().to_string();
+            assert!(err.contains(why), "{err}");
         }
     }
 }

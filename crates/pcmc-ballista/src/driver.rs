@@ -4,7 +4,9 @@
 
 use crate::auth::{ClusterToken, TOKEN_HEADER};
 use crate::codec::PcmcPhysicalCodec;
-use crate::plans::{Layout, ProbeExec, SharedCheck, StepJob, first_offspring, reruns, tokens};
+use crate::plans::{
+    Layout, ProbeExec, SharedCheck, Smc2PassExec, StepJob, first_offspring, reruns, tokens,
+};
 use ballista_core::execution_plans::execute_physical_plan;
 use ballista_core::extension::SessionConfigExt;
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
@@ -15,9 +17,11 @@ use datafusion_proto::protobuf::PhysicalPlanNode;
 use futures::TryStreamExt;
 use pcmc_core::accept::AcceptTest;
 use pcmc_core::filter::{FilterKey, FilterOutput, FilterProblem, rank_slice};
+use pcmc_core::smc2::{PassBatch, PassRequest};
 use pcmc_core::ssa::SsaCounters;
 use pcmc_core::{Error, LikelihoodExecutor, Result};
 use pcmc_dataflow::params::StepWire;
+use pcmc_dataflow::smc2::{PassJob, read_results};
 use pcmc_dataflow::{account_weight_sums, check_species, read_weight_sums, start_pass};
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
@@ -581,6 +585,16 @@ impl BallistaExecutor {
         let plan = job
             .plan()
             .map_err(|e| Error::Executor(format!("ballista: planning a step: {e}")))?;
+        self.run_plan(plan, watch, out)
+    }
+
+    /// As [`BallistaExecutor::run_job`], for a plan already built.
+    fn run_plan(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        watch: &Path,
+        out: &mut FilterOutput,
+    ) -> Result<(Vec<RecordBatch>, f64)> {
         let mut attempt = 0;
         loop {
             if self
@@ -623,6 +637,29 @@ impl BallistaExecutor {
             attempt += 1;
             out.jobs_resubmitted += 1;
         }
+    }
+
+    /// The next pass's layout (`n` rows in `parts` partitions), its
+    /// directory created. The tasks create their directories below this one
+    /// only: once the pass is over (or abandoned) a late task cannot
+    /// recreate it.
+    fn new_pass(&mut self, problem: &FilterProblem, n: usize, parts: usize) -> Result<Layout> {
+        self.passes += 1;
+        let layout = Layout {
+            pass_dir: self.run_dir.join(format!("pass-{:06}", self.passes)),
+            species: problem.network().species().to_vec(),
+            observed: problem.data().observed().to_vec(),
+            n,
+            parts,
+            heartbeat_ms: heartbeat(self.config.stall_timeout),
+        };
+        std::fs::create_dir(&layout.pass_dir).map_err(|e| {
+            Error::Executor(format!(
+                "ballista: cannot create {}: {e}",
+                layout.pass_dir.display()
+            ))
+        })?;
+        Ok(layout)
     }
 
     fn pass(
@@ -767,6 +804,37 @@ impl BallistaExecutor {
     }
 }
 
+impl PassBatch for BallistaExecutor {
+    /// The batch as one job of `P` tasks ([`Smc2PassExec`]), task `p`
+    /// running the passes of θ-particles [`rank_slice`]`(M, P, p)`: the
+    /// batch travels in the plan, the results come back as rows, and only
+    /// the tasks' attempt marks and heartbeats touch the work directory. A
+    /// failed job is submitted again (every pass is deterministic).
+    fn log_likelihoods(
+        &mut self,
+        problem: &FilterProblem,
+        requests: &[PassRequest<'_>],
+    ) -> Result<Vec<f64>> {
+        let m = requests.len();
+        if m == 0 {
+            return Ok(Vec::new());
+        }
+        let parts = self.config.partitions.min(m);
+        let layout = self.new_pass(problem, m, parts)?;
+        let job = PassJob::new(problem, requests);
+        let res = tokens(parts)
+            .map_err(|e| Error::Executor(format!("ballista: {e}")))
+            .and_then(|t| {
+                let plan = Arc::new(Smc2PassExec::new(layout.clone(), Arc::new(job), t));
+                let mut out = FilterOutput::new(0);
+                self.run_plan(plan, &layout.step_dir(0), &mut out)
+            });
+        let _ = std::fs::remove_dir_all(&layout.pass_dir);
+        let (rows, _) = res?;
+        read_results(&rows, m)
+    }
+}
+
 impl Drop for BallistaExecutor {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.run_dir);
@@ -812,23 +880,7 @@ impl LikelihoodExecutor for BallistaExecutor {
         }
         check_species(net.species())?;
         let mut out = FilterOutput::new(data.len());
-        self.passes += 1;
-        let layout = Layout {
-            pass_dir: self.run_dir.join(format!("pass-{:06}", self.passes)),
-            species: net.species().to_vec(),
-            observed: data.observed().to_vec(),
-            n,
-            parts,
-            heartbeat_ms: heartbeat(self.config.stall_timeout),
-        };
-        // The tasks create their directories below this one only: once the
-        // pass is over (or abandoned) a late task cannot recreate it.
-        std::fs::create_dir(&layout.pass_dir).map_err(|e| {
-            Error::Executor(format!(
-                "ballista: cannot create {}: {e}",
-                layout.pass_dir.display()
-            ))
-        })?;
+        let layout = self.new_pass(problem, n, parts)?;
         let res = self.pass(problem, theta, key, stop, &layout, &mut out);
         let _ = std::fs::remove_dir_all(&layout.pass_dir);
         res?;

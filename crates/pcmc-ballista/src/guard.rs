@@ -5,7 +5,9 @@
 //! itself makes, and particle files only under the executor's work root,
 //! in the layout the driver creates.
 
-use crate::plans::{InitialExec, Layout, ProbeExec, PropScanExec, ResampleScanExec, SpillExec};
+use crate::plans::{
+    InitialExec, Layout, ProbeExec, PropScanExec, ResampleScanExec, Smc2PassExec, SpillExec,
+};
 use arrow_flight::flight_service_server::FlightService;
 use arrow_flight::{
     Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightInfo,
@@ -65,7 +67,8 @@ pub fn check_plan(plan: &Arc<dyn ExecutionPlan>) -> DfResult<()> {
         || plan.downcast_ref::<ResampleScanExec>().is_some()
         || plan.downcast_ref::<PropScanExec>().is_some()
         || plan.downcast_ref::<SpillExec>().is_some()
-        || plan.downcast_ref::<ProbeExec>().is_some();
+        || plan.downcast_ref::<ProbeExec>().is_some()
+        || plan.downcast_ref::<Smc2PassExec>().is_some();
     let tokens = plan.downcast_ref::<DataSourceExec>().is_some_and(|d| {
         d.data_source()
             .downcast_ref::<MemorySourceConfig>()

@@ -10,6 +10,9 @@
 //!   *sums* (the exact weight sums as aggregate UDFs) — over particles kept
 //!   as Arrow IPC files in a work directory that the driver and every
 //!   executor see at the same path.
+//! - SMC²'s batches of filter passes ([`plans::Smc2PassExec`]): one job of
+//!   `P` tasks per batch, the batch inside the plan, the log-likelihoods
+//!   returned as rows.
 //! - [`codec`]: how the operators and functions travel, with the step's
 //!   values, from the driver to the scheduler and on to the executors.
 //! - [`driver`]: the [`pcmc_core::LikelihoodExecutor`]; it holds only

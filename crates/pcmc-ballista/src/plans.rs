@@ -53,6 +53,7 @@ use pcmc_core::resample::offspring_before;
 use pcmc_core::rng::Purpose;
 use pcmc_dataflow::offspring::{check_slice, offspring_rows, slice_offspring};
 use pcmc_dataflow::params::{Shared, StepWire};
+use pcmc_dataflow::smc2::{PassJob, index_slice, result_schema};
 use pcmc_dataflow::udf::{COUNTERS, WeightSum, WeightSumUdaf, slice_of};
 use pcmc_dataflow::{
     initial_slice, population_schema, propagated_schema, propagation_projections,
@@ -696,6 +697,67 @@ impl DisplayAs for ProbeExec {
 }
 
 token_plan!(ProbeExec, "ProbeExec");
+
+/// One batch of SMC²'s filter passes as a job: task `p` runs the passes of
+/// the θ-particles in [`rank_slice`]`(M, P, p)` and returns their
+/// log-likelihoods (`theta_particle`, `loglik`). The batch travels inside
+/// the plan; no particle touches the work directory, where the task only
+/// leaves its attempt mark and heartbeat (step 0's directory of the pass),
+/// so the driver can tell a long task from a stuck one.
+#[derive(Debug, Clone)]
+pub struct Smc2PassExec {
+    /// The batch's layout (`n` is the number of passes; the species are
+    /// the model's).
+    pub layout: Layout,
+    /// The passes.
+    pub job: Arc<PassJob>,
+    tokens: Arc<dyn ExecutionPlan>,
+    props: Arc<PlanProperties>,
+}
+
+impl Smc2PassExec {
+    /// The job of `job`'s passes, one task per token.
+    pub fn new(layout: Layout, job: Arc<PassJob>, tokens: Arc<dyn ExecutionPlan>) -> Self {
+        let props = token_properties(result_schema(), &tokens);
+        Smc2PassExec {
+            layout,
+            job,
+            tokens,
+            props,
+        }
+    }
+
+    async fn run(self, p: usize) -> DfResult<RecordBatch> {
+        let layout = &self.layout;
+        if p >= layout.parts {
+            return Err(exec_err(format!(
+                "Smc2PassExec: task {p} of {} partitions",
+                layout.parts
+            )));
+        }
+        mark_attempt(layout, &layout.attempts_dir(0, "passes"), p)?;
+        let beat = Heartbeat::start(layout, layout.beat_file(0, p));
+        let out = self
+            .job
+            .run_rows(&index_slice(self.job.passes.len(), layout.parts, p));
+        drop(beat);
+        out
+    }
+}
+
+impl DisplayAs for Smc2PassExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(
+            f,
+            "Smc2PassExec: passes={}, partitions={}, particles={}",
+            self.job.passes.len(),
+            self.layout.parts,
+            self.job.problem.particles()
+        )
+    }
+}
+
+token_plan!(Smc2PassExec, "Smc2PassExec");
 
 /// Columns of the advance job's summary rows (one per partition).
 pub const SUMMARY: [&str; 9] = [

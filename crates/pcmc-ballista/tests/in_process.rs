@@ -179,3 +179,19 @@ fn step_values_cross_the_wire_exactly() {
         .unwrap();
     same(&a, &b, "deserialised problem");
 }
+
+/// SMC² with each batch of passes as a job through the codec: the serial
+/// run's output bit for bit at 1, 3 and 8 partitions, and nothing left in
+/// the work directory.
+#[test]
+fn smc2_equals_serial_at_any_partition_count() {
+    use pcmc_core::smc2::SerialPasses;
+    let smc2 = pcmc_core::workloads::smc2_lv11_small();
+    let reference = smc2.run(&mut SerialPasses::default()).unwrap();
+    for parts in [1, 3, 8] {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = smc2.run(&mut exec(parts, tmp.path())).unwrap();
+        assert_eq!(out, reference, "P={parts}");
+        assert_eq!(leftovers(tmp.path()), 0, "P={parts}: files left");
+    }
+}

@@ -12,7 +12,8 @@ use crate::fsio::{RunLock, create_output_dir, write_atomic};
 use crate::job::data_fingerprint;
 use crate::output::ChainRow;
 use crate::plots::{self, Smc2StepPoint};
-use crate::run::{Overrides, RunOptions, RunOutcome, prepare, run_dir};
+use crate::run::setup::cluster_target;
+use crate::run::{ClusterTarget, Overrides, RunOptions, RunOutcome, prepare, run_dir};
 use anyhow::{Context, Result};
 use arrow::array::{ArrayRef, Float64Array, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema};
@@ -28,49 +29,86 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// The executor of an SMC² run: θ-particles across threads, across MPI
-/// ranks (each with its threads), or on one thread.
+/// ranks (each with its threads), across dataflow partitions (in this
+/// process or as jobs on a Ballista cluster), or on one thread.
 enum Exec {
-    /// rayon or serial, in this process.
-    Local(Box<dyn PassBatch>),
+    /// rayon, serial, dataflow or Ballista: one process drives the batches
+    /// (`workers`: threads, partitions or tasks per job).
+    Local {
+        batch: Box<dyn PassBatch>,
+        workers: usize,
+    },
     /// MPI ranks: every rank runs the sampler; rank 0 writes.
     #[cfg(feature = "mpi")]
     Mpi(Box<pcmc_mpi::MpiExecutor<pcmc_rayon::RayonRunner>>),
 }
 
 impl Exec {
-    fn new(kind: &str, threads: usize) -> Result<Exec> {
+    /// The executor `kind` with `threads` threads and (dataflow)
+    /// `partitions` partitions, on the Ballista cluster `cluster` if given.
+    fn new(
+        kind: &str,
+        threads: usize,
+        partitions: Option<usize>,
+        cluster: Option<&ClusterTarget>,
+    ) -> Result<Exec> {
         let runner = || {
             pcmc_rayon::RayonRunner::new(threads)
                 .map_err(|e| InputError::flag("--threads", e.to_string()))
         };
+        let local = |batch: Box<dyn PassBatch>, workers: usize| Ok(Exec::Local { batch, workers });
+        let partitions = partitions.unwrap_or(threads);
+        if let Some(c) = cluster {
+            if kind != "dataflow" {
+                return Err(InputError::flag(
+                    "--scheduler",
+                    format!("a Ballista scheduler runs the dataflow executor's jobs; use it with --executor dataflow, not {kind}"),
+                )
+                .into());
+            }
+            #[cfg(feature = "ballista")]
+            return local(
+                Box::new(crate::run::setup::ballista_driver(c, partitions)?),
+                partitions,
+            );
+            #[cfg(not(feature = "ballista"))]
+            {
+                let _ = c;
+                return Err(InputError::flag(
+                    "--scheduler",
+                    "running on a Ballista cluster is not compiled into this pcmc: build it with the cargo feature `ballista` \
+                     (cargo build --release -p pcmc-cli --features ballista)",
+                )
+                .into());
+            }
+        }
         match kind {
-            "rayon" => Ok(Exec::Local(Box::new(runner()?))),
-            "serial" => Ok(Exec::Local(Box::new(SerialPasses::default()))),
+            "rayon" => local(Box::new(runner()?), threads),
+            "serial" => local(Box::<SerialPasses>::default(), 1),
+            #[cfg(feature = "dataflow")]
+            "dataflow" => local(
+                Box::new(crate::run::setup::dataflow_executor(partitions, threads)?),
+                partitions,
+            ),
             #[cfg(feature = "mpi")]
             "mpi" => Ok(Exec::Mpi(Box::new(pcmc_mpi::MpiExecutor::from_world(
                 runner()?,
             )?))),
-            #[cfg(not(feature = "mpi"))]
-            "mpi" => Err(InputError::flag(
-                "--executor",
-                "the MPI executor is not compiled into this pcmc: build it with the cargo feature \
-                 `mpi` (cargo build --release -p pcmc-cli --features mpi)",
-            )
-            .into()),
-            other => Err(InputError::flag(
-                "--executor",
-                format!(
-                    "SMC² runs on the rayon and mpi executors (or serial); {other:?} is not \
-                     supported for method smc2 yet"
-                ),
-            )
-            .into()),
+            // Not compiled in, or not an executor: the PMMH path's message.
+            other => match crate::run::make_executor(other, threads, Some(partitions), 1, None) {
+                Err(e) => Err(e),
+                Ok(_) => Err(InputError::flag(
+                    "--executor",
+                    format!("the {other} executor does not run SMC²"),
+                )
+                .into()),
+            },
         }
     }
 
     fn batch(&mut self) -> &mut dyn PassBatch {
         match self {
-            Exec::Local(b) => b.as_mut(),
+            Exec::Local { batch, .. } => batch.as_mut(),
             #[cfg(feature = "mpi")]
             Exec::Mpi(m) => m.as_mut(),
         }
@@ -79,7 +117,7 @@ impl Exec {
     /// Whether this process writes the outputs.
     fn is_root(&self) -> bool {
         match self {
-            Exec::Local(_) => true,
+            Exec::Local { .. } => true,
             #[cfg(feature = "mpi")]
             Exec::Mpi(m) => pcmc_core::LikelihoodExecutor::is_root(m.as_ref()),
         }
@@ -89,16 +127,16 @@ impl Exec {
     /// so all stop at the same step).
     fn any(&mut self, flag: bool) -> Result<bool> {
         match self {
-            Exec::Local(_) => Ok(flag),
+            Exec::Local { .. } => Ok(flag),
             #[cfg(feature = "mpi")]
             Exec::Mpi(m) => Ok(pcmc_core::LikelihoodExecutor::any_worker(m.as_mut(), flag)?),
         }
     }
 
-    /// Workers: ranks, else 1.
+    /// Workers: ranks, threads or partitions.
     fn workers(&self) -> usize {
         match self {
-            Exec::Local(_) => 1,
+            Exec::Local { workers, .. } => *workers,
             #[cfg(feature = "mpi")]
             Exec::Mpi(m) => pcmc_core::LikelihoodExecutor::workers(m.as_ref()),
         }
@@ -108,7 +146,7 @@ impl Exec {
     /// the run directory need not be shared to resume).
     fn share_root(&mut self, bytes: Vec<u8>) -> Result<Vec<u8>> {
         match self {
-            Exec::Local(_) => Ok(bytes),
+            Exec::Local { .. } => Ok(bytes),
             #[cfg(feature = "mpi")]
             Exec::Mpi(m) => {
                 let all = pcmc_core::LikelihoodExecutor::all_gather_bytes(m.as_mut(), &bytes)?;
@@ -147,8 +185,6 @@ struct Checkpoint {
 pub fn run(job_path: &Path, ov: &Overrides, opts: RunOptions) -> Result<RunOutcome> {
     let stop = crate::run::iterate::signal_flag()?;
     for (flag, given) in [
-        ("--scheduler", ov.scheduler.is_some()),
-        ("--partitions", ov.partitions.is_some()),
         ("--chains", ov.chains.is_some()),
         ("--first-chain", ov.first_chain.is_some()),
         ("--iterations", ov.iterations.is_some()),
@@ -175,10 +211,21 @@ pub fn run(job_path: &Path, ov: &Overrides, opts: RunOptions) -> Result<RunOutco
     let smc2 = Smc2::new(problem, job.priors.clone(), config.clone())
         .map_err(|e| input(&job.path, e.to_string()))?;
     let (kind, threads) = crate::run::executor_and_threads(job, ov)?;
-    let mut exec = Exec::new(&kind, threads)?;
+    let partitions = ov.partitions.or(job.file.executor.partitions);
+    if partitions == Some(0) {
+        return Err(InputError::flag("--partitions", "must be at least 1").into());
+    }
+    let dir = run_dir(job, ov);
+    let cluster = cluster_target(job, ov, &dir)?;
+    let mut exec = Exec::new(&kind, threads, partitions, cluster.as_ref())?;
+    // As PMMH's outputs name it: the dataflow executor on a cluster.
+    let kind = if cluster.is_some() {
+        "ballista".to_string()
+    } else {
+        kind
+    };
     let root = exec.is_root();
     let quiet = opts.quiet || !root;
-    let dir = run_dir(job, ov);
     let _lock = if root {
         create_output_dir(&dir)?;
         let mut lock = RunLock::acquire(&dir)?;

@@ -633,11 +633,25 @@ fn cases() -> Vec<Case> {
             "unknown field `thetas`",
         ),
         c(
-            "smc2: on the dataflow executor",
+            "smc2: a scheduler for the rayon executor",
             None,
             None,
-            vec!["run", "{job}", "--out", "{dir}/out", "--quiet", "--method", "smc2", "--executor", "dataflow"],
-            "not supported for method smc2 yet",
+            vec!["run", "{job}", "--out", "{dir}/out", "--quiet", "--method", "smc2", "--scheduler", "df://127.0.0.1:1"],
+            "command line (--scheduler): a Ballista scheduler runs the dataflow executor's jobs; use it with --executor dataflow, not rayon",
+        ),
+        c(
+            "smc2: zero partitions",
+            None,
+            None,
+            vec!["run", "{job}", "--out", "{dir}/out", "--quiet", "--method", "smc2", "--partitions", "0"],
+            "invalid value '0' for '--partitions <PARTITIONS>'",
+        ),
+        c(
+            "smc2: a work directory without a scheduler",
+            None,
+            None,
+            vec!["run", "{job}", "--out", "{dir}/out", "--quiet", "--method", "smc2", "--work-dir", "{dir}/w"],
+            "command line (--work-dir): applies to runs on a Ballista cluster (--scheduler) only",
         ),
         c(
             "smc2: --chains",

@@ -743,3 +743,113 @@ fn cluster_processes_refuse_bad_addresses_and_stop_on_sigterm() {
     term(&mut cluster.executors()[0]);
     term(cluster.scheduler());
 }
+
+/// `pcmc run` of the SMC² test job (`common::smc2_job`) into `dir` with
+/// `args`; its stderr kept for [`finish`].
+fn spawn_smc2(job: &Path, dir: &Path, args: &[String]) -> Child {
+    pcmc()
+        .arg("run")
+        .arg(job)
+        .arg("--out")
+        .arg(dir)
+        .arg("--quiet")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn smc2_bytes(dir: &Path) -> (Vec<u8>, Vec<u8>) {
+    (
+        std::fs::read(dir.join("particles.csv")).unwrap(),
+        std::fs::read(dir.join("summary.json")).unwrap(),
+    )
+}
+
+#[test]
+fn smc2_on_two_executors_equals_serial_and_survives_a_killed_executor() {
+    // Each batch of θ-particle passes (an observation step, each move, an
+    // exchange) is one job of P tasks; the run is the serial run's bytes at
+    // 3 and 8 partitions, and again after an executor is killed with
+    // SIGKILL while one of its tasks runs (its tasks are rerun or the job
+    // resubmitted).
+    let tmp = tempfile::tempdir().unwrap();
+    let job = common::smc2_job(tmp.path(), "lv11-smc2");
+    let sdir = tmp.path().join("serial");
+    let (status, err) = finish(
+        &mut spawn_smc2(&job, &sdir, &["--executor".into(), "serial".into()]),
+        Duration::from_secs(300),
+    );
+    assert!(status.success(), "{err}");
+    let expected = smc2_bytes(&sdir);
+    let mut cluster = start(&tmp.path().join("cluster"), 2);
+    cluster.wait(2).unwrap();
+    for parts in ["3", "8"] {
+        let dir = tmp.path().join(format!("ballista-{parts}"));
+        let (status, err) = finish(
+            &mut spawn_smc2(&job, &dir, &cluster_args(&cluster, parts, &[])),
+            Duration::from_secs(600),
+        );
+        assert!(status.success(), "{err}\n{}", cluster.logs());
+        assert!(smc2_bytes(&dir) == expected, "P={parts}: bytes differ");
+        let run: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).unwrap()).unwrap();
+        assert_eq!(run["executor"], "ballista", "{run}");
+        assert_eq!(
+            run["workers"].as_u64(),
+            Some(parts.parse().unwrap()),
+            "{run}"
+        );
+        let work = cluster.work_root();
+        assert_eq!(
+            std::fs::read_dir(&work).unwrap().count(),
+            0,
+            "{} is not empty",
+            work.display()
+        );
+    }
+    // Nx 120 and 2 partitions: tasks of tens of milliseconds.
+    let flags = cluster_args(&cluster, "2", &["--particles", "120"]);
+    let rdir = tmp.path().join("serial-120");
+    let (status, err) = finish(
+        &mut spawn_smc2(
+            &job,
+            &rdir,
+            &["--executor", "serial", "--particles", "120"].map(String::from),
+        ),
+        Duration::from_secs(300),
+    );
+    assert!(status.success(), "{err}");
+    let expected = smc2_bytes(&rdir);
+    let mut killed = false;
+    for (round, d) in delays(6, 77, 1000).into_iter().enumerate() {
+        let dir = tmp.path().join(format!("kill-{round}"));
+        let mut child = spawn_smc2(&job, &dir, &flags);
+        let victim = round % 2;
+        // The first observation step's checkpoint, then a random delay.
+        let t = Instant::now();
+        while !dir.join("smc2-checkpoint.json").exists() && child.try_wait().unwrap().is_none() {
+            assert!(t.elapsed() < Duration::from_secs(180), "no checkpoint");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(d);
+        if child.try_wait().unwrap().is_some()
+            || !wait_for_running_task(&mut cluster, victim, &mut child, Duration::from_millis(5))
+        {
+            let _ = finish(&mut child, Duration::from_secs(60));
+            continue; // finished first: try again
+        }
+        cluster.executors()[victim].kill();
+        let (status, err) = finish(&mut child, Duration::from_secs(600));
+        assert!(
+            status.success(),
+            "SMC² run after killing an executor: {status:?}\n{err}\n{}",
+            cluster.logs()
+        );
+        assert!(smc2_bytes(&dir) == expected, "round {round}: bytes changed");
+        killed = true;
+        break;
+    }
+    assert!(killed, "no executor kill landed while a task ran");
+}

@@ -291,3 +291,51 @@ fn a_species_named_like_a_reserved_column_is_bad_input() {
     let ok_out = pcmc().arg("check").arg(&job_path).output().unwrap();
     ok(&ok_out);
 }
+
+/// SMC² with its θ-particles in 1, 3 and 8 dataflow partitions (and with
+/// injected task failures) writes the serial run's `particles.csv` and
+/// `summary.json` byte for byte.
+#[test]
+fn smc2_on_dataflow_writes_the_serial_bytes_at_1_3_8_partitions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let job = common::smc2_job(tmp.path(), "lv11-smc2");
+    let go = |dir: &Path, args: &[&str], env: &[(&str, &str)]| {
+        let mut c = pcmc();
+        c.arg("run")
+            .arg(&job)
+            .arg("--out")
+            .arg(dir)
+            .arg("--quiet")
+            .args(args)
+            .envs(env.iter().copied());
+        ok(&c.output().unwrap());
+        ["particles.csv", "summary.json"].map(|f| std::fs::read(dir.join(f)).unwrap())
+    };
+    let expected = go(&tmp.path().join("serial"), &["--executor", "serial"], &[]);
+    for (parts, threads) in [("1", "1"), ("3", "2"), ("8", "2")] {
+        let dir = tmp.path().join(format!("p{parts}"));
+        let args = [
+            "--executor",
+            "dataflow",
+            "--partitions",
+            parts,
+            "--threads",
+            threads,
+        ];
+        assert!(go(&dir, &args, &[]) == expected, "P={parts}: bytes differ");
+        let run: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).unwrap()).unwrap();
+        assert_eq!(run["executor"], "dataflow");
+        assert_eq!(run["workers"].as_u64(), Some(parts.parse().unwrap()));
+    }
+    let failing = [
+        ("PCMC_DATAFLOW_FAIL_RATE", "0.3"),
+        ("PCMC_DATAFLOW_MAX_ATTEMPTS", "40"),
+    ];
+    let dir = tmp.path().join("failing");
+    let args = ["--executor", "dataflow", "--partitions", "4"];
+    assert!(
+        go(&dir, &args, &failing) == expected,
+        "with injected failures: bytes differ"
+    );
+}

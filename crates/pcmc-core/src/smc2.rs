@@ -500,6 +500,11 @@ impl Smc2 {
         &self.problem
     }
 
+    /// The priors, one per parameter.
+    pub fn priors(&self) -> &[Prior] {
+        &self.priors
+    }
+
     fn log_prior(&self, theta: &[f64]) -> f64 {
         theta
             .iter()

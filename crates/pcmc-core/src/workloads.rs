@@ -8,6 +8,7 @@ use crate::observation::{Data, InitialPrior, ObservationModel};
 use crate::prior::Prior;
 use crate::rng::{Purpose, StreamKey};
 use crate::simulate::simulate;
+use crate::smc2::{Smc2, Smc2Config};
 
 /// Lotka–Volterra with `k` predators, data simulated at `theta` with the given
 /// seed, all species (or only the prey) observed with Gaussian noise `sd`.
@@ -147,6 +148,25 @@ pub fn log_uniform_priors(theta: &[f64], factor: f64) -> Vec<Prior> {
             upper: t * factor,
         })
         .collect()
+}
+
+/// A small SMC² run on [`lv11`] (Nx 20 at the start, priors log-uniform
+/// over a factor 1.5 about the truth, 24 θ-particles, 2 moves, seed 5): it
+/// has several resample-move steps and an exchange (Nx doubles), so the
+/// executors' bit-identity tests run every kind of batch on it.
+pub fn smc2_lv11_small() -> Smc2 {
+    let theta = [1.0, 0.005, 0.6];
+    Smc2::new(
+        lv11(20, 1),
+        log_uniform_priors(&theta, 1.5),
+        Smc2Config {
+            seed: 5,
+            theta_particles: 24,
+            moves: 2,
+            ..Smc2Config::default()
+        },
+    )
+    .expect("a valid SMC² setting")
 }
 
 /// A tight, C-like Lotka–Volterra direct-method loop: the yardstick that

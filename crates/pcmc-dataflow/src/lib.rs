@@ -28,12 +28,18 @@
 //! Every draw is keyed by the particle's global index and every reduction is
 //! exact, so the chain is bit for bit the serial executor's for any number of
 //! partitions and threads.
+//!
+//! For SMC² ([`smc2`]) the same executor partitions θ-particles instead of
+//! particles: a batch of filter passes is a table of θ-particle indices in
+//! `P` partitions, mapped by the volatile UDF `pcmc_smc2_pass`, one task per
+//! partition, retried like the propagation tasks.
 
 #![deny(missing_docs)]
 
 pub mod offspring;
 pub mod params;
 pub mod slot;
+pub mod smc2;
 pub mod udf;
 
 use crate::offspring::OffspringExec;
@@ -59,6 +65,7 @@ use futures::TryStreamExt;
 use pcmc_core::accept::AcceptTest;
 use pcmc_core::filter::{FilterKey, FilterOutput, FilterProblem, rank_slice, theta_is_valid};
 use pcmc_core::resample::ln_total;
+use pcmc_core::smc2::{PassBatch, PassRequest};
 use pcmc_core::ssa::{Ssa, SsaCounters};
 use pcmc_core::{Error, LikelihoodExecutor, Result};
 use std::sync::Arc;
@@ -182,6 +189,20 @@ pub struct DataflowExecutor {
     /// Plans for the last few shapes, the most recent last: chains whose
     /// particle counts differ (`filter.particles = "auto"`) take turns.
     plans: Vec<Plans>,
+    /// SMC²'s pass plan, once a batch of passes has run.
+    passes: Option<PassPlan>,
+    /// SMC² pass tasks run again after a failure, over all batches.
+    pass_retries: u64,
+}
+
+/// SMC²'s plan: `theta_particle, pcmc_smc2_pass(theta_particle)` over the
+/// batch's table of θ-particle indices.
+struct PassPlan {
+    parts: usize,
+    table: Arc<Slot>,
+    plan: Arc<dyn ExecutionPlan>,
+    task_ctx: Arc<TaskContext>,
+    broadcast: Arc<smc2::PassBroadcast>,
 }
 
 /// Shapes whose plans are kept.
@@ -222,12 +243,19 @@ impl DataflowExecutor {
             config,
             runtime,
             plans: Vec::new(),
+            passes: None,
+            pass_retries: 0,
         })
     }
 
     /// The settings.
     pub fn config(&self) -> &DataflowConfig {
         &self.config
+    }
+
+    /// SMC² pass tasks run again after a failure, over all batches so far.
+    pub fn pass_task_retries(&self) -> u64 {
+        self.pass_retries
     }
 
     /// The physical plans of one step for `problem`, as indented text
@@ -284,12 +312,9 @@ impl DataflowExecutor {
     }
 }
 
-async fn build_plans(
-    shape: Shape,
-    parts: usize,
-    target: usize,
-    shared: SharedRef,
-) -> datafusion::common::Result<Plans> {
+/// A session for `target` partitions whose optimiser keeps each plan's
+/// partitions as they are (no round-robin repartition).
+fn session(target: usize) -> SessionContext {
     let mut config = SessionConfig::new()
         .with_target_partitions(target.max(1))
         .with_batch_size(8192);
@@ -297,7 +322,44 @@ async fn build_plans(
         .options_mut()
         .optimizer
         .enable_round_robin_repartition = false;
-    let ctx = SessionContext::new_with_config(config);
+    SessionContext::new_with_config(config)
+}
+
+async fn build_pass_plan(parts: usize, shared: SharedRef) -> datafusion::common::Result<PassPlan> {
+    let ctx = session(parts);
+    let table = Slot::new("theta_particles", smc2::index_schema(), parts);
+    let broadcast = Arc::new(smc2::PassBroadcast::default());
+    let pass = ScalarUDF::new_from_impl(smc2::Smc2Pass::new(shared, broadcast.clone()));
+    let plan = ctx
+        .read_table(Arc::new(SlotTable::new(table.clone())))?
+        .select(vec![
+            column(smc2::INDEX),
+            pass.call(vec![column(smc2::INDEX)]).alias(smc2::LOGLIK),
+        ])?
+        .create_physical_plan()
+        .await?;
+    let got = plan.properties().partitioning.partition_count();
+    if got != parts {
+        return Err(DataFusionError::Internal(format!(
+            "the SMC² pass plan has {got} partitions for {parts}"
+        )));
+    }
+    Ok(PassPlan {
+        parts,
+        table,
+        plan,
+        task_ctx: ctx.task_ctx(),
+        broadcast,
+    })
+}
+
+async fn build_plans(
+    shape: Shape,
+    parts: usize,
+    target: usize,
+    shared: SharedRef,
+) -> datafusion::common::Result<Plans> {
+    let ctx = session(target);
     // These rules push `get_field(_state, …)` below the projection that
     // computes `_state`, substituting the (volatile) propagation into every
     // field access: it would run once per species instead of once per row.
@@ -605,7 +667,7 @@ pub fn initial_slice(schema: &SchemaRef, n: usize, parts: usize, p: usize) -> Re
         .map_err(|e| Error::Executor(format!("dataflow: {e}")))
 }
 
-/// Runs every partition of the propagation plan as its own task, retrying a
+/// Runs every partition of `plan` as its own task, retrying a
 /// failed task from its input up to `max_attempts` times. Returns the
 /// partitions, the number of retries and each task's busy time (seconds,
 /// retries included).
@@ -635,7 +697,7 @@ async fn run_tasks(
                 }
             }
             Err(Error::Executor(format!(
-                "dataflow: propagation task of partition {p} failed {max_attempts} time(s); last error: {}",
+                "dataflow: the task of partition {p} failed {max_attempts} time(s); last error: {}",
                 last.map_or_else(|| "none".to_string(), |e| e.to_string())
             )))
         }));
@@ -821,6 +883,60 @@ impl LikelihoodExecutor for DataflowExecutor {
         out.rows_moved = self.shared.rows_moved.load(Ordering::Relaxed);
         out.bytes_sent = out.rows_moved * 8 * (2 + species) as u64;
         Ok(out)
+    }
+}
+
+impl PassBatch for DataflowExecutor {
+    /// The batch as a table of θ-particle indices in `P` partitions (at
+    /// most one per pass), each row's pass run by `pcmc_smc2_pass` in its
+    /// partition's task; a failed task is run again from its input, up to
+    /// [`DataflowConfig::max_attempts`] times.
+    fn log_likelihoods(
+        &mut self,
+        problem: &FilterProblem,
+        requests: &[PassRequest<'_>],
+    ) -> Result<Vec<f64>> {
+        let m = requests.len();
+        if m == 0 {
+            return Ok(Vec::new());
+        }
+        let parts = self.config.partitions.min(m);
+        if self.passes.as_ref().is_none_or(|p| p.parts != parts) {
+            let shared = self.shared.clone();
+            self.passes = Some(
+                self.runtime
+                    .block_on(build_pass_plan(parts, shared))
+                    .map_err(df_err)?,
+            );
+        }
+        let pp = self.passes.as_ref().expect("the pass plan was just built");
+        let schema = smc2::index_schema();
+        let table = (0..parts)
+            .map(|p| {
+                RecordBatch::try_new(
+                    schema.clone(),
+                    vec![Arc::new(smc2::index_slice(m, parts, p)) as ArrayRef],
+                )
+                .map(|b| vec![b])
+                .map_err(|e| Error::Executor(format!("dataflow: {e}")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        pp.table.set(table);
+        pp.broadcast.set(smc2::PassJob::new(problem, requests));
+        self.shared.reset_attempts(parts);
+        let res = self.runtime.block_on(run_tasks(
+            pp.plan.clone(),
+            pp.task_ctx.clone(),
+            self.shared.clone(),
+            parts,
+            self.config.max_attempts,
+        ));
+        pp.table.take();
+        pp.broadcast.clear();
+        let (batches, retries, _) = res?;
+        self.pass_retries += retries;
+        let rows: Vec<RecordBatch> = batches.into_iter().flatten().collect();
+        smc2::read_results(&rows, m)
     }
 }
 

@@ -185,6 +185,14 @@ impl Shared {
         }
     }
 
+    /// The number of partitions whose attempts are counted.
+    pub fn attempts_len(&self) -> usize {
+        self.attempts
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+    }
+
     /// Resizes the attempt counters for `parts` partitions.
     pub fn reset_attempts(&self, parts: usize) {
         let mut a = self.attempts.write().unwrap_or_else(|e| e.into_inner());

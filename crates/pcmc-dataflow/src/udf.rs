@@ -19,7 +19,6 @@ use pcmc_core::resample::quantise;
 use pcmc_core::rng::{Purpose, StreamKey};
 use pcmc_core::ssa::{BlockScratch, Outcome, SsaCounters};
 use rand::RngExt;
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 /// Names of the per-particle counter columns the propagation emits.
@@ -59,14 +58,15 @@ macro_rules! shared_identity {
             }
         }
         impl Eq for $t {}
-        impl Hash for $t {
-            fn hash<H: Hasher>(&self, state: &mut H) {
-                self.name().hash(state);
-                (Arc::as_ptr(&self.shared) as usize).hash(state);
+        impl std::hash::Hash for $t {
+            fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+                std::hash::Hash::hash(self.name(), state);
+                std::hash::Hash::hash(&(Arc::as_ptr(&self.shared) as usize), state);
             }
         }
     };
 }
+pub(crate) use shared_identity;
 
 /// `pcmc_propagate(particle, species…)`: draws initial states (first step)
 /// and advances each particle exactly to the observation time with the

@@ -188,18 +188,7 @@ fn every_scheme_and_kernel_is_executor_independent() {
 fn smc2_on_rayon_equals_serial_at_any_thread_count() {
     use pcmc_core::smc2::{SerialPasses, Smc2, Smc2Config};
     use pcmc_rayon::RayonRunner;
-    let theta = [1.0, 0.005, 0.6];
-    let smc2 = Smc2::new(
-        lv11(20, 1),
-        log_uniform_priors(&theta, 1.5),
-        Smc2Config {
-            seed: 5,
-            theta_particles: 24,
-            moves: 2,
-            ..Smc2Config::default()
-        },
-    )
-    .unwrap();
+    let smc2 = pcmc_core::workloads::smc2_lv11_small();
     let reference = smc2.run(&mut SerialPasses::default()).unwrap();
     let moved = reference.steps.iter().filter(|s| s.resampled).count();
     assert!(
@@ -224,7 +213,7 @@ fn smc2_on_rayon_equals_serial_at_any_thread_count() {
     // skips work whose outcome is already decided).
     let full = Smc2::new(
         smc2.problem().clone(),
-        log_uniform_priors(&theta, 1.5),
+        smc2.priors().to_vec(),
         Smc2Config {
             early_rejection: false,
             ..smc2.config().clone()

@@ -136,14 +136,7 @@ pub fn make_executor(
         )
         .into()),
         #[cfg(feature = "dataflow")]
-        "dataflow" => {
-            let cfg = pcmc_dataflow::DataflowConfig::from_env(partitions.unwrap_or(threads), threads)
-                .map_err(|e| InputError::flag("--executor dataflow", e.to_string()))?;
-            Ok(Box::new(
-                pcmc_dataflow::DataflowExecutor::new(cfg)
-                    .map_err(|e| InputError::flag("--partitions", e.to_string()))?,
-            ))
-        }
+        "dataflow" => Ok(Box::new(dataflow_executor(partitions.unwrap_or(threads), threads)?)),
         #[cfg(not(feature = "dataflow"))]
         "dataflow" => Err(InputError::flag(
             "--executor",
@@ -159,8 +152,38 @@ pub fn make_executor(
     }
 }
 
+/// The in-process dataflow executor of `partitions` partitions on
+/// `threads` threads (fault injection from the environment, for tests).
+///
+/// # Errors
+/// An input error for bad settings.
+#[cfg(feature = "dataflow")]
+pub fn dataflow_executor(
+    partitions: usize,
+    threads: usize,
+) -> Result<pcmc_dataflow::DataflowExecutor> {
+    let cfg = pcmc_dataflow::DataflowConfig::from_env(partitions, threads)
+        .map_err(|e| InputError::flag("--executor dataflow", e.to_string()))?;
+    Ok(pcmc_dataflow::DataflowExecutor::new(cfg)
+        .map_err(|e| InputError::flag("--partitions", e.to_string()))?)
+}
+
 #[cfg(feature = "ballista")]
 fn ballista_executor(c: &ClusterTarget, partitions: usize) -> Result<Box<dyn LikelihoodExecutor>> {
+    Ok(Box::new(ballista_driver(c, partitions)?))
+}
+
+/// The driver of a run on the Ballista cluster `c`, `partitions` tasks per
+/// job (`PCMC_BALLISTA_JOB_TIMEOUT` read from the environment).
+///
+/// # Errors
+/// An input error for a bad address, secret or work directory; an error
+/// naming the scheduler if it cannot be reached.
+#[cfg(feature = "ballista")]
+pub fn ballista_driver(
+    c: &ClusterTarget,
+    partitions: usize,
+) -> Result<pcmc_ballista::BallistaExecutor> {
     pcmc_ballista::driver::parse_scheduler(&c.scheduler)
         .map_err(|e| InputError::flag("--scheduler", e.to_string()))?;
     let mut cfg = pcmc_ballista::ClusterConfig::new(&c.scheduler, partitions, c.work_dir.clone());
@@ -180,7 +203,7 @@ fn ballista_executor(c: &ClusterTarget, partitions: usize) -> Result<Box<dyn Lik
         cfg.stall_timeout = Duration::from_secs_f64(secs);
     }
     match pcmc_ballista::BallistaExecutor::new(cfg) {
-        Ok(e) => Ok(Box::new(e)),
+        Ok(e) => Ok(e),
         // A bad address, secret or work directory is the user's to fix.
         Err(pcmc_core::Error::Setting { field, reason }) => {
             Err(InputError::flag(&field, reason).into())
@@ -200,6 +223,58 @@ fn ballista_executor(
          (cargo build --release -p pcmc-cli --features ballista)",
     )
     .into())
+}
+
+/// The Ballista cluster a run's steps go to: `--scheduler` (else the
+/// job's), with `--work-dir` (else the job's, else `DIR/work`, created and
+/// made absolute) and `--token-file`; `None` without a scheduler.
+///
+/// # Errors
+/// An input error for `--work-dir` or `--token-file` without a scheduler,
+/// or a work directory that cannot be created.
+pub fn cluster_target(job: &Job, ov: &Overrides, dir: &Path) -> Result<Option<ClusterTarget>> {
+    Ok(
+        match ov
+            .scheduler
+            .clone()
+            .or_else(|| job.file.executor.scheduler.clone())
+        {
+            None => {
+                for (flag, given) in [
+                    ("--work-dir", ov.work_dir.is_some()),
+                    ("--token-file", ov.token_file.is_some()),
+                ] {
+                    if given {
+                        return Err(InputError::flag(
+                            flag,
+                            "applies to runs on a Ballista cluster (--scheduler) only",
+                        )
+                        .into());
+                    }
+                }
+                None
+            }
+            Some(scheduler) => {
+                let work = ov
+                    .work_dir
+                    .clone()
+                    .or_else(|| job.file.executor.work_dir.clone())
+                    .unwrap_or_else(|| dir.join("work"));
+                std::fs::create_dir_all(&work)
+                    .map_err(|e| input(&work, format!("cannot create the work directory: {e}")))?;
+                // Absolute, not resolved through symbolic links: automount and
+                // link paths differ between nodes, the path as given is the one
+                // every node is told to use.
+                let work = std::path::absolute(&work)
+                    .map_err(|e| input(&work, format!("cannot resolve the work directory: {e}")))?;
+                Some(ClusterTarget {
+                    scheduler,
+                    work_dir: work,
+                    token_file: ov.token_file.clone(),
+                })
+            }
+        },
+    )
 }
 
 /// The run directory: `--out`, else `output.dir`, else `runs/<name>`.
@@ -278,46 +353,7 @@ pub(super) fn setup(job_path: &Path, ov: &Overrides, opts: RunOptions) -> Result
         return Err(InputError::flag("--checkpoint-every", "must be at least 1").into());
     }
     let dir = run_dir(job, ov);
-    let cluster = match ov
-        .scheduler
-        .clone()
-        .or_else(|| job.file.executor.scheduler.clone())
-    {
-        None => {
-            for (flag, given) in [
-                ("--work-dir", ov.work_dir.is_some()),
-                ("--token-file", ov.token_file.is_some()),
-            ] {
-                if given {
-                    return Err(InputError::flag(
-                        flag,
-                        "applies to runs on a Ballista cluster (--scheduler) only",
-                    )
-                    .into());
-                }
-            }
-            None
-        }
-        Some(scheduler) => {
-            let work = ov
-                .work_dir
-                .clone()
-                .or_else(|| job.file.executor.work_dir.clone())
-                .unwrap_or_else(|| dir.join("work"));
-            std::fs::create_dir_all(&work)
-                .map_err(|e| input(&work, format!("cannot create the work directory: {e}")))?;
-            // Absolute, not resolved through symbolic links: automount and
-            // link paths differ between nodes, the path as given is the one
-            // every node is told to use.
-            let work = std::path::absolute(&work)
-                .map_err(|e| input(&work, format!("cannot resolve the work directory: {e}")))?;
-            Some(ClusterTarget {
-                scheduler,
-                work_dir: work,
-                token_file: ov.token_file.clone(),
-            })
-        }
-    };
+    let cluster = cluster_target(job, ov, &dir)?;
     let exec = make_executor(
         &kind,
         threads,
