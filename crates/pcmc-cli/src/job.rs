@@ -79,6 +79,9 @@ pub struct Smc2Section {
     pub exchange: Option<bool>,
     /// The exchange step never takes `Nx` above this (default 5000).
     pub max_particles: Option<usize>,
+    /// A resample-move after the last observation, so that the final cloud
+    /// is equally weighted (default off).
+    pub final_move: Option<bool>,
 }
 
 /// Default `smc2.theta_particles`.
@@ -1087,6 +1090,7 @@ impl Job {
                 exchange_below: sec.exchange.unwrap_or(true).then_some(below),
                 max_particles,
                 early_rejection: self.mcmc.early_rejection,
+                final_move: sec.final_move.unwrap_or(false),
             },
             nx,
         ))

@@ -437,7 +437,7 @@ fn check(path: &std::path::Path, data: Option<PathBuf>) -> Result<()> {
     if job.method()? == job::Method::Smc2 {
         let (c, nx) = job.smc2_config()?;
         println!(
-            "  method smc2: {} θ-particles × {} particles (exchange {}, at most {}), {} {} move(s) per rejuvenation below θ-ESS {} · Nθ, seed {}",
+            "  method smc2: {} θ-particles × {} particles (exchange {}, at most {}), {} {} move(s) per rejuvenation below θ-ESS {} · Nθ{}, seed {}",
             c.theta_particles,
             nx,
             c.exchange_below
@@ -446,6 +446,11 @@ fn check(path: &std::path::Path, data: Option<PathBuf>) -> Result<()> {
             c.moves,
             c.proposal.name(),
             c.ess_threshold,
+            if c.final_move {
+                " and after the last observation"
+            } else {
+                ""
+            },
             c.seed
         );
         return Ok(());

@@ -337,6 +337,21 @@ pub fn run(job_path: &Path, ov: &Overrides, opts: RunOptions) -> Result<RunOutco
         if (state.t as u64).is_multiple_of(every) {
             save(&state, &seconds)?;
         }
+        if let Some(f) = state
+            .final_move
+            .as_ref()
+            .filter(|_| state.steps.len() < seconds.len())
+        {
+            if !quiet {
+                tracing::info!(
+                    "final resample-move: acceptance {:.0} %, {} distinct θ ({:.1} s)",
+                    100.0 * f.acceptance.iter().sum::<f64>() / f.acceptance.len().max(1) as f64,
+                    f.distinct,
+                    seconds.last().copied().unwrap_or(0.0)
+                );
+            }
+            continue;
+        }
         let r = state.steps.last().expect("a step was recorded");
         if !quiet {
             tracing::info!(
@@ -518,7 +533,9 @@ fn summary_json(
     let mut warnings = Vec::new();
     if eves < 20 {
         warnings.push(format!(
-            "the evidence's standard error rests on {eves} Eves (initial θ-draws with descendants):              it is unreliable and likely too small; compare independent runs (other seeds) or use              more θ-particles"
+            "the evidence's standard error rests on {eves} Eves (initial θ-draws with descendants): \
+             it is unreliable and likely too small; compare independent runs (other seeds) or use \
+             more θ-particles"
         ));
     }
     let ess = out.ess();
@@ -549,6 +566,7 @@ fn summary_json(
         "eves": eves,
         "final_ess": out.ess(),
         "resample_moves": out.resamplings,
+        "final_move": out.final_move,
         "exchanges": out.steps.iter().filter(|s| s.exchange_log_increment.is_some()).count(),
         "parameters": params,
         "steps": out.steps,
@@ -571,6 +589,22 @@ fn table(s: &Value) -> String {
         s["resample_moves"],
         s["final_ess"].as_f64().unwrap_or(f64::NAN),
     );
+    if let Some(f) = s["final_move"].as_object() {
+        let acc: Vec<String> = f["acceptance"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|x| format!("{:.0} %", 100.0 * x.as_f64().unwrap_or(0.0)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let _ = writeln!(
+            t,
+            "final resample-move: acceptance {}, {} distinct θ",
+            acc.join(" / "),
+            f["distinct"]
+        );
+    }
     let _ = writeln!(
         t,
         "{:<14} {:>12} {:>12} {:>12} {:>12} {:>12}",

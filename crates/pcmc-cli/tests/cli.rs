@@ -210,18 +210,19 @@ fn simulate_reproduces_the_shipped_datasets() {
             "{name} does not regenerate byte for byte"
         );
     }
-    // The SMC² model-choice example's data.
-    let out = pcmc()
-        .arg("simulate")
-        .arg(job("imdeath-smc2.toml"))
-        .output()
-        .unwrap();
-    ok(&out);
-    assert_eq!(
-        out.stdout,
-        std::fs::read(root().join("data/imdeath.csv")).unwrap(),
-        "imdeath does not regenerate byte for byte"
-    );
+    // The SMC² model-choice examples' data.
+    for (job_name, data) in [
+        ("imdeath-smc2.toml", "imdeath.csv"),
+        ("lv-choice-2.toml", "lv-choice.csv"),
+    ] {
+        let out = pcmc().arg("simulate").arg(job(job_name)).output().unwrap();
+        ok(&out);
+        assert_eq!(
+            out.stdout,
+            std::fs::read(root().join("data").join(data)).unwrap(),
+            "{data} does not regenerate byte for byte"
+        );
+    }
     // Another seed gives other data.
     let out = pcmc()
         .arg("simulate")

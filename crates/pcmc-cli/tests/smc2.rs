@@ -107,6 +107,46 @@ fn smc2_runs_write_consistent_outputs_and_the_same_bytes_on_any_thread_count() {
 }
 
 #[test]
+fn a_final_move_leaves_the_evidence_and_equal_weights() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plain = tmp.path().join("plain");
+    smc2(&plain, &[]);
+    let job = smc2_job(tmp.path(), "lv11-smc2-final");
+    let text = std::fs::read_to_string(&job).unwrap() + "final_move = true\n";
+    std::fs::write(&job, text).unwrap();
+    let fin = tmp.path().join("final");
+    run(&job, &fin, &[]);
+    let (a, b) = (
+        json(&plain.join("summary.json")),
+        json(&fin.join("summary.json")),
+    );
+    for k in [
+        "log_evidence",
+        "log_evidence_se",
+        "eves",
+        "steps",
+        "resample_moves",
+    ] {
+        assert_eq!(a[k], b[k], "{k}");
+    }
+    assert!(a["final_move"].is_null());
+    let f = &b["final_move"];
+    assert_eq!(f["acceptance"].as_array().unwrap().len(), 3, "{f}");
+    let distinct = f["distinct"].as_u64().unwrap();
+    assert!((2..=32).contains(&distinct), "{f}");
+    assert!((b["final_ess"].as_f64().unwrap() - 32.0).abs() < 1e-9);
+    let text = std::fs::read_to_string(fin.join("particles.csv")).unwrap();
+    assert!(
+        text.lines()
+            .skip(1)
+            .all(|l| l.split(',').nth(1) == Some("0.03125")),
+        "weights are not all 1/32"
+    );
+    let log = std::fs::read_to_string(fin.join("run.json")).unwrap();
+    assert!(log.contains("seconds"), "{log}");
+}
+
+#[test]
 fn compare_models_ranks_runs_on_the_same_data_and_refuses_others() {
     let tmp = tempfile::tempdir().unwrap();
     // Two "models": the job, and the job with the prey birth rate's prior

@@ -159,6 +159,11 @@ pub struct Smc2Config {
     /// Stop a move's filter pass as soon as its proposal can no longer be
     /// accepted (exact: the run is the same bit for bit, only faster).
     pub early_rejection: bool,
+    /// After the last observation, resample the θ-particles and move them
+    /// (`moves` PMMH moves on all the data), so that the final cloud is
+    /// equally weighted: the evidence and its standard error are those
+    /// before it.
+    pub final_move: bool,
 }
 
 impl Default for Smc2Config {
@@ -172,6 +177,7 @@ impl Default for Smc2Config {
             exchange_below: Some(DEFAULT_EXCHANGE_BELOW),
             max_particles: DEFAULT_MAX_PARTICLES,
             early_rejection: true,
+            final_move: false,
         }
     }
 }
@@ -330,6 +336,16 @@ impl StepRecord {
     }
 }
 
+/// The resample-move after the last observation
+/// ([`Smc2Config::final_move`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FinalMove {
+    /// Accepted over tried, per move.
+    pub acceptance: Vec<f64>,
+    /// Distinct θ among the θ-particles after the moves.
+    pub distinct: usize,
+}
+
 /// The state of a run between observations: all a checkpoint needs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Smc2State {
@@ -345,6 +361,9 @@ pub struct Smc2State {
     pub resamplings: u32,
     /// One record per observation processed.
     pub steps: Vec<StepRecord>,
+    /// The final resample-move, once done.
+    #[serde(default)]
+    pub final_move: Option<FinalMove>,
 }
 
 /// The result of a run.
@@ -358,10 +377,12 @@ pub struct Smc2Output {
     pub log_evidence: f64,
     /// Its Lee–Whiteley standard error.
     pub log_evidence_se: f64,
-    /// θ-resamplings (each followed by moves).
+    /// θ-resamplings (each followed by moves; the final one not counted).
     pub resamplings: u32,
     /// One record per observation.
     pub steps: Vec<StepRecord>,
+    /// The final resample-move, if the settings asked for one.
+    pub final_move: Option<FinalMove>,
 }
 
 impl Smc2Output {
@@ -560,12 +581,15 @@ impl Smc2 {
             log_evidence: 0.0,
             resamplings: 0,
             steps: Vec::new(),
+            final_move: None,
         }
     }
 
-    /// Whether `state` has processed every observation.
+    /// Whether `state` has processed every observation (and made the final
+    /// resample-move, if asked for).
     pub fn is_done(&self, state: &Smc2State) -> bool {
         state.t >= self.problem.data().len()
+            && (!self.config.final_move || state.final_move.is_some())
     }
 
     /// Checks that `state` belongs to this sampler (a checkpoint of the same
@@ -579,6 +603,7 @@ impl Smc2 {
         let ok = state.theta.len() == n
             && state.t <= self.problem.data().len()
             && state.steps.len() == state.t
+            && (state.final_move.is_none() || state.t == self.problem.data().len())
             && state.particles >= self.problem.particles()
             && state.particles <= self.config.max_particles
             && state
@@ -609,14 +634,23 @@ impl Smc2 {
 
     /// The output of a finished run.
     pub fn output(&self, state: Smc2State) -> Smc2Output {
-        let (rv, _) = eve_relative_variance(&state.theta, state.resamplings);
+        // The evidence's standard error as of the last observation (a final
+        // resample-move changes the Eves, not the evidence).
+        let se = match state.steps.last() {
+            Some(r) => r.log_evidence_se,
+            None => eve_relative_variance(&state.theta, state.resamplings)
+                .0
+                .max(0.0)
+                .sqrt(),
+        };
         Smc2Output {
             nx: state.particles,
             log_evidence: state.log_evidence,
-            log_evidence_se: rv.max(0.0).sqrt(),
+            log_evidence_se: se,
             resamplings: state.resamplings,
             particles: state.theta,
             steps: state.steps,
+            final_move: state.final_move,
         }
     }
 
@@ -627,6 +661,10 @@ impl Smc2 {
     /// Executor failures; every θ-particle's likelihood 0.
     pub fn step<B: PassBatch + ?Sized>(&self, s: &mut Smc2State, exec: &mut B) -> Result<()> {
         let n = self.config.theta_particles;
+        let k = self.problem.data().len();
+        if s.t >= k {
+            return self.final_move(s, exec);
+        }
         let t = s.t + 1;
         let problem = self.problem.with_particles(s.particles)?;
         let lineages: Vec<&Lineage> = s.theta.iter().map(|p| &p.lineage).collect();
@@ -662,10 +700,10 @@ impl Smc2 {
         };
         if ess < self.config.ess_threshold * n as f64 {
             let fit = self.fit(&s.theta);
-            s.theta = self.resample(&s.theta, t);
+            s.theta = self.resample(&s.theta, t, true);
             s.resamplings += 1;
             record.resampled = true;
-            record.acceptance = self.rejuvenate(exec, &problem, &mut s.theta, &fit, t)?;
+            record.acceptance = self.rejuvenate(exec, &problem, &mut s.theta, &fit, t, t)?;
             if let Some(below) = self.config.exchange_below
                 && record.acceptance_rate() < below
                 && s.particles * 2 <= self.config.max_particles
@@ -682,6 +720,33 @@ impl Smc2 {
         record.log_evidence_se = rv.max(0.0).sqrt();
         record.eves = eves;
         s.steps.push(record);
+        Ok(())
+    }
+
+    /// The resample-move after the last observation `K`: its draws are
+    /// keyed as an observation step `K + 1`'s, which no other step uses;
+    /// the moves' filters run over all `K` observations. The evidence is
+    /// unchanged (nothing is observed).
+    fn final_move<B: PassBatch + ?Sized>(&self, s: &mut Smc2State, exec: &mut B) -> Result<()> {
+        let k = self.problem.data().len();
+        if s.final_move.is_some() {
+            return Ok(());
+        }
+        let problem = self.problem.with_particles(s.particles)?;
+        let fit = self.fit(&s.theta);
+        s.theta = self.resample(&s.theta, k + 1, false);
+        let acceptance = self.rejuvenate(exec, &problem, &mut s.theta, &fit, k + 1, k)?;
+        let mut thetas: Vec<Vec<u64>> = s
+            .theta
+            .iter()
+            .map(|p| p.theta.iter().map(|x| x.to_bits()).collect())
+            .collect();
+        thetas.sort_unstable();
+        thetas.dedup();
+        s.final_move = Some(FinalMove {
+            acceptance,
+            distinct: thetas.len(),
+        });
         Ok(())
     }
 
@@ -765,12 +830,12 @@ impl Smc2 {
     }
 
     /// Multinomial resampling of the θ-particles after observation `t`
-    /// (on exact integer weights); every copy continues its filter with a
-    /// key of its own slot and keeps its Eve. Multinomial, not systematic:
+    /// (on exact integer weights); every copy keeps its Eve and, with
+    /// `continues`, continues its filter with a key of its own slot. Multinomial, not systematic:
     /// the Lee–Whiteley standard error is derived for it, and with
     /// systematic resampling it came out 0.62× the sd measured over
     /// repeated runs (the evidence's own sd was the same with either).
-    fn resample(&self, ps: &[ThetaParticle], t: usize) -> Vec<ThetaParticle> {
+    fn resample(&self, ps: &[ThetaParticle], t: usize, continues: bool) -> Vec<ThetaParticle> {
         let n = ps.len();
         let max = ps
             .iter()
@@ -793,18 +858,21 @@ impl Smc2 {
                 let m = out.len();
                 let mut q = p.clone();
                 q.log_weight = 0.0;
-                q.lineage.0.push(Segment {
-                    from: t as u32,
-                    key: self.key(m, t, 0),
-                });
+                if continues {
+                    q.lineage.0.push(Segment {
+                        from: t as u32,
+                        key: self.key(m, t, 0),
+                    });
+                }
                 out.push(q);
             }
         }
         out
     }
 
-    /// `moves` PMMH steps for every θ-particle on `y_{1:t}`; returns the
-    /// acceptance rate of each move.
+    /// `moves` PMMH steps for every θ-particle on `y_{1:observations}`,
+    /// their draws keyed by step `t`; returns the acceptance rate of each
+    /// move.
     fn rejuvenate<B: PassBatch + ?Sized>(
         &self,
         exec: &mut B,
@@ -812,6 +880,7 @@ impl Smc2 {
         ps: &mut [ThetaParticle],
         fit: &CloudFit,
         t: usize,
+        observations: usize,
     ) -> Result<Vec<f64>> {
         let d = self.free.len();
         let chol = &fit.chol;
@@ -874,7 +943,7 @@ impl Smc2 {
                 .map(|&m| PassRequest {
                     theta: &props[m].0,
                     lineage: &props[m].2,
-                    observations: t,
+                    observations,
                     stop: self.config.early_rejection.then_some(props[m].1),
                 })
                 .collect();
@@ -1154,5 +1223,50 @@ mod tests {
             let e = Smc2::new(problem.clone(), priors.clone(), bad).unwrap_err();
             assert!(e.to_string().contains(field), "{e}");
         }
+    }
+
+    /// The final resample-move leaves every observation step, the evidence
+    /// and its standard error as they were, and equal weights behind; it
+    /// moves (some proposals accepted) and is resumed from a state saved
+    /// before it to the same output.
+    #[test]
+    fn the_final_move_changes_the_cloud_not_the_evidence() {
+        let with = crate::workloads::smc2_lv11_small();
+        assert!(with.config().final_move);
+        let without = Smc2::new(
+            with.problem().clone(),
+            with.priors().to_vec(),
+            Smc2Config {
+                final_move: false,
+                ..with.config().clone()
+            },
+        )
+        .unwrap();
+        let a = with.run(&mut SerialPasses::default()).unwrap();
+        let b = without.run(&mut SerialPasses::default()).unwrap();
+        assert_eq!(a.steps, b.steps);
+        assert_eq!(a.log_evidence.to_bits(), b.log_evidence.to_bits());
+        assert_eq!(a.log_evidence_se.to_bits(), b.log_evidence_se.to_bits());
+        assert_eq!(a.resamplings, b.resamplings);
+        assert!(b.final_move.is_none());
+        let f = a.final_move.as_ref().unwrap();
+        assert_eq!(f.acceptance.len(), with.config().moves as usize);
+        assert!(f.acceptance.iter().any(|r| *r > 0.0), "{f:?}");
+        assert!(f.distinct > 1 && f.distinct <= a.particles.len(), "{f:?}");
+        assert!(a.particles.iter().all(|p| p.log_weight == 0.0));
+        assert!((a.ess() - a.particles.len() as f64).abs() < 1e-9);
+        assert_ne!(a.particles, b.particles);
+        // Stopped after the last observation (a checkpoint then), resumed.
+        let mut s = with.start();
+        for _ in 0..with.problem().data().len() {
+            with.step(&mut s, &mut SerialPasses::default()).unwrap();
+        }
+        assert!(!with.is_done(&s) && without.is_done(&s));
+        let saved: Smc2State = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+        let mut s = saved;
+        with.check_state(&s).unwrap();
+        with.step(&mut s, &mut SerialPasses::default()).unwrap();
+        assert!(with.is_done(&s));
+        assert_eq!(with.output(s), a);
     }
 }

@@ -151,9 +151,10 @@ pub fn log_uniform_priors(theta: &[f64], factor: f64) -> Vec<Prior> {
 }
 
 /// A small SMC² run on [`lv11`] (Nx 20 at the start, priors log-uniform
-/// over a factor 1.5 about the truth, 24 θ-particles, 2 moves, seed 5): it
-/// has several resample-move steps and an exchange (Nx doubles), so the
-/// executors' bit-identity tests run every kind of batch on it.
+/// over a factor 1.5 about the truth, 24 θ-particles, 2 moves, seed 5, a
+/// final resample-move): it has several resample-move steps and an exchange
+/// (Nx doubles), so the executors' bit-identity tests run every kind of
+/// batch on it.
 pub fn smc2_lv11_small() -> Smc2 {
     let theta = [1.0, 0.005, 0.6];
     Smc2::new(
@@ -163,6 +164,7 @@ pub fn smc2_lv11_small() -> Smc2 {
             seed: 5,
             theta_particles: 24,
             moves: 2,
+            final_move: true,
             ..Smc2Config::default()
         },
     )

@@ -80,7 +80,8 @@ fn smc2_evidence_is_unbiased_its_se_is_calibrated_and_its_posterior_matches_the_
     // A: the defaults (independent proposal), Nx = 50: no exchange.
     // B: Nx = 12 with the exchange step below 60 % acceptance: Nx doubles
     //    in most runs (38 of 40 when written), so the exchange's weights and
-    //    evidence factor are exercised.
+    //    evidence factor are exercised; and a final resample-move, so the
+    //    posterior means are those of the moved, equally weighted cloud.
     let a = run_many(
         &problem,
         log_z,
@@ -101,6 +102,7 @@ fn smc2_evidence_is_unbiased_its_se_is_calibrated_and_its_posterior_matches_the_
             theta_particles: 800,
             moves: 2,
             exchange_below: Some(0.6),
+            final_move: true,
             ..Smc2Config::default()
         },
     );
