@@ -22,10 +22,11 @@
 #   6. the Ballista scheduler's node cut off (link down) mid-run, with the
 #      driver on another node: the driver exits 75 within the stall timeout
 #      (PCMC_BALLISTA_JOB_TIMEOUT, 10 s here) plus a margin, and --resume on
-#      a new scheduler and new executors finishes rayon's chain;
-#   7. SMC² (imdeath-smc2, 200 θ-particles) with MPI ranks on 2 nodes and
+#      a new scheduler and new executors finishes rayon's chain.
+#   2b. SMC² (imdeath-smc2, 200 θ-particles) with MPI ranks on 2 nodes and
 #      with Ballista executors on 3: particles.csv and summary.json equal a
-#      direct serial run's.
+#      direct serial run's (before checks 3 and 5 take nodes down for good;
+#      each sbatch is bounded by 600 s).
 # Prints one ok/FAIL line per check and a summary line "N passed, M failed".
 # Needs root; removes everything it made (stop.sh) however it ends.
 #
@@ -124,6 +125,18 @@ check "ballista -N 3: one executor on each node, each advertising its host" \
     test "$(echo "$execs" | cut -d' ' -f3 | cut -d: -f1 | sort -u | grep -c node)" -eq 3
 check "ballista -N 3: the scheduler advertised the head node, not a wildcard" \
     grep -q "advertised as node1:" "$out/scheduler.log"
+
+echo "== 2b. SMC² across hosts: MPI ranks on 2 nodes, Ballista executors on 3"
+"$PCMC" run jobs/imdeath-smc2.toml --out "$WORK/ref-smc2" --quiet --executor serial --theta-particles 200
+same_smc2() { same "$WORK/ref-smc2/particles.csv" "$1/particles.csv" && same "$WORK/ref-smc2/summary.json" "$1/summary.json"; }
+out="$WORK/smc2-mpi"
+timeout 600 sbatch --wait -N 2 --ntasks 2 --ntasks-per-node 1 --output="$out.out" \
+    slurm/pcmc-mpi.sbatch jobs/imdeath-smc2.toml "$out" --theta-particles 200 >/dev/null
+check "smc2 mpi -N 2: particles.csv and summary.json = direct serial run's" same_smc2 "$out"
+out="$WORK/smc2-ballista"
+timeout 600 sbatch --wait -N 3 --ntasks 3 --ntasks-per-node 1 --output="$out.out" \
+    slurm/pcmc-ballista.sbatch jobs/imdeath-smc2.toml "$out" --quiet --theta-particles 200 >/dev/null
+check "smc2 ballista -N 3: particles.csv and summary.json = direct serial run's" same_smc2 "$out"
 
 echo "== 3. Ballista: a node lost mid-run"
 out="$WORK/loss"
@@ -259,18 +272,6 @@ if start_scheduler 3; then
 else
     bad "scheduler cut off: the scheduler did not start on node3"
 fi
-
-echo "== 7. SMC² across hosts: MPI ranks on 2 nodes, Ballista executors on 3"
-"$PCMC" run jobs/imdeath-smc2.toml --out "$WORK/ref-smc2" --quiet --executor serial --theta-particles 200
-same_smc2() { same "$WORK/ref-smc2/particles.csv" "$1/particles.csv" && same "$WORK/ref-smc2/summary.json" "$1/summary.json"; }
-out="$WORK/smc2-mpi"
-sbatch --wait -N 2 --ntasks 2 --ntasks-per-node 1 --output="$out.out" \
-    slurm/pcmc-mpi.sbatch jobs/imdeath-smc2.toml "$out" --theta-particles 200 >/dev/null
-check "smc2 mpi -N 2: particles.csv and summary.json = direct serial run's" same_smc2 "$out"
-out="$WORK/smc2-ballista"
-sbatch --wait -N 3 --ntasks 3 --ntasks-per-node 1 --output="$out.out" \
-    slurm/pcmc-ballista.sbatch jobs/imdeath-smc2.toml "$out" --quiet --theta-particles 200 >/dev/null
-check "smc2 ballista -N 3: particles.csv and summary.json = direct serial run's" same_smc2 "$out"
 
 if pgrep -f "pcmc cluster" >/dev/null; then pgrep -af "pcmc cluster" | sed 's/^/     /'; bad "cluster processes left running"; else ok "no cluster process left running"; fi
 echo "multinode: $passed passed, $failed failed"
