@@ -239,9 +239,15 @@ pub fn kde(xs: &[f64], h: f64, grid: &[f64]) -> Vec<f64> {
         .collect()
 }
 
+/// A PMMH chain's name in plot legends.
+pub fn chain_label(id: u64) -> String {
+    format!("chain {id}")
+}
+
 /// `density.svg`: per parameter, a Gaussian kernel density estimate of each
 /// chain's draws (Silverman's bandwidth, stated in the panel title), chains
-/// in distinct colours with a legend, the prior density drawn faintly in
+/// in distinct colours with a legend named by `series` (a chain id's
+/// label: [`chain_label`] for PMMH), the prior density drawn faintly in
 /// grey, and the true value (if known) as a black vertical line.
 ///
 /// # Errors
@@ -252,6 +258,7 @@ pub fn density(
     rows: &[ChainRow],
     priors: &[Prior],
     truth: Option<&[f64]>,
+    series: fn(u64) -> String,
 ) -> Result<()> {
     let n = names.len();
     let cols = n.min(3);
@@ -279,7 +286,12 @@ pub fn density(
             .fold(0.0, f64::max);
         let ymax = if ymax > 0.0 { ymax * 1.15 } else { 1.0 };
         let caption = match bws.first() {
-            Some(h) => format!("{} (KDE, Silverman bw {} for chain 0)", names[p], tick(h)),
+            Some(h) => format!(
+                "{} (KDE, Silverman bw {} for {})",
+                names[p],
+                tick(h),
+                series(chains.first().map_or(0, |c| c.0))
+            ),
             None => format!("{} (constant)", names[p]),
         };
         let mut chart = chart(&areas[p], &caption, lo..hi, 0.0..ymax)?;
@@ -303,7 +315,7 @@ pub fn density(
                     grid.iter().copied().zip(d),
                     colour(c).stroke_width(2),
                 ))?
-                .label(format!("chain {id}"))
+                .label(series(id))
                 .legend(swatch(colour(c).stroke_width(2)));
         }
         if let Some(t) = truth {

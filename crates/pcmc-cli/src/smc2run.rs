@@ -58,6 +58,8 @@ impl Exec {
         };
         let local = |batch: Box<dyn PassBatch>, workers: usize| Ok(Exec::Local { batch, workers });
         let partitions = partitions.unwrap_or(threads);
+        #[cfg(not(feature = "dataflow"))]
+        let _ = partitions;
         if let Some(c) = cluster {
             if kind != "dataflow" {
                 return Err(InputError::flag(
@@ -74,12 +76,7 @@ impl Exec {
             #[cfg(not(feature = "ballista"))]
             {
                 let _ = c;
-                return Err(InputError::flag(
-                    "--scheduler",
-                    "running on a Ballista cluster is not compiled into this pcmc: build it with the cargo feature `ballista` \
-                     (cargo build --release -p pcmc-cli --features ballista)",
-                )
-                .into());
+                return Err(crate::run::setup::ballista_missing());
             }
         }
         match kind {
@@ -95,14 +92,7 @@ impl Exec {
                 runner()?,
             )?))),
             // Not compiled in, or not an executor: the PMMH path's message.
-            other => match crate::run::make_executor(other, threads, Some(partitions), 1, None) {
-                Err(e) => Err(e),
-                Ok(_) => Err(InputError::flag(
-                    "--executor",
-                    format!("the {other} executor does not run SMC²"),
-                )
-                .into()),
-            },
+            other => Err(crate::run::setup::unavailable_executor(other)),
         }
     }
 
@@ -683,6 +673,7 @@ fn draw(
         &rows,
         &job.priors,
         job.truth.as_deref(),
+        |_| "θ-cloud".to_string(),
     )?;
     plots::pairs(&dir.join("pairs.svg"), names, &rows)?;
     let seed = out.steps.len() as u64 ^ job.mcmc.seed;

@@ -160,6 +160,7 @@ pub(super) fn finish_outputs(
             rows,
             &job.priors,
             job.truth.as_deref(),
+            plots::chain_label,
         )?;
         plots::pairs(&dir.join("pairs.svg"), names, rows)?;
         plots::autocorr(&dir.join("autocorr.svg"), names, rows)?;

@@ -120,35 +120,24 @@ pub fn make_executor(
     let _ = partitions;
     match kind {
         "rayon" => Ok(Box::new(
-            pcmc_rayon::rayon_executor(threads).map_err(|e| InputError::flag("--threads", e.to_string()))?,
+            pcmc_rayon::rayon_executor(threads)
+                .map_err(|e| InputError::flag("--threads", e.to_string()))?,
         )),
         "serial" => Ok(Box::new(pcmc_core::serial())),
         #[cfg(feature = "mpi")]
         "mpi" => {
-            let runner = pcmc_rayon::RayonRunner::new(threads).map_err(|e| InputError::flag("--threads", e.to_string()))?;
-            Ok(Box::new(pcmc_mpi::MpiExecutor::from_world_grouped(runner, chains)?))
+            let runner = pcmc_rayon::RayonRunner::new(threads)
+                .map_err(|e| InputError::flag("--threads", e.to_string()))?;
+            Ok(Box::new(pcmc_mpi::MpiExecutor::from_world_grouped(
+                runner, chains,
+            )?))
         }
-        #[cfg(not(feature = "mpi"))]
-        "mpi" => Err(InputError::flag(
-            "--executor",
-            "the MPI executor is not compiled into this pcmc: build it with the cargo feature `mpi` \
-             (cargo build --release -p pcmc-cli --features mpi)",
-        )
-        .into()),
         #[cfg(feature = "dataflow")]
-        "dataflow" => Ok(Box::new(dataflow_executor(partitions.unwrap_or(threads), threads)?)),
-        #[cfg(not(feature = "dataflow"))]
-        "dataflow" => Err(InputError::flag(
-            "--executor",
-            "the dataflow executor is not compiled into this pcmc: build it with the cargo feature `dataflow` \
-             (cargo build --release -p pcmc-cli --features dataflow)",
-        )
-        .into()),
-        other => Err(InputError::flag(
-            "--executor",
-            format!("{other:?} is not one of rayon, mpi, dataflow (or serial, for reference runs)"),
-        )
-        .into()),
+        "dataflow" => Ok(Box::new(dataflow_executor(
+            partitions.unwrap_or(threads),
+            threads,
+        )?)),
+        other => Err(unavailable_executor(other)),
     }
 }
 
@@ -217,12 +206,45 @@ fn ballista_executor(
     _c: &ClusterTarget,
     _partitions: usize,
 ) -> Result<Box<dyn LikelihoodExecutor>> {
-    Err(InputError::flag(
+    Err(ballista_missing())
+}
+
+/// Why executor `kind` cannot be built here: not compiled in (naming the
+/// cargo feature), or not an executor at all. For the kinds the callers do
+/// not handle themselves.
+pub fn unavailable_executor(kind: &str) -> anyhow::Error {
+    #[cfg(any(not(feature = "mpi"), not(feature = "dataflow")))]
+    fn missing(name: &str, feature: &str) -> InputError {
+        InputError::flag(
+            "--executor",
+            format!(
+                "the {name} executor is not compiled into this pcmc: build it with the cargo feature `{feature}` \
+                 (cargo build --release -p pcmc-cli --features {feature})"
+            ),
+        )
+    }
+    match kind {
+        #[cfg(not(feature = "mpi"))]
+        "mpi" => missing("MPI", "mpi"),
+        #[cfg(not(feature = "dataflow"))]
+        "dataflow" => missing("dataflow", "dataflow"),
+        other => InputError::flag(
+            "--executor",
+            format!("{other:?} is not one of rayon, mpi, dataflow (or serial, for reference runs)"),
+        ),
+    }
+    .into()
+}
+
+/// The error for `--scheduler` when Ballista is not compiled in.
+#[cfg(not(feature = "ballista"))]
+pub fn ballista_missing() -> anyhow::Error {
+    InputError::flag(
         "--scheduler",
         "running on a Ballista cluster is not compiled into this pcmc: build it with the cargo feature `ballista` \
          (cargo build --release -p pcmc-cli --features ballista)",
     )
-    .into())
+    .into()
 }
 
 /// The Ballista cluster a run's steps go to: `--scheduler` (else the
