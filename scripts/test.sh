@@ -15,6 +15,8 @@ command -v mpicc >/dev/null 2>&1 || need+=(libopenmpi-dev openmpi-bin)
 command -v mpirun >/dev/null 2>&1 || [ ${#need[@]} -gt 0 ] || need+=(openmpi-bin)
 # libclang itself (not libclang-cpp, which other packages bring along).
 ls /usr/lib/llvm-*/lib/libclang.so* /usr/lib/*/libclang-[0-9]*.so* >/dev/null 2>&1 || need+=(libclang-dev clang)
+# R runs the walkthrough's R blocks (docs/walkthrough.md).
+command -v Rscript >/dev/null 2>&1 || need+=(r-base-core)
 if [ ${#need[@]} -gt 0 ] && [ -z "${PCMC_NO_INSTALL:-}" ]; then
     echo "== installing system packages: ${need[*]}"
     SUDO=""
@@ -29,3 +31,15 @@ if [ "$(id -u)" -eq 0 ]; then
 fi
 
 cargo test --workspace --release --features pcmc-cli/mpi,pcmc-cli/ballista
+
+# The walkthrough (docs/walkthrough.md): every block run in an empty
+# directory with the binary the tests built, Python blocks in a virtual
+# environment with pandas, pyarrow and ArviZ (created once, reused).
+TARGET="${CARGO_TARGET_DIR:-target}"
+VENV="${PCMC_VENV:-$HOME/.cache/pcmc-venv}"
+if [ ! -x "$VENV/bin/python" ]; then
+    python3 -m venv "$VENV"
+fi
+"$VENV/bin/python" -c "import pandas, pyarrow, arviz" 2>/dev/null ||
+    "$VENV/bin/pip" install -q pandas pyarrow arviz
+python3 scripts/run-doc.py docs/walkthrough.md --pcmc "$TARGET/release/pcmc" --python "$VENV/bin/python"

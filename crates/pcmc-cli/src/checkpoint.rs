@@ -31,6 +31,10 @@ pub struct Checkpoint {
     pub chains: Vec<ChainState>,
     /// Run statistics accumulated so far.
     pub stats: RunStats,
+    /// The settings the run was started with (absent in checkpoints of
+    /// older pcmc versions: those resume only with the same flags).
+    #[serde(default)]
+    pub run: Option<crate::run::resume::RunSettings>,
 }
 
 #[derive(Serialize, Deserialize)]

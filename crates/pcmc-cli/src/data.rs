@@ -32,10 +32,7 @@ pub fn parse_data(path: &Path, bytes: &[u8], net: &Network) -> Result<Data> {
             "the data file is empty (expected a header `time,<species…>` and rows)",
         ));
     }
-    let mut rdr = csv::ReaderBuilder::new()
-        .trim(csv::Trim::All)
-        .comment(Some(b'#'))
-        .from_reader(bytes);
+    let mut rdr = reader(bytes);
     let header = rdr
         .headers()
         .map_err(|e| input(path, format!("cannot read the header: {e}")))?
@@ -114,6 +111,23 @@ pub fn parse_data(path: &Path, bytes: &[u8], net: &Network) -> Result<Data> {
         return Err(input(path, "no data rows after the header"));
     }
     Data::new(net, times, &observed, rows).map_err(|e| input(path, e.to_string()))
+}
+
+/// The CSV reader of data files: fields trimmed, `#` comments.
+fn reader(bytes: &[u8]) -> csv::Reader<&[u8]> {
+    csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .comment(Some(b'#'))
+        .from_reader(bytes)
+}
+
+/// The line of the data file at `path` that holds data row `row` (0 for
+/// the first row after the header), for messages about a value.
+pub fn line_of_row(path: &Path, row: usize) -> Option<u64> {
+    let bytes = std::fs::read(path).ok()?;
+    let mut rdr = reader(&bytes);
+    let rec = rdr.records().nth(row)?.ok()?;
+    rec.position().map(|p| p.line())
 }
 
 fn csv_reason(e: &csv::Error) -> String {

@@ -128,7 +128,7 @@ pub struct DataSection {
 }
 
 /// A number for all observed species, or one per species.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 #[serde(untagged)]
 pub enum PerSpecies<T> {
     /// The same value for every species.
@@ -196,7 +196,7 @@ pub struct FilterSection {
 }
 
 /// `filter.particles`: a count or `"auto"`.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum ParticlesSetting {
     /// A fixed count.
@@ -384,6 +384,11 @@ pub struct OutputSection {
     /// Write a checkpoint every this many iterations (default 100; also at
     /// least every 10 minutes, and on SIGTERM, SIGINT or SIGUSR1).
     pub checkpoint_every: Option<u64>,
+    /// A seconds-long smoke test, not meant to converge: its convergence
+    /// warnings (R̂, ESS) are printed as one line (default false; the
+    /// shipped `*-quick` jobs set it).
+    #[serde(default)]
+    pub smoke_test: bool,
 }
 
 fn default_predictive() -> usize {
@@ -398,12 +403,13 @@ impl Default for OutputSection {
             plots: true,
             predictive_draws: default_predictive(),
             checkpoint_every: None,
+            smoke_test: false,
         }
     }
 }
 
 /// Observation times for `pcmc simulate`: a list, or a regular grid.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 #[serde(untagged)]
 pub enum TimesSpec {
     /// Explicit times.
@@ -417,6 +423,130 @@ pub enum TimesSpec {
         /// Spacing.
         step: f64,
     },
+}
+
+// The job file's values of more than one shape are read through a JSON
+// value, so that a wrong value is reported as what was found and what is
+// allowed (serde's untagged enums say only "did not match any variant").
+
+/// Shows a found value as the job file would spell it.
+fn found(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Object(_) => "a table".into(),
+        serde_json::Value::Array(_) => "a list".into(),
+        serde_json::Value::String(s) => format!("the string {s:?}"),
+        other => other.to_string(),
+    }
+}
+
+/// A kind of number a per-species job field takes, named in messages.
+pub trait FieldNumber: Sized + Copy {
+    /// What is allowed, in words.
+    const WHAT: &'static str;
+    /// The value, if it is of this kind.
+    fn from_json(v: &serde_json::Value) -> Option<Self>;
+}
+
+impl FieldNumber for f64 {
+    const WHAT: &'static str = "a number";
+    fn from_json(v: &serde_json::Value) -> Option<f64> {
+        v.as_f64()
+    }
+}
+
+impl FieldNumber for u64 {
+    const WHAT: &'static str = "a whole number ≥ 0";
+    fn from_json(v: &serde_json::Value) -> Option<u64> {
+        v.as_u64()
+    }
+}
+
+impl<'de, T: FieldNumber> Deserialize<'de> for PerSpecies<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let v = serde_json::Value::deserialize(d)?;
+        let allowed = format!("{}, or a table species = {}", T::WHAT, T::WHAT);
+        match &v {
+            serde_json::Value::Object(m) => {
+                let mut out = BTreeMap::new();
+                for (k, x) in m {
+                    let t = T::from_json(x).ok_or_else(|| {
+                        D::Error::custom(format!(
+                            "{} for species {k:?} is not allowed: expected {allowed}",
+                            found(x)
+                        ))
+                    })?;
+                    out.insert(k.clone(), t);
+                }
+                Ok(PerSpecies::Each(out))
+            }
+            other => T::from_json(other).map(PerSpecies::All).ok_or_else(|| {
+                D::Error::custom(format!(
+                    "{} is not allowed: expected {allowed}",
+                    found(other)
+                ))
+            }),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ParticlesSetting {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let v = serde_json::Value::deserialize(d)?;
+        match &v {
+            serde_json::Value::String(s) => Ok(ParticlesSetting::Word(s.clone())),
+            other => other
+                .as_u64()
+                .and_then(|n| usize::try_from(n).ok())
+                .map(ParticlesSetting::Count)
+                .ok_or_else(|| {
+                    D::Error::custom(format!(
+                        "{} is not allowed: expected a whole number of particles from 1 to 2^32, or \"auto\"",
+                        found(other)
+                    ))
+                }),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for TimesSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::Error as _;
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Grid {
+            start: f64,
+            end: f64,
+            step: f64,
+        }
+        let v = serde_json::Value::deserialize(d)?;
+        let allowed =
+            "expected a list of times [0, 1.5, …] or a grid { start = 0, end = 30, step = 2 }";
+        match &v {
+            serde_json::Value::Array(a) => a
+                .iter()
+                .map(serde_json::Value::as_f64)
+                .collect::<Option<Vec<f64>>>()
+                .map(TimesSpec::List)
+                .ok_or_else(|| {
+                    D::Error::custom(format!(
+                        "a list with a value that is not a number: {allowed}"
+                    ))
+                }),
+            serde_json::Value::Object(_) => serde_json::from_value::<Grid>(v.clone())
+                .map(|g| TimesSpec::Grid {
+                    start: g.start,
+                    end: g.end,
+                    step: g.step,
+                })
+                .map_err(|e| D::Error::custom(format!("{e}: {allowed}"))),
+            other => Err(D::Error::custom(format!(
+                "{} is not allowed: {allowed}",
+                found(other)
+            ))),
+        }
+    }
 }
 
 /// `[simulate]`.
@@ -515,8 +645,7 @@ impl Job {
     /// # Errors
     /// As [`Job::load`].
     pub fn parse(path: &Path, text: String) -> Result<Job> {
-        let file: JobFile =
-            toml::from_str(&text).map_err(|e| input(path, e.to_string().trim_end().to_string()))?;
+        let file = parse_file(path, &text)?;
         let name = file.name.clone().unwrap_or_else(|| {
             path.file_stem()
                 .map_or("job".into(), |s| s.to_string_lossy().into_owned())
@@ -868,6 +997,17 @@ impl Job {
                 ),
             ));
         }
+        if let Some((i, c, v)) = obs.invalid_value(&data) {
+            return Err(input(
+                data_path,
+                format!(
+                    "{}column {:?}: {v} is not a count (observation.model = \"poisson\" needs non-negative integers)",
+                    crate::data::line_of_row(data_path, i)
+                        .map_or(String::new(), |l| format!("line {l}, ")),
+                    data.names()[c]
+                ),
+            ));
+        }
         // Population caps: the job's, else derived from the data.
         let mut filter = self.filter.clone();
         filter.caps = pcmc_core::filter::data_caps(&self.network, &data);
@@ -945,6 +1085,82 @@ impl Job {
         Ok(times)
     }
 
+    /// The job file as far as it determines the results: executor, worker
+    /// counts, output settings, the name, the data path (the values count,
+    /// not where they are), the number of chains and iterations, the kernel
+    /// and early rejection are left out (they do not change a chain's
+    /// rows).
+    fn result_view(&self) -> JobFile {
+        let mut f = self.file.clone();
+        f.executor = ExecutorSection::default();
+        f.output = OutputSection::default();
+        f.name = None;
+        f.data = None;
+        f.mcmc.iterations = 0;
+        f.mcmc.chains = 1;
+        f.mcmc.early_rejection = true;
+        f.filter.kernel = String::new();
+        f
+    }
+
+    /// The settings that determine the results, field by field
+    /// (`mcmc.burn_in = 100`, `parameters.birth.prior.…`), with the
+    /// command line's particle count and seed: what a refused checkpoint
+    /// names when the job changed.
+    pub fn result_fields(&self) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        let v = serde_json::to_value(self.result_view()).unwrap_or_default();
+        crate::run::resume::flatten("", &v, &mut out);
+        out.insert(
+            "particles (effective)".into(),
+            self.filter.particles.to_string(),
+        );
+        out.insert("seed (effective)".into(), self.mcmc.seed.to_string());
+        out
+    }
+
+    /// The job fields that `method` does not use, as written (`mcmc.burn_in`,
+    /// `smc2`): SMC² uses only `mcmc.early_rejection` of `[mcmc]` and sizes
+    /// `Nx` itself; PMMH uses no `[smc2]`.
+    pub fn ignored_fields(&self, method: Method) -> Vec<String> {
+        let flat = |v: serde_json::Value, prefix: &str| {
+            let mut m = BTreeMap::new();
+            crate::run::resume::flatten(prefix, &v, &mut m);
+            m
+        };
+        match method {
+            Method::Pmmh => self
+                .file
+                .smc2
+                .as_ref()
+                .map(|_| vec!["[smc2]".to_string()])
+                .unwrap_or_default(),
+            Method::Smc2 => {
+                let used = McmcSection {
+                    early_rejection: self.file.mcmc.early_rejection,
+                    ..McmcSection::default()
+                };
+                let was = flat(serde_json::to_value(&used).unwrap_or_default(), "mcmc");
+                let now = flat(
+                    serde_json::to_value(&self.file.mcmc).unwrap_or_default(),
+                    "mcmc",
+                );
+                let mut out: Vec<String> = now
+                    .iter()
+                    .filter(|(k, v)| was.get(*k) != Some(*v))
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                if self.file.filter.particles != default_particles() {
+                    out.push("filter.particles".into());
+                }
+                if self.file.filter.auto.is_some() {
+                    out.push("filter.auto".into());
+                }
+                out
+            }
+        }
+    }
+
     /// A fingerprint of everything that determines the chain: the model,
     /// priors, settings that change results, and the data.
     ///
@@ -952,19 +1168,7 @@ impl Job {
     /// are left out: they do not change the chain's rows.
     pub fn fingerprint(&self, data: &Data) -> String {
         let mut h = Sha256::new();
-        let mut f = self.file.clone();
-        f.executor = ExecutorSection::default();
-        f.output = OutputSection::default();
-        f.name = None;
-        f.data = None;
-        // Neither the number of chains nor of iterations changes a chain's
-        // rows, nor does the kernel (all kernels give the same bits), nor
-        // early rejection (it stops only passes that would be rejected).
-        f.mcmc.iterations = 0;
-        f.mcmc.chains = 1;
-        f.mcmc.early_rejection = true;
-        f.filter.kernel = String::new();
-        h.update(serde_json::to_vec(&f).unwrap_or_default());
+        h.update(serde_json::to_vec(&self.result_view()).unwrap_or_default());
         h.update(
             format!(
                 "particles={}|seed={}|checks={:?}",
@@ -1110,6 +1314,47 @@ pub fn data_fingerprint(data: &Data) -> String {
     h.update(data.names().join(",").as_bytes());
     let d = h.finalize();
     d.iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
+/// The sections every job file needs.
+const REQUIRED_SECTIONS: [&str; 4] = ["model", "observation", "initial", "parameters"];
+
+/// Parses job-file text: a wrong value names its field as written
+/// (`filter.particles`), the value found and what is allowed, with the line
+/// and column; a file missing required sections names all of them.
+fn parse_file(path: &Path, text: &str) -> Result<JobFile> {
+    let syntax = |e: toml::de::Error| input(path, e.to_string().trim_end().to_string());
+    let table: toml::Table = toml::from_str(text).map_err(syntax)?;
+    let missing: Vec<&str> = REQUIRED_SECTIONS
+        .iter()
+        .copied()
+        .filter(|s| !table.contains_key(*s))
+        .collect();
+    if !missing.is_empty() {
+        return Err(input(
+            path,
+            format!(
+                "{}: missing; a job needs the sections [model], [observation], [initial] and [parameters.NAME] \
+                 (and [data] or --data): see docs/jobs.md",
+                missing
+                    .iter()
+                    .map(|s| format!("[{s}]"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
+    let de = toml::Deserializer::parse(text).map_err(syntax)?;
+    serde_path_to_error::deserialize::<_, JobFile>(de).map_err(|e| {
+        let field = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        let inner = inner.trim_end();
+        if field.is_empty() || field == "." {
+            input(path, inner.to_string())
+        } else {
+            input(path, format!("{field}: {inner}"))
+        }
+    })
 }
 
 /// Checks a particle count.

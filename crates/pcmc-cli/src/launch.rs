@@ -11,13 +11,63 @@ use std::path::Path;
 ///
 /// # Errors
 /// Input errors (exit 2) and run failures (exit 1).
+///
+/// With `--resume`, the settings stored in the run directory's checkpoint
+/// are used again where their flags are left out, and a flag that
+/// contradicts them is refused ([`crate::run::resume::apply`]).
 pub fn run(job_path: &Path, ov: &Overrides, opts: RunOptions) -> Result<RunOutcome> {
-    let method = match &ov.method {
-        Some(m) => Method::parse(m).ok_or_else(|| {
+    let flag_method = match &ov.method {
+        Some(m) => Some(Method::parse(m).ok_or_else(|| {
             InputError::flag("--method", format!("{m:?} is not one of pmmh, smc2"))
-        })?,
-        None => Job::load(job_path)?.method()?,
+        })?),
+        None => None,
     };
+    if opts.extend && !opts.resume {
+        return Err(InputError::flag(
+            "--extend",
+            "goes with --resume (it runs an existing run on to more --iterations)",
+        )
+        .into());
+    }
+    if opts.force && opts.resume {
+        return Err(InputError::flag(
+            "--force",
+            "contradicts --resume: --resume continues the run in the directory, --force replaces it",
+        )
+        .into());
+    }
+    let job = Job::load(job_path)?;
+    let dir = crate::run::run_dir(&job, ov);
+    let stored = if opts.resume {
+        crate::run::resume::stored(&dir, flag_method.or(job.method().ok()))?
+    } else {
+        None
+    };
+    if opts.extend && stored.is_none() {
+        return Err(InputError::flag(
+            "--extend",
+            format!("there is no checkpoint in {} to extend", dir.display()),
+        )
+        .into());
+    }
+    let resolved;
+    let ov = match &stored {
+        Some(st) => {
+            resolved = crate::run::resume::apply(st, ov, &dir, opts)?;
+            &resolved
+        }
+        None => ov,
+    };
+    let method = match stored {
+        Some(st) => st.method(),
+        None => match flag_method {
+            Some(m) => m,
+            None => job.method()?,
+        },
+    };
+    if opts.extend && ov.iterations.is_none() {
+        return Err(InputError::flag("--extend", "needs --iterations N (the new length)").into());
+    }
     match method {
         Method::Smc2 => crate::smc2run::run(job_path, ov, opts),
         Method::Pmmh if ov.theta_particles.is_some() => {

@@ -32,7 +32,8 @@ enum Command {
         /// Inference method: pmmh or smc2 (default: the job's `method`, else pmmh).
         #[arg(long)]
         method: Option<String>,
-        /// Executor: rayon (default), mpi or dataflow.
+        /// Executor: rayon (default), serial (the one-thread reference), mpi or
+        /// dataflow (the last two need the cargo features `mpi`, `dataflow`).
         #[arg(long)]
         executor: Option<String>,
         /// Worker threads (default: the job's, else SLURM_CPUS_PER_TASK, else all cores).
@@ -67,7 +68,8 @@ enum Command {
         /// Run seed.
         #[arg(long)]
         seed: Option<u64>,
-        /// Data file (CSV), instead of the job's.
+        /// Data file (CSV), instead of the job's (relative to the working
+        /// directory; the job's data.path is relative to the job file).
         #[arg(long)]
         data: Option<PathBuf>,
         /// Run directory (default: the job's output.dir, else `runs/<name>`).
@@ -76,11 +78,21 @@ enum Command {
         /// No progress bar, log lines or summary table.
         #[arg(long)]
         quiet: bool,
-        /// Continue from the checkpoint in the run directory (start afresh if
-        /// there is none).
+        /// Continue the run in the run directory from its checkpoint, with the
+        /// settings it was started with (start afresh if there is none).
         #[arg(long)]
         resume: bool,
-        /// Write a checkpoint every N iterations (default: the job's, else 100).
+        /// With --resume and --iterations N: run a PMMH run on to N
+        /// iterations, more than it was started with.
+        #[arg(long)]
+        extend: bool,
+        /// Replace another run's outputs in the run directory (they are
+        /// removed first); without it such a directory is refused.
+        #[arg(long)]
+        force: bool,
+        /// Write a checkpoint every N iterations (SMC²: observation steps;
+        /// default: the job's output.checkpoint_every, else 100 for PMMH and
+        /// 1 for SMC²).
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
         checkpoint_every: Option<u64>,
         /// Run the dataflow executor's steps as jobs on this Ballista
@@ -96,7 +108,9 @@ enum Command {
         #[arg(long)]
         token_file: Option<PathBuf>,
     },
-    /// pcmc's Ballista cluster processes (for `pcmc run --scheduler`).
+    /// pcmc's Ballista cluster processes (for `pcmc run --scheduler`;
+    /// builds with the cargo feature `ballista`).
+    #[cfg_attr(not(feature = "ballista"), command(hide = true))]
     Cluster {
         #[command(subcommand)]
         what: pcmc_cli::cluster::ClusterCommand,
@@ -116,7 +130,8 @@ enum Command {
     Check {
         /// The job file (TOML).
         job: PathBuf,
-        /// Data file (CSV), instead of the job's.
+        /// Data file (CSV), instead of the job's (relative to the working
+        /// directory; the job's data.path is relative to the job file).
         #[arg(long)]
         data: Option<PathBuf>,
     },
@@ -277,6 +292,8 @@ fn dispatch(cmd: Command) -> Result<()> {
             out,
             quiet,
             resume,
+            extend,
+            force,
             checkpoint_every,
             scheduler,
             work_dir,
@@ -305,6 +322,8 @@ fn dispatch(cmd: Command) -> Result<()> {
                 quiet,
                 resume,
                 checkpoint_every,
+                extend,
+                force,
             };
             match pcmc_cli::launch::run(&job, &ov, opts)? {
                 run::RunOutcome::Finished => Ok(()),

@@ -12,6 +12,7 @@ use crate::fsio::{RunLock, create_output_dir, write_atomic};
 use crate::job::data_fingerprint;
 use crate::output::ChainRow;
 use crate::plots::{self, Smc2StepPoint};
+use crate::run::resume::{self, RunSettings};
 use crate::run::setup::cluster_target;
 use crate::run::{ClusterTarget, Overrides, RunOptions, RunOutcome, prepare, run_dir};
 use anyhow::{Context, Result};
@@ -162,6 +163,21 @@ struct Checkpoint {
     state: Smc2State,
     /// Seconds per step so far.
     seconds: Vec<f64>,
+    /// The settings the run was started with (absent in checkpoints of
+    /// older pcmc versions).
+    #[serde(default)]
+    run: Option<RunSettings>,
+}
+
+/// The settings stored in the SMC² checkpoint in `dir`, if there is one.
+///
+/// # Errors
+/// An input error for an unreadable or corrupted checkpoint.
+pub fn stored_settings(dir: &Path) -> Result<Option<RunSettings>> {
+    Ok(
+        crate::checkpoint::read_envelope::<Checkpoint>(&dir.join(CHECKPOINT), CHECKPOINT_FORMAT)?
+            .and_then(|c| c.run),
+    )
 }
 
 /// Runs SMC² for a job: every observation in turn, then the outputs. A
@@ -216,18 +232,32 @@ pub fn run(job_path: &Path, ov: &Overrides, opts: RunOptions) -> Result<RunOutco
     };
     let root = exec.is_root();
     let quiet = opts.quiet || !root;
-    let _lock = if root {
+    let mut lock = if root {
         create_output_dir(&dir)?;
-        let mut lock = RunLock::acquire(&dir)?;
-        lock.announce()?;
-        Some(lock)
+        Some(RunLock::acquire(&dir)?)
     } else {
         None
     };
+    let ignored = job.ignored_fields(crate::job::Method::Smc2);
+    if !ignored.is_empty() && !quiet {
+        tracing::info!(
+            "method smc2 ignores {} (it uses only mcmc.early_rejection of [mcmc], and sizes Nx itself: [smc2])",
+            ignored.join(", ")
+        );
+    }
     let names = job.network.parameters().to_vec();
     let fingerprint = job.fingerprint(&prep.data);
     let data_fp = data_fingerprint(&prep.data);
     let settings = format!("{config:?}|nx={nx}");
+    let run_settings = RunSettings::of(job, &data_fp, crate::job::Method::Smc2, ov);
+    // Every rank must run with rank 0's settings (a rank that cannot see
+    // the run directory would otherwise start from the job's).
+    if exec.share_root(settings.clone().into_bytes())? != settings.as_bytes() {
+        return Err(input(
+            &dir,
+            "the ranks disagree about the run's settings (does every rank see the run directory's checkpoint?)",
+        ));
+    }
     let every = opts
         .checkpoint_every
         .or(job.file.output.checkpoint_every)
@@ -260,7 +290,11 @@ pub fn run(job_path: &Path, ov: &Overrides, opts: RunOptions) -> Result<RunOutco
             if c.fingerprint != fingerprint || c.settings != settings {
                 return Err(input(
                     &ckpt_path,
-                    "was written for another job, data set or settings: refusing to resume",
+                    resume::refusal(
+                        c.run.as_ref(),
+                        &run_settings,
+                        (&c.fingerprint, &fingerprint),
+                    ),
                 ));
             }
             smc2.check_state(&c.state)
@@ -281,22 +315,17 @@ pub fn run(job_path: &Path, ov: &Overrides, opts: RunOptions) -> Result<RunOutco
                     dir.display()
                 );
             }
-            // A fresh run: no stale outputs or checkpoint of another run.
-            if root {
-                for f in [
-                    CHECKPOINT,
-                    "particles.csv",
-                    "particles.parquet",
-                    "summary.json",
-                ] {
-                    let _ = std::fs::remove_file(dir.join(f));
-                }
-            }
+            // A fresh run: never over another run's outputs unless --force.
+            resume::claim_fresh(&dir, opts.force, root)?;
             (smc2.start(), Vec::new())
         }
     };
+    if let Some(l) = lock.as_mut() {
+        l.announce()?;
+    }
     if root {
         write_atomic(&dir.join("data.csv"), &prep.data_bytes)?;
+        write_atomic(&dir.join("job.toml"), job.text.as_bytes())?;
     }
     let clock = Instant::now();
     let before: f64 = seconds.iter().sum();
@@ -313,12 +342,20 @@ pub fn run(job_path: &Path, ov: &Overrides, opts: RunOptions) -> Result<RunOutco
                 settings: settings.clone(),
                 state: state.clone(),
                 seconds: seconds.to_vec(),
+                run: Some(run_settings.clone()),
             },
         )
     };
     while !smc2.is_done(&state) {
         if exec.any(stop.load(std::sync::atomic::Ordering::Relaxed))? {
             save(&state, &seconds)?;
+            if root {
+                tracing::warn!(
+                    "stopped by a signal after observation {} of {k}; checkpoint written: continue with `{}`",
+                    state.t,
+                    resume::hint(job_path, &dir)
+                );
+            }
             return Ok(RunOutcome::Interrupted);
         }
         let t0 = Instant::now();
@@ -407,9 +444,7 @@ pub fn run(job_path: &Path, ov: &Overrides, opts: RunOptions) -> Result<RunOutco
     }
     if !quiet {
         print!("{}", table(&summary));
-        for w in summary["warnings"].as_array().into_iter().flatten() {
-            tracing::warn!("{}", w.as_str().unwrap_or(""));
-        }
+        crate::summary::log_warnings(&summary, job.file.output.smoke_test);
         println!("wall time {wall:.1} s on {kind} with {threads} thread(s)");
     }
     Ok(RunOutcome::Finished)
@@ -509,9 +544,9 @@ fn summary_json(
         let mut v = json!({
             "mean": mean,
             "sd": sd,
-            "q05": weighted_quantile(&xs, &w, 0.05),
+            "q025": weighted_quantile(&xs, &w, 0.025),
             "q50": weighted_quantile(&xs, &w, 0.5),
-            "q95": weighted_quantile(&xs, &w, 0.95),
+            "q975": weighted_quantile(&xs, &w, 0.975),
         });
         if let Some(t) = &job.truth {
             v["true"] = json!(t[i]);
@@ -538,7 +573,7 @@ fn summary_json(
     json!({
         "method": "smc2",
         "job": job.name,
-        "fingerprint": fingerprint,
+        "job_fingerprint": fingerprint,
         "data_fingerprint": data_fp,
         "seed": config.seed,
         "theta_particles": config.theta_particles,
@@ -598,7 +633,7 @@ fn table(s: &Value) -> String {
     let _ = writeln!(
         t,
         "{:<14} {:>12} {:>12} {:>12} {:>12} {:>12}",
-        "parameter", "mean", "sd", "5%", "50%", "95%"
+        "parameter", "mean", "sd", "2.5%", "50%", "97.5%"
     );
     if let Some(ps) = s["parameters"].as_object() {
         for (n, v) in ps {
@@ -609,9 +644,9 @@ fn table(s: &Value) -> String {
                 n,
                 f("mean"),
                 f("sd"),
-                f("q05"),
+                f("q025"),
                 f("q50"),
-                f("q95")
+                f("q975")
             );
         }
     }

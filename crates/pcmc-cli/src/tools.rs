@@ -115,12 +115,18 @@ pub struct TuneArgs {
     pub out: Option<PathBuf>,
 }
 
+/// The sd of the log-likelihood estimate `pcmc tune` recommends a count
+/// for: the same target as `filter.particles = "auto"`.
+pub const TARGET_SD: f64 = pcmc_core::tuning::DEFAULT_TARGET_SD;
+
 /// `pcmc tune`: the sd of the log-likelihood estimate and the cost of one
 /// filter pass for each particle count, at one θ, and the recommended count:
-/// the smallest whose sd is at most 1.5 (Doucet, Pitt, Deligiannidis & Kohn,
-/// 2015, "Efficient implementation of Markov chain Monte Carlo when using an
-/// unbiased likelihood estimator", Biometrika 102(2): an sd of about 1.2–1.5
-/// minimises the cost per effective sample).
+/// the smallest whose sd is at most [`TARGET_SD`], the target that
+/// `filter.particles = "auto"` aims at too (Doucet, Pitt, Deligiannidis &
+/// Kohn, 2015, "Efficient implementation of Markov chain Monte Carlo when
+/// using an unbiased likelihood estimator", Biometrika 102(2): an sd of
+/// about 1.0–1.7 minimises the cost per effective sample; summaries warn
+/// above [`crate::summary::LOGLIK_SD_LIMIT`], where mixing degrades sharply).
 ///
 /// # Errors
 /// Input errors for the job, the counts or the run directory.
@@ -190,7 +196,7 @@ pub fn tune(job_path: &Path, args: &TuneArgs) -> Result<()> {
         let median = secs[secs.len() / 2];
         rows.push((n, sd, median, collapsed, events / args.repeats));
     }
-    let recommended = rows.iter().find(|r| r.1 <= 1.5).map(|r| r.0);
+    let recommended = rows.iter().find(|r| r.1 <= TARGET_SD).map(|r| r.0);
     let dir = args
         .out
         .clone()
@@ -221,9 +227,13 @@ pub fn tune(job_path: &Path, args: &TuneArgs) -> Result<()> {
     }
     match recommended {
         Some(n) => table.push_str(&format!(
-            "recommended: {n} particles (the smallest with sd(loglik) ≤ 1.5; Doucet et al. 2015 advise about 1.2–1.5)\n"
+            "recommended: {n} particles (the smallest with sd(loglik) ≤ {TARGET_SD}, the target filter.particles = \"auto\" aims at; \
+             run summaries warn above {}, where chains mix poorly)\n",
+            crate::summary::LOGLIK_SD_LIMIT
         )),
-        None => table.push_str("no count reached sd(loglik) ≤ 1.5: try larger counts\n"),
+        None => table.push_str(&format!(
+            "no count reached sd(loglik) ≤ {TARGET_SD} (the target filter.particles = \"auto\" aims at): try larger counts\n"
+        )),
     }
     print!("{table}");
     write_atomic(&dir.join("tune.csv"), csv.as_bytes())?;
@@ -274,7 +284,7 @@ fn plot_tune(path: &Path, rows: &[(usize, f64, f64, usize, u64)]) -> Result<()> 
         .collect();
     c.draw_series(LineSeries::new(pts.clone(), BLUE.stroke_width(2)))?;
     c.draw_series(pts.iter().map(|p| Circle::new(*p, 4, BLUE.filled())))?;
-    for band in [1.2, 1.5] {
+    for band in [TARGET_SD, crate::summary::LOGLIK_SD_LIMIT] {
         c.draw_series(LineSeries::new(
             vec![(x0, band), (x1, band)],
             BLACK.mix(0.5),

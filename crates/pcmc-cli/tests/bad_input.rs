@@ -48,7 +48,7 @@ struct Case {
     data: Option<&'static [u8]>,
     /// Extra arguments; `{job}` and `{dir}` are substituted.
     args: Vec<&'static str>,
-    /// Expected fragment of the error message.
+    /// Expected fragments of the error message, separated by ` && `.
     expect: &'static str,
 }
 
@@ -199,7 +199,7 @@ fn cases() -> Vec<Case> {
             edit(|j| j.replace("lower = 0.01,", "lower = -1.0,")),
             None,
             run(),
-            "priors.birth",
+            "parameters.birth.prior && found lower = -1",
         ),
         c(
             "unknown species in initial",
@@ -513,9 +513,9 @@ fn cases() -> Vec<Case> {
         c(
             "poisson with fractional data",
             edit(|j| j.replace("model = \"gaussian\"\nsd = 10.0", "model = \"poisson\"")),
-            Some(b"time,prey\n0,50.5\n"),
+            Some(b"time,prey\n0,50\n# a comment\n2,50.5\n"),
             run(),
-            "not a count",
+            "line 4, column \"prey\": 50.5 is not a count",
         ),
         c(
             "declared network unknown species",
@@ -688,6 +688,78 @@ fn cases() -> Vec<Case> {
             run(),
             "initial.time",
         ),
+        // Values of the wrong shape name the field as written, the value
+        // found and what is allowed (not serde's "untagged enum").
+        c(
+            "negative particle count",
+            edit(|j| j.replace("particles = 16", "particles = -5")),
+            None,
+            run(),
+            "filter.particles: && -5 is not allowed && a whole number of particles",
+        ),
+        c(
+            "fractional particle count",
+            edit(|j| j.replace("particles = 16", "particles = 100.5")),
+            None,
+            run(),
+            "filter.particles: && 100.5 is not allowed",
+        ),
+        c(
+            "sd as a string",
+            edit(|j| j.replace("sd = 10.0", "sd = \"10\"")),
+            None,
+            run(),
+            "observation.sd: && the string \"10\" is not allowed && expected a number",
+        ),
+        c(
+            "negative cap",
+            edit(|j| j.replace("particles = 16", "particles = 16\ncap = { prey = -1 }")),
+            None,
+            run(),
+            "filter.cap: && -1 for species \"prey\" is not allowed && a whole number",
+        ),
+        c(
+            "simulate times of the wrong shape",
+            edit(|j| format!("{j}[simulate]\ntimes = \"often\"\n")),
+            None,
+            vec!["simulate", "{job}"],
+            "simulate.times: && the string \"often\" is not allowed",
+        ),
+        c(
+            "empty job file",
+            edit(|_| String::new()),
+            None,
+            run(),
+            "[model], [observation], [initial], [parameters]: missing",
+        ),
+        c(
+            "job without parameters",
+            edit(|j| j.split("[parameters.birth]").next().unwrap().to_string()),
+            None,
+            run(),
+            "[parameters]: missing",
+        ),
+        c(
+            "extend without resume",
+            None,
+            None,
+            vec!["run", "{job}", "--out", "{dir}/out", "--extend", "--iterations", "9"],
+            "--extend && goes with --resume",
+        ),
+        c(
+            "force with resume",
+            None,
+            None,
+            vec!["run", "{job}", "--out", "{dir}/out", "--force", "--resume"],
+            "--force && contradicts --resume",
+        ),
+        c(
+            "report of a directory that is no run",
+            None,
+            None,
+            vec!["report", "{dir}"],
+            "not a run directory of pcmc run (PMMH) && run.json is missing",
+        ),
     ]);
     all
 }
@@ -732,7 +804,7 @@ fn bad_inputs_exit_2_with_a_clear_message() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         if out.status.code() != Some(2)
             || stderr.contains("panicked")
-            || !stderr.contains(case.expect)
+            || !case.expect.split(" && ").all(|e| stderr.contains(e))
         {
             failures.push(format!(
                 "{}: status {:?}, expected {:?} in:\n{stderr}",
@@ -772,4 +844,68 @@ fn read_only_output_directory_is_refused() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// `merge` and `report` say what they accept: an SMC² directory is refused
+/// naming the method and what to use instead; runs that differ in their
+/// iterations are refused naming the setting and both values.
+#[test]
+fn merge_and_report_name_what_they_accept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data.csv");
+    std::fs::write(&data, DATA).unwrap();
+    let job = tmp.path().join("job.toml");
+    std::fs::write(&job, base_job(&data)).unwrap();
+    let run = |out: &str, flags: &[&str]| {
+        let o = pcmc()
+            .arg("run")
+            .arg(&job)
+            .arg("--out")
+            .arg(tmp.path().join(out))
+            .arg("--quiet")
+            .args(flags)
+            .output()
+            .unwrap();
+        common::ok(&o);
+    };
+    run("a", &["--chains", "1"]);
+    run(
+        "b",
+        &["--chains", "1", "--first-chain", "1", "--iterations", "3"],
+    );
+    run(
+        "s",
+        &[
+            "--method",
+            "smc2",
+            "--theta-particles",
+            "4",
+            "--particles",
+            "4",
+        ],
+    );
+    let p = |d: &str| tmp.path().join(d);
+    let expect = |args: Vec<std::ffi::OsString>, fragments: &[&str]| {
+        let o = pcmc().args(&args).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        for f in fragments {
+            assert!(err.contains(f), "{f:?} not in {err}");
+        }
+    };
+    expect(
+        vec!["merge".into(), p("m").into(), p("a").into(), p("b").into()],
+        &["cannot merge: iterations is 3 here but 2 in"],
+    );
+    expect(
+        vec!["merge".into(), p("m2").into(), p("a").into(), p("s").into()],
+        &["is an SMC² run directory", "compare-models"],
+    );
+    expect(
+        vec!["report".into(), p("s").into()],
+        &[
+            "is an SMC² run directory",
+            "pcmc report recomputes a PMMH run",
+        ],
+    );
 }

@@ -330,11 +330,12 @@ fn tune_reports_sd_and_cost_per_particle_count() {
     let rows = v["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 2);
     let sds: Vec<Option<f64>> = rows.iter().map(|r| r["sd_loglik"].as_f64()).collect();
-    // The recommendation is the smallest count with sd ≤ 1.5, if any.
+    // The recommendation is the smallest count with sd ≤ 1.2 (the target of
+    // filter.particles = "auto"), if any.
     let expect = rows
         .iter()
         .zip(&sds)
-        .find(|(_, sd)| sd.is_some_and(|s| s <= 1.5))
+        .find(|(_, sd)| sd.is_some_and(|s| s <= 1.2))
         .map(|(r, _)| r["particles"].clone());
     assert_eq!(
         v["recommended_particles"],
@@ -457,4 +458,26 @@ fn a_locked_run_directory_is_refused_naming_its_holder_and_report_and_merge_resp
         .arg("--quiet")
         .output()
         .unwrap());
+}
+
+/// The "complete example" of docs/jobs.md passes `pcmc check` as it stands
+/// (with its data where its relative path points).
+#[test]
+fn the_complete_job_example_in_the_docs_passes_check() {
+    let docs = std::fs::read_to_string(common::job("../docs/jobs.md")).unwrap();
+    let from = docs.find("## Job files").unwrap();
+    let start = from + docs[from..].find("```toml\n").unwrap() + "```toml\n".len();
+    let end = start + docs[start..].find("```").unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(tmp.path().join("jobs")).unwrap();
+    std::fs::create_dir_all(tmp.path().join("data")).unwrap();
+    std::fs::copy(
+        common::job("../data/lv11.csv"),
+        tmp.path().join("data/lv11.csv"),
+    )
+    .unwrap();
+    let job = tmp.path().join("jobs/example.toml");
+    std::fs::write(&job, &docs[start..end]).unwrap();
+    let out = pcmc().arg("check").arg(&job).output().unwrap();
+    common::ok(&out);
 }

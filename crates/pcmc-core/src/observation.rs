@@ -300,19 +300,32 @@ impl ObservationModel {
                 }
             }
             ObservationModel::Poisson => {
-                for i in 0..data.len() {
-                    for (v, name) in data.row(i).iter().zip(data.names()) {
-                        if *v < 0.0 || v.fract() != 0.0 || *v > 9.0e15 {
-                            return Err(Error::Data(format!(
-                                "row {}, column {name:?}: {v} is not a count (Poisson observations need non-negative integers)",
-                                i + 1
-                            )));
-                        }
-                    }
+                if let Some((i, c, v)) = self.invalid_value(data) {
+                    return Err(Error::Data(format!(
+                        "the observation at time {} (data row {}), column {:?}: {v} is not a count \
+                         (Poisson observations need non-negative integers)",
+                        data.times()[i],
+                        i + 1,
+                        data.names()[c]
+                    )));
                 }
             }
         }
         Ok(())
+    }
+
+    /// The first data value this model cannot have produced, as (row,
+    /// column, value): under Poisson noise a value that is not a count.
+    pub fn invalid_value(&self, data: &Data) -> Option<(usize, usize, f64)> {
+        match self {
+            ObservationModel::Gaussian { .. } => None,
+            ObservationModel::Poisson => (0..data.len()).find_map(|i| {
+                data.row(i)
+                    .iter()
+                    .position(|v| *v < 0.0 || v.fract() != 0.0 || *v > 9.0e15)
+                    .map(|c| (i, c, data.row(i)[c]))
+            }),
+        }
     }
 
     /// An upper bound on [`ObservationModel::log_density`]`(y, x)` over every

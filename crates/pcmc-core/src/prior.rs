@@ -52,32 +52,42 @@ impl Prior {
     /// # Errors
     /// [`Error::Setting`] for out-of-range hyper-parameters.
     pub fn validate(&self, name: &str) -> Result<()> {
-        let bad = |why: &str| Err(Error::setting(format!("priors.{name}"), why.to_string()));
+        let bad = |why: String| Err(Error::setting(format!("parameters.{name}.prior"), why));
         let fin = |x: f64| x.is_finite();
         match *self {
             Prior::LogUniform { lower, upper } => {
                 if !(fin(lower) && fin(upper) && lower > 0.0 && upper > lower) {
-                    return bad("log-uniform needs 0 < lower < upper, both finite");
+                    return bad(format!(
+                        "log-uniform needs 0 < lower < upper, both finite; found lower = {lower}, upper = {upper}"
+                    ));
                 }
             }
             Prior::Uniform { lower, upper } => {
                 if !(fin(lower) && fin(upper) && lower >= 0.0 && upper > lower) {
-                    return bad("uniform needs 0 <= lower < upper, both finite");
+                    return bad(format!(
+                        "uniform needs 0 <= lower < upper, both finite; found lower = {lower}, upper = {upper}"
+                    ));
                 }
             }
             Prior::LogNormal { mu, sigma } => {
                 if !(fin(mu) && fin(sigma) && sigma > 0.0) {
-                    return bad("log-normal needs a finite mu and a finite sigma > 0");
+                    return bad(format!(
+                        "log-normal needs a finite mu and a finite sigma > 0; found mu = {mu}, sigma = {sigma}"
+                    ));
                 }
             }
             Prior::Gamma { shape, rate } => {
                 if !(fin(shape) && fin(rate) && shape > 0.0 && rate > 0.0) {
-                    return bad("gamma needs finite shape > 0 and rate > 0");
+                    return bad(format!(
+                        "gamma needs finite shape > 0 and rate > 0; found shape = {shape}, rate = {rate}"
+                    ));
                 }
             }
             Prior::Fixed { value } => {
                 if !(fin(value) && value > 0.0) {
-                    return bad("fixed needs a finite value > 0");
+                    return bad(format!(
+                        "fixed needs a finite value > 0; found value = {value}"
+                    ));
                 }
             }
         }

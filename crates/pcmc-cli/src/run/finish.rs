@@ -141,16 +141,14 @@ pub(super) fn finish_outputs(
         iterations: record.iterations,
         thin: record.thin,
         stats: record.stats.as_ref(),
-    });
+    })?;
     write_atomic(
         &dir.join("summary.json"),
         serde_json::to_string_pretty(&summary)?.as_bytes(),
     )?;
     if !quiet {
         print!("{}", summary_table(&summary));
-        for w in summary["warnings"].as_array().into_iter().flatten() {
-            tracing::warn!("{}", w.as_str().unwrap_or(""));
-        }
+        crate::summary::log_warnings(&summary, job.file.output.smoke_test);
     }
     if job.file.output.plots && !rows.is_empty() {
         plots::trace(&dir.join("trace.svg"), names, rows, job.truth.as_deref())?;

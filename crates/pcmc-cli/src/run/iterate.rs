@@ -136,10 +136,9 @@ pub(super) fn iterate(
             }
             if s.root {
                 tracing::warn!(
-                    "stopped by a signal during iteration {it}; checkpoint written after iteration {}: continue with `pcmc run {} --out {} --resume`",
+                    "stopped by a signal during iteration {it}; checkpoint written after iteration {}: continue with `{}`",
                     it - 1,
-                    s.job_path.display(),
-                    s.dir.display()
+                    super::resume::hint(&s.job_path, &s.dir)
                 );
             }
             return Ok(RunOutcome::Interrupted);
@@ -152,10 +151,9 @@ pub(super) fn iterate(
                 w.finish()?;
             }
             return Ok(RunOutcome::ClusterLost(format!(
-                "{why}; checkpoint written after iteration {}: continue with `pcmc run {} --out {} --resume` once the cluster is back",
+                "{why}; checkpoint written after iteration {}: continue with `{}` once the cluster is back",
                 it - 1,
-                s.job_path.display(),
-                s.dir.display()
+                super::resume::hint(&s.job_path, &s.dir)
             )));
         }
         // Chains of other groups arrive here; rows go out in chain order.
@@ -216,9 +214,8 @@ pub(super) fn iterate(
             }
             if s.root {
                 tracing::warn!(
-                    "stopped by a signal after iteration {it}; checkpoint written: continue with `pcmc run {} --out {} --resume`",
-                    s.job_path.display(),
-                    s.dir.display()
+                    "stopped by a signal after iteration {it}; checkpoint written: continue with `{}`",
+                    super::resume::hint(&s.job_path, &s.dir)
                 );
             }
             return Ok(RunOutcome::Interrupted);

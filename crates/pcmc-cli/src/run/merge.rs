@@ -25,9 +25,17 @@ pub fn merge(out: &Path, dirs: &[PathBuf], quiet: bool) -> Result<()> {
     let mut rows = Vec::new();
     let mut names: Option<Vec<String>> = None;
     for d in dirs {
+        super::report::refuse_smc2(
+            d,
+            "merge joins PMMH runs of one job with different chains (their chain.csv); compare SMC² runs with `pcmc compare-models`",
+        )?;
         let run_path = d.join("run.json");
-        let text = std::fs::read_to_string(&run_path)
-            .map_err(|e| input(&run_path, format!("not a run directory: {e}")))?;
+        let text = std::fs::read_to_string(&run_path).map_err(|e| {
+            input(
+                &run_path,
+                format!("not a run directory of pcmc run (PMMH), which merge joins: {e}"),
+            )
+        })?;
         let rec: RunRecord = serde_json::from_str(&text)
             .map_err(|e| input(&run_path, format!("malformed run record: {e}")))?;
         if rec.stats.is_none() {
@@ -45,14 +53,30 @@ pub fn merge(out: &Path, dirs: &[PathBuf], quiet: bool) -> Result<()> {
         names = Some(n);
         if let Some(first) = records.first() {
             let first: &RunRecord = first;
-            if first.fingerprint != rec.fingerprint
-                || first.iterations != rec.iterations
-                || first.burn_in != rec.burn_in
-                || first.thin != rec.thin
-            {
+            let d0 = dirs[0].display();
+            for (what, a, b) in [
+                ("iterations", first.iterations, rec.iterations),
+                ("burn-in", first.burn_in, rec.burn_in),
+                ("thin", first.thin, rec.thin),
+                ("seed", first.seed, rec.seed),
+            ] {
+                if a != b {
+                    return Err(input(
+                        d,
+                        format!(
+                            "cannot merge: {what} is {b} here but {a} in {d0} (merged runs must differ only in their chains)"
+                        ),
+                    ));
+                }
+            }
+            if first.fingerprint != rec.fingerprint {
                 return Err(input(
                     d,
-                    "is a run of another job, data set or settings: cannot merge",
+                    format!(
+                        "cannot merge: a run of another job, data set or settings than {d0} (job fingerprint {} here, {} there; \
+                         compare their job.toml and data.csv)",
+                        rec.fingerprint, first.fingerprint
+                    ),
                 ));
             }
         }

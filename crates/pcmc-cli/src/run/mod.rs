@@ -10,6 +10,7 @@ pub(crate) mod iterate;
 mod merge;
 mod open;
 mod report;
+pub mod resume;
 pub mod setup;
 mod state;
 
@@ -117,6 +118,13 @@ pub struct RunOptions {
     pub resume: bool,
     /// Checkpoint every this many iterations (overrides the job).
     pub checkpoint_every: Option<u64>,
+    /// With `resume`: run a PMMH run on to the `--iterations` given, more
+    /// than it was started with (the chain a run started with that many
+    /// iterations gives, bit for bit).
+    pub extend: bool,
+    /// Start afresh in a directory that holds another run's outputs,
+    /// removing them first.
+    pub force: bool,
 }
 
 /// How a run ended.

@@ -36,9 +36,33 @@ pub(super) fn open_run(s: &mut Setup, opts: RunOptions) -> Result<RunProgress> {
         if c.fingerprint != s.fingerprint {
             return Err(input(
                 dir.join(checkpoint::FILE),
+                super::resume::refusal(
+                    c.run.as_ref(),
+                    &s.settings,
+                    (&c.fingerprint, &s.fingerprint),
+                ),
+            ));
+        }
+        // The checkpoint must be the one of the run in this directory (its
+        // run.json is written before the first checkpoint).
+        let record: Option<RunRecord> = std::fs::read(dir.join("run.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        if record.is_some_and(|r| r.fingerprint != c.fingerprint) {
+            return Err(input(
+                dir.join(checkpoint::FILE),
+                "was written for another job, data set or settings than the run in this directory (its run.json): \
+                 refusing to resume; start a new run with --force, or in another directory (--out)",
+            ));
+        }
+        let total = s.prep.pmmh.total_iterations();
+        if c.iteration > total {
+            return Err(input(
+                dir.join(checkpoint::FILE),
                 format!(
-                    "was written for another job, data set or settings (fingerprint {}, this run {}): refusing to resume",
-                    c.fingerprint, s.fingerprint
+                    "the run is at iteration {} but this one has only {total} ({} burn-in + {}): \
+                     refusing to resume (continue it with the --iterations it was started with, or --extend)",
+                    c.iteration, job.mcmc.burn_in, job.mcmc.iterations
                 ),
             ));
         }
@@ -54,11 +78,14 @@ pub(super) fn open_run(s: &mut Setup, opts: RunOptions) -> Result<RunProgress> {
                 "inconsistent chain states: refusing to resume",
             ));
         }
-    } else if opts.resume && !s.quiet {
-        tracing::info!(
-            "no checkpoint in {}: starting from the beginning",
-            dir.display()
-        );
+    } else {
+        super::resume::claim_fresh(dir, opts.force, s.root)?;
+        if opts.resume && !s.quiet {
+            tracing::info!(
+                "no checkpoint in {}: starting from the beginning",
+                dir.display()
+            );
+        }
     }
     if let Some(l) = lock.as_mut() {
         l.announce()?;
@@ -79,6 +106,10 @@ pub(super) fn open_run(s: &mut Setup, opts: RunOptions) -> Result<RunProgress> {
         stats: None,
     };
     let pmmh = &s.prep.pmmh;
+    let ignored = job.ignored_fields(crate::job::Method::Pmmh);
+    if !ignored.is_empty() && !s.quiet {
+        tracing::info!("method pmmh ignores {}", ignored.join(", "));
+    }
     if !s.quiet {
         tracing::info!(
             "{} — {} chain(s) × {} iterations ({} burn-in), {} particles, executor {} × {}, output {}",

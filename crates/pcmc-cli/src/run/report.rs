@@ -28,6 +28,11 @@ pub fn report(dir: &Path, quiet: bool) -> Result<()> {
 
 /// [`report`] for a directory whose lock the caller holds.
 pub(super) fn report_locked(dir: &Path, quiet: bool) -> Result<()> {
+    refuse_smc2(
+        dir,
+        "pcmc report recomputes a PMMH run's summary and plots from its chain.csv; an SMC² run writes its \
+         summary.json and plots when it finishes (an unfinished one: continue it with --resume)",
+    )?;
     let job_path = dir.join("job.toml");
     let run_path = dir.join("run.json");
     for p in [&job_path, &run_path, &dir.join("chain.csv")] {
@@ -35,7 +40,7 @@ pub(super) fn report_locked(dir: &Path, quiet: bool) -> Result<()> {
             return Err(input(
                 dir,
                 format!(
-                    "not a run directory: {} is missing",
+                    "not a run directory of pcmc run (PMMH): {} is missing (report reads job.toml, run.json and chain.csv)",
                     p.file_name().unwrap_or_default().to_string_lossy()
                 ),
             ));
@@ -72,4 +77,18 @@ pub(super) fn report_locked(dir: &Path, quiet: bool) -> Result<()> {
         true,
         quiet,
     )
+}
+
+/// Refuses an SMC² run directory for a command that reads PMMH runs,
+/// saying why (`what`).
+///
+/// # Errors
+/// An input error naming the directory.
+pub(super) fn refuse_smc2(dir: &Path, what: &str) -> Result<()> {
+    let smc2 = dir.join(crate::smc2run::CHECKPOINT).is_file()
+        || (dir.join("particles.csv").is_file() && !dir.join("chain.csv").is_file());
+    if smc2 {
+        return Err(input(dir, format!("is an SMC² run directory: {what}")));
+    }
+    Ok(())
 }

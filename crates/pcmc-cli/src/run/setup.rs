@@ -322,6 +322,8 @@ pub(super) struct Setup {
     pub(super) names: Vec<String>,
     pub(super) first_chain: u64,
     pub(super) checkpoint_every: u64,
+    /// The settings as run, stored in every checkpoint.
+    pub(super) settings: super::resume::RunSettings,
 }
 
 /// The executor kind (`--executor`, else the job's, else rayon) and the
@@ -408,6 +410,12 @@ pub(super) fn setup(job_path: &Path, ov: &Overrides, opts: RunOptions) -> Result
         );
     }
     let fingerprint = job.fingerprint(&prep.data);
+    let settings = super::resume::RunSettings::of(
+        job,
+        &crate::job::data_fingerprint(&prep.data),
+        crate::job::Method::Pmmh,
+        ov,
+    );
     let names = job.network.parameters().to_vec();
     let group = exec.chain_group();
     Ok(Setup {
@@ -421,6 +429,7 @@ pub(super) fn setup(job_path: &Path, ov: &Overrides, opts: RunOptions) -> Result
         names,
         first_chain,
         checkpoint_every,
+        settings,
         prep,
     })
 }

@@ -49,6 +49,7 @@ impl RunProgress {
                 rows: self.rows.len() as u64,
                 chains: self.states.clone(),
                 stats: st,
+                run: Some(s.settings.clone()),
             },
         )
     }
