@@ -67,10 +67,10 @@ pub fn parse_data(path: &Path, bytes: &[u8], net: &Network) -> Result<Data> {
     let mut rows = Vec::new();
     for rec in rdr.records() {
         let rec = rec.map_err(|e| {
-            let line = e.position().map_or(0, |p| p.line());
+            let line = e.position().map_or(0, |p| line_at(bytes, p));
             input(path, format!("line {line}: {}", csv_reason(&e)))
         })?;
-        let line = rec.position().map_or(0, |p| p.line());
+        let line = rec.position().map_or(0, |p| line_at(bytes, p));
         let mut vals = Vec::with_capacity(cols.len());
         for (c, field) in rec.iter().enumerate() {
             let v: f64 = field.parse().map_err(|_| {
@@ -127,7 +127,14 @@ pub fn line_of_row(path: &Path, row: usize) -> Option<u64> {
     let bytes = std::fs::read(path).ok()?;
     let mut rdr = reader(&bytes);
     let rec = rdr.records().nth(row)?.ok()?;
-    rec.position().map(|p| p.line())
+    rec.position().map(|p| line_at(&bytes, p))
+}
+
+/// The line of the file (comment lines counted, which the CSV reader's own
+/// count skips) where a record starts.
+fn line_at(bytes: &[u8], p: &csv::Position) -> u64 {
+    let end = (p.byte() as usize).min(bytes.len());
+    bytes[..end].iter().filter(|&&b| b == b'\n').count() as u64 + 1
 }
 
 fn csv_reason(e: &csv::Error) -> String {
