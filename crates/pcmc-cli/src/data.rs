@@ -133,8 +133,24 @@ pub fn line_of_row(path: &Path, row: usize) -> Option<u64> {
 /// The line of the file (comment lines counted, which the CSV reader's own
 /// count skips) where a record starts.
 fn line_at(bytes: &[u8], p: &csv::Position) -> u64 {
-    let end = (p.byte() as usize).min(bytes.len());
-    bytes[..end].iter().filter(|&&b| b == b'\n').count() as u64 + 1
+    let mut at = (p.byte() as usize).min(bytes.len());
+    let mut line = bytes[..at].iter().filter(|&&b| b == b'\n').count() as u64 + 1;
+    // The reader's position can be that of the comment or blank lines it
+    // skipped before the record: step over them.
+    while at < bytes.len() {
+        let end = bytes[at..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(bytes.len(), |i| at + i);
+        let text = String::from_utf8_lossy(&bytes[at..end]);
+        let t = text.trim();
+        if !(t.is_empty() || t.starts_with('#')) || end == bytes.len() {
+            break;
+        }
+        at = end + 1;
+        line += 1;
+    }
+    line
 }
 
 fn csv_reason(e: &csv::Error) -> String {
