@@ -1,7 +1,9 @@
 //! `pcmc`: particle marginal Metropolis–Hastings for stochastic kinetic
 //! models, on a laptop (rayon), a Slurm cluster (MPI) or a dataflow engine.
 //!
-//! Exit status: 0 success, 2 bad input (job, data, flags), 1 other failures.
+//! Exit status: 0 success, 2 bad input (job, data, flags), 3 an SMC² run
+//! whose evidence is not usable (outputs written), 75 stopped after a
+//! checkpoint, 1 other failures.
 #![deny(missing_docs)]
 
 use anyhow::Result;
@@ -247,6 +249,10 @@ fn main() -> ExitCode {
         .init();
     match dispatch(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<Unusable>().is_some() => {
+            eprintln!("pcmc: {e}");
+            ExitCode::from(run::EXIT_UNUSABLE)
+        }
         Err(e)
             if e.downcast_ref::<Interrupted>().is_some()
                 || e.downcast_ref::<ClusterLost>().is_some() =>
@@ -265,6 +271,12 @@ fn main() -> ExitCode {
 #[derive(Debug, thiserror::Error)]
 #[error("interrupted by a signal; the checkpoint is written (resume with --resume)")]
 struct Interrupted;
+
+/// An SMC² run that finished, outputs written, with an evidence that is not
+/// usable.
+#[derive(Debug, thiserror::Error)]
+#[error("the run finished, but its evidence is not usable: {0}")]
+struct Unusable(String);
 
 /// A run stopped because its cluster became unavailable, after writing the
 /// checkpoint of its last complete iteration.
@@ -329,6 +341,7 @@ fn dispatch(cmd: Command) -> Result<()> {
                 run::RunOutcome::Finished => Ok(()),
                 run::RunOutcome::Interrupted => Err(Interrupted.into()),
                 run::RunOutcome::ClusterLost(why) => Err(ClusterLost(why).into()),
+                run::RunOutcome::EvidenceUnusable(why) => Err(Unusable(why).into()),
             }
         }
         Command::Simulate { job, seed, out } => simulate(&job, seed, out),

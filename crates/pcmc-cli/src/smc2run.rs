@@ -316,7 +316,7 @@ pub fn run(job_path: &Path, ov: &Overrides, opts: RunOptions) -> Result<RunOutco
                 );
             }
             // A fresh run: never over another run's outputs unless --force.
-            resume::claim_fresh(&dir, opts.force, root)?;
+            resume::claim_fresh(&dir, opts, root)?;
             (smc2.start(), Vec::new())
         }
     };
@@ -447,6 +447,15 @@ pub fn run(job_path: &Path, ov: &Overrides, opts: RunOptions) -> Result<RunOutco
         crate::summary::log_warnings(&summary, job.file.output.smoke_test);
         println!("wall time {wall:.1} s on {kind} with {threads} thread(s)");
     }
+    if summary["evidence_usable"].as_bool() == Some(false) {
+        let why: Vec<&str> = summary["evidence_failures"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        return Ok(RunOutcome::EvidenceUnusable(why.join("; ")));
+    }
     Ok(RunOutcome::Finished)
 }
 
@@ -555,18 +564,35 @@ fn summary_json(
     }
     let last = out.steps.last();
     let eves = last.map_or(0, |s| s.eves);
+    let effective = last.map_or(0.0, |s| s.effective_eves);
+    let reliable = last.is_some_and(pcmc_core::smc2::StepRecord::se_reliable);
+    let variance_positive = last.is_some_and(|s| s.relative_variance > 0.0);
     let mut warnings = Vec::new();
-    if eves < 20 {
+    if !reliable {
         warnings.push(format!(
-            "the evidence's standard error rests on {eves} Eves (initial θ-draws with descendants): \
-             it is unreliable and likely too small; compare independent runs (other seeds) or use \
-             more θ-particles"
+            "the standard error of log Ẑ is unreliable: it rests on {effective:.1} effective Eves \
+             ({eves} initial θ-draws with descendants; fewer than {} effective ones{}), and one run \
+             cannot see its own error then — it is usually far too small; rerun with other --seed \
+             values and use the spread of log Ẑ over the runs, or use more θ-particles",
+            pcmc_core::smc2::MIN_EFFECTIVE_EVES,
+            if variance_positive {
+                String::new()
+            } else {
+                ", and its variance estimate is not positive".into()
+            }
         ));
     }
-    let ess = out.ess();
+    let failures = evidence_failures(config, out);
+    for f in &failures {
+        warnings.push(format!("the evidence is not usable: {f}"));
+    }
+    let ess = out
+        .final_move
+        .as_ref()
+        .map_or_else(|| out.ess(), |f| f.ess_before);
     if ess < 0.1 * out.particles.len() as f64 {
         warnings.push(format!(
-            "the final θ-ESS is {ess:.0} of {}: the posterior summaries rest on few θ-particles",
+            "the θ-ESS of the final weighted cloud is {ess:.0} of {}: the posterior summaries rest on few θ-particles",
             out.particles.len()
         ));
     }
@@ -586,10 +612,14 @@ fn summary_json(
         "max_particles": config.max_particles,
         "observations": out.steps.len(),
         "log_evidence": out.log_evidence,
-        "log_evidence_se": out.log_evidence_se,
+        "log_evidence_se": if variance_positive { json!(out.log_evidence_se) } else { Value::Null },
+        "log_evidence_se_reliable": reliable,
         "log_evidence_se_estimator": "Lee & Whiteley (2018): Eve indices of the θ-particles (multinomial θ-resampling), delta method on the log scale",
+        "evidence_usable": failures.is_empty(),
+        "evidence_failures": failures,
         "eves": eves,
-        "final_ess": out.ess(),
+        "effective_eves": effective,
+        "theta_ess": ess,
         "resample_moves": out.resamplings,
         "final_move": out.final_move,
         "exchanges": out.steps.iter().filter(|s| s.exchange_log_increment.is_some()).count(),
@@ -599,20 +629,86 @@ fn summary_json(
     })
 }
 
+/// Why a finished run's evidence is not usable, one reason (with its
+/// remedy) each: the θ-particles collapsed onto one, the moves stalled with
+/// `Nx` at its cap, or the final move left few distinct θ.
+fn evidence_failures(config: &pcmc_core::smc2::Smc2Config, out: &Smc2Output) -> Vec<String> {
+    let mut why = Vec::new();
+    let nth = config.theta_particles as f64;
+    if let Some(r) = out.steps.iter().find(|r| r.ess < COLLAPSED_ESS) {
+        why.push(format!(
+            "the θ-particles collapsed: θ-ESS {:.2} of {} at observation {} (one θ carried the weight: the cloud \
+             was in the wrong place for that observation); use more θ-particles, and check the priors and the model",
+            r.ess, config.theta_particles, r.t
+        ));
+    }
+    if let Some(r) = out.steps.iter().rev().find(|r| r.resampled)
+        && r.acceptance_rate() < STALLED_ACCEPTANCE
+        && r.particles * 2 > config.max_particles
+    {
+        why.push(format!(
+            "the moves stalled: acceptance {:.1} % in the last rejuvenation (observation {}) with Nx {} at its cap \
+             (smc2.max_particles {}): the cloud cannot move; use more θ-particles, or raise smc2.max_particles",
+            100.0 * r.acceptance_rate(),
+            r.t,
+            r.particles,
+            config.max_particles
+        ));
+    }
+    if let Some(f) = &out.final_move
+        && (f.distinct as f64) < (FEW_DISTINCT * nth).max(2.0)
+    {
+        why.push(format!(
+            "the final move left {} distinct θ of {}: the posterior rests on a few points; use more moves or θ-particles",
+            f.distinct, config.theta_particles
+        ));
+    }
+    why
+}
+
+/// A θ-ESS below this at any observation: the cloud collapsed onto one
+/// θ-particle.
+const COLLAPSED_ESS: f64 = 2.0;
+/// A last rejuvenation accepting less than this with `Nx` at its cap: the
+/// cloud cannot move.
+const STALLED_ACCEPTANCE: f64 = 0.01;
+/// Fewer distinct θ than this fraction of `Nθ` after a final move.
+const FEW_DISTINCT: f64 = 0.05;
+
+/// The evidence and its error as printed: `± SE`, flagged when the SE is
+/// unreliable, `± ?` without a positive variance estimate.
+fn evidence_text(s: &Value) -> String {
+    let z = s["log_evidence"].as_f64().unwrap_or(f64::NAN);
+    match s["log_evidence_se"].as_f64() {
+        Some(se) if s["log_evidence_se_reliable"].as_bool().unwrap_or(true) => {
+            format!("{z:.4} ± {se:.4}")
+        }
+        Some(se) => format!(
+            "{z:.4} ± {se:.4} (unreliable: {:.1} effective Eves)",
+            s["effective_eves"].as_f64().unwrap_or(0.0)
+        ),
+        None => format!("{z:.4} ± ? (no positive variance estimate)"),
+    }
+}
+
 /// The printed summary.
 fn table(s: &Value) -> String {
     let mut t = String::new();
     let _ = writeln!(
         t,
-        "SMC² {}: log evidence {:.4} ± {:.4} (Nθ {}, Nx {} → {}, {} resample-moves, final θ-ESS {:.0})",
+        "SMC² {}: log evidence {}{} (Nθ {}, Nx {} → {}, {} resample-moves, θ-ESS {:.0})",
         s["job"].as_str().unwrap_or(""),
-        s["log_evidence"].as_f64().unwrap_or(f64::NAN),
-        s["log_evidence_se"].as_f64().unwrap_or(f64::NAN),
+        evidence_text(s),
+        if s["evidence_usable"].as_bool() == Some(false) {
+            " — NOT USABLE (see the warnings)"
+        } else {
+            ""
+        },
         s["theta_particles"],
         s["particles_start"],
         s["particles_end"],
         s["resample_moves"],
-        s["final_ess"].as_f64().unwrap_or(f64::NAN),
+        s["theta_ess"].as_f64().unwrap_or(f64::NAN),
     );
     if let Some(f) = s["final_move"].as_object() {
         let acc: Vec<String> = f["acceptance"]
@@ -744,6 +840,7 @@ pub fn compare(dirs: &[PathBuf], weights: &[f64]) -> Result<()> {
         );
     }
     let mut rows = Vec::new();
+    let mut seeds: Vec<(u64, &PathBuf)> = Vec::new();
     let mut data_fp: Option<(String, &PathBuf)> = None;
     for (i, d) in dirs.iter().enumerate() {
         let path = d.join("summary.json");
@@ -763,7 +860,28 @@ pub fn compare(dirs: &[PathBuf], weights: &[f64]) -> Result<()> {
                 .ok_or_else(|| input(&path, format!("{k}: missing or not a finite number")))
         };
         let log_z = field("log_evidence")?;
-        let se = field("log_evidence_se")?;
+        // An SE without a positive variance estimate is unknown: the
+        // Bayes factors against this run get no ±.
+        let se = v["log_evidence_se"]
+            .as_f64()
+            .filter(|x| x.is_finite())
+            .unwrap_or(f64::NAN);
+        let name = d.display();
+        if v["evidence_usable"].as_bool() == Some(false) {
+            tracing::warn!(
+                "{name}: its run says the evidence is not usable ({}): the comparison with it means nothing",
+                v["evidence_failures"]
+            );
+        }
+        if v["log_evidence_se_reliable"].as_bool() == Some(false) {
+            tracing::warn!(
+                "{name}: its standard error is unreliable ({:.1} effective Eves): the ± of its Bayes factors is likely far too small; compare runs with other seeds",
+                v["effective_eves"].as_f64().unwrap_or(0.0)
+            );
+        }
+        if let Some(seed) = v["seed"].as_u64() {
+            seeds.push((seed, d));
+        }
         let fp = v["data_fingerprint"]
             .as_str()
             .ok_or_else(|| input(&path, "data_fingerprint: missing"))?
@@ -790,6 +908,17 @@ pub fn compare(dirs: &[PathBuf], weights: &[f64]) -> Result<()> {
                 prior_weight: weights.get(i).copied().unwrap_or(1.0),
             },
         ));
+    }
+    for (i, (a, da)) in seeds.iter().enumerate() {
+        if let Some((_, db)) = seeds[i + 1..].iter().find(|(b, _)| b == a) {
+            tracing::warn!(
+                "{} and {} ran with the same seed {a}: their random numbers are shared (pcmc's streams are keyed \
+                 by seed, not by model), so their errors are correlated and the ± of their Bayes factor, which \
+                 assumes independent runs, is off; rerun one with another --seed",
+                da.display(),
+                db.display()
+            );
+        }
     }
     let models: Vec<ModelEvidence> = rows.iter().map(|(_, m)| m.clone()).collect();
     let table = compare_models(&models);

@@ -866,7 +866,11 @@ fn merge_and_report_name_what_they_accept() {
             .args(flags)
             .output()
             .unwrap();
-        common::ok(&o);
+        // An SMC² run this small may finish with an evidence it calls not
+        // usable (exit 3): it is still an SMC² run directory.
+        if o.status.code() != Some(3) {
+            common::ok(&o);
+        }
     };
     run("a", &["--chains", "1"]);
     run(

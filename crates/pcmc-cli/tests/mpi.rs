@@ -28,7 +28,8 @@ fn rayon_chain(tmp: &Path, job_name: &str, extra: &[&str]) -> Vec<u8> {
         .arg(job(job_name))
         .arg("--out")
         .arg(&dir)
-        .arg("--quiet")
+        // One directory per job, reused with other flags: replace it.
+        .args(["--quiet", "--force"])
         .args(extra)
         .output()
         .unwrap();
@@ -46,7 +47,7 @@ fn mpi_chain(
     let out = mpirun(ranks)
         .arg("run")
         .arg(job(job_name))
-        .args(["--executor", "mpi", "--quiet", "--out"])
+        .args(["--executor", "mpi", "--quiet", "--force", "--out"])
         .arg(&dir)
         .args(extra)
         .output()

@@ -124,8 +124,13 @@ fn a_final_move_leaves_the_evidence_and_equal_weights() {
         "log_evidence",
         "log_evidence_se",
         "eves",
+        "effective_eves",
+        "log_evidence_se_reliable",
         "steps",
         "resample_moves",
+        // The weighted θ-ESS of the cloud the evidence ends with: before
+        // the final move (after it every weight is equal).
+        "theta_ess",
     ] {
         assert_eq!(a[k], b[k], "{k}");
     }
@@ -134,7 +139,7 @@ fn a_final_move_leaves_the_evidence_and_equal_weights() {
     assert_eq!(f["acceptance"].as_array().unwrap().len(), 3, "{f}");
     let distinct = f["distinct"].as_u64().unwrap();
     assert!((2..=32).contains(&distinct), "{f}");
-    assert!((b["final_ess"].as_f64().unwrap() - 32.0).abs() < 1e-9);
+    assert!((f["ess_before"].as_f64().unwrap() - b["theta_ess"].as_f64().unwrap()).abs() < 1e-9);
     let text = std::fs::read_to_string(fin.join("particles.csv")).unwrap();
     assert!(
         text.lines()
@@ -160,7 +165,20 @@ fn compare_models_ranks_runs_on_the_same_data_and_refuses_others() {
     std::fs::write(&bad, text.replace("init = 0.8", "init = 1.5")).unwrap();
     let (g, b) = (tmp.path().join("g"), tmp.path().join("b"));
     run(&good, &g, &["--quiet"]);
-    run(&bad, &b, &["--quiet"]);
+    // The bad model's prior excludes the truth: its cloud can collapse, and
+    // the run then says its evidence is not usable (exit 3), which
+    // compare-models repeats.
+    let o = pcmc()
+        .arg("run")
+        .arg(&bad)
+        .args(["--quiet", "--out"])
+        .arg(&b)
+        .output()
+        .unwrap();
+    let unusable = o.status.code() == Some(3);
+    if !unusable {
+        ok(&o);
+    }
     let o = pcmc()
         .arg("compare-models")
         .arg(&g)
@@ -168,6 +186,13 @@ fn compare_models_ranks_runs_on_the_same_data_and_refuses_others() {
         .output()
         .unwrap();
     ok(&o);
+    if unusable {
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("evidence is not usable"),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
     let table = String::from_utf8_lossy(&o.stdout).into_owned();
     let line = |name: &str| {
         table
@@ -180,6 +205,33 @@ fn compare_models_ranks_runs_on_the_same_data_and_refuses_others() {
     // one's is negative.
     assert!(line("good").contains(" 0.000 ± 0.000"), "{table}");
     assert!(line("bad").contains(" -"), "{table}");
+    // Both ran with the job's seed: their random numbers are shared, and
+    // compare-models says so; with its own seed, no such warning.
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("ran with the same seed"), "{err}");
+    let b2 = tmp.path().join("b2");
+    let o = pcmc()
+        .arg("run")
+        .arg(&bad)
+        .args(["--quiet", "--seed", "77", "--out"])
+        .arg(&b2)
+        .output()
+        .unwrap();
+    if o.status.code() != Some(3) {
+        ok(&o);
+    }
+    let o = pcmc()
+        .arg("compare-models")
+        .arg(&g)
+        .arg(&b2)
+        .output()
+        .unwrap();
+    ok(&o);
+    assert!(
+        !String::from_utf8_lossy(&o.stderr).contains("same seed"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     // Prior weights are one per run.
     let o = pcmc()
         .arg("compare-models")
@@ -341,5 +393,70 @@ fn an_interrupted_smc2_run_resumes_to_the_same_bytes() {
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("refusing to resume"), "{err}");
+    assert!(
+        err.contains("--theta-particles") && err.contains("smc2.theta_particles = 160"),
+        "{err}"
+    );
+}
+
+/// A run's own standard error is flagged as unreliable when it rests on
+/// few effective Eves (8 θ-particles), in summary.json, the warnings and the
+/// printed line; with the job's 1000 θ-particles it is reliable.
+#[test]
+fn an_unreliable_standard_error_is_flagged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let few = tmp.path().join("few");
+    let o = pcmc()
+        .arg("run")
+        .arg(job("imdeath-smc2.toml"))
+        .args(["--theta-particles", "8", "--out"])
+        .arg(&few)
+        .output()
+        .unwrap();
+    ok(&o);
+    let s = json(&few.join("summary.json"));
+    assert_eq!(s["log_evidence_se_reliable"], false, "{s}");
+    let eff = s["effective_eves"].as_f64().unwrap();
+    assert!(eff < 10.0 && eff >= 1.0, "{eff}");
+    assert!(s["warnings"].to_string().contains("unreliable"), "{s}");
+    assert!(String::from_utf8_lossy(&o.stdout).contains("(unreliable: "));
+    let many = tmp.path().join("many");
+    run(&job("imdeath-smc2.toml"), &many, &["--quiet"]);
+    let s = json(&many.join("summary.json"));
+    assert_eq!(s["log_evidence_se_reliable"], true, "{s}");
+    assert!(s["effective_eves"].as_f64().unwrap() >= 10.0, "{s}");
+    assert_eq!(s["evidence_usable"], true, "{s}");
+}
+
+/// A run whose θ-particles collapse onto one (birth–death on immigration–
+/// death data with 4 θ-particles: θ-ESS 1.65 at observation 7) writes its
+/// outputs but says that its evidence is not usable: exit status 3, the
+/// reason in summary.json and on standard error.
+#[test]
+fn a_collapsed_run_says_its_evidence_is_not_usable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("collapsed");
+    let o = pcmc()
+        .arg("run")
+        .arg(job("birth-death-smc2.toml"))
+        .args(["--theta-particles", "4", "--quiet", "--out"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("evidence is not usable") && err.contains("collapsed"),
+        "{err}"
+    );
+    let s = json(&dir.join("summary.json"));
+    assert_eq!(s["evidence_usable"], false, "{s}");
+    assert!(
+        s["evidence_failures"][0]
+            .as_str()
+            .unwrap()
+            .contains("θ-ESS"),
+        "{s}"
+    );
+    assert!(dir.join("particles.csv").is_file());
 }

@@ -54,6 +54,10 @@ pub enum Purpose {
     Test = 8,
     /// A chain's starting point (step: the attempt).
     Start = 9,
+    /// SMC²'s resampling of the θ-particles at one observation (its own
+    /// purpose: with `Resample` it shared the uniforms of θ-particle 0's
+    /// filter resampling at the next step).
+    ThetaResample = 10,
 }
 
 /// The identity of one random stream. See the [module docs](self) for the

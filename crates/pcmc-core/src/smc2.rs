@@ -100,6 +100,15 @@ pub const DEFAULT_MOVES: u32 = 3;
 /// (Chopin et al. 2013 use 20 %).
 pub const DEFAULT_EXCHANGE_BELOW: f64 = 0.2;
 
+/// How often a prior draw on the edge of the support (θ = 0) is drawn again.
+const MAX_PRIOR_REDRAWS: usize = 1000;
+
+/// Fewer effective Eves (`1/Σ_e S_e²`) than this, and a run's own standard
+/// error of `log Ẑ` is not to be trusted: measured on immigration–death
+/// with an exact evidence (`smc2_evidence.rs`, the calibration run), below
+/// it the runs' spread exceeded their reported errors (docs/smc2.md).
+pub const MIN_EFFECTIVE_EVES: f64 = 10.0;
+
 /// Default cap on `Nx` for the exchange step.
 pub const DEFAULT_MAX_PARTICLES: usize = 5000;
 
@@ -316,6 +325,15 @@ pub struct StepRecord {
     pub log_evidence_se: f64,
     /// Eves (initial draws) that still have descendants with weight.
     pub eves: usize,
+    /// The effective number of Eves, `1/Σ_e S_e²` (`S_e` the normalised
+    /// weight of Eve `e`'s descendants): how many independent lines of
+    /// descent the standard error really rests on.
+    #[serde(default)]
+    pub effective_eves: f64,
+    /// The Lee–Whiteley relative variance `V̂/Ẑ²` as estimated (it can be
+    /// negative; [`StepRecord::log_evidence_se`] is its root where positive).
+    #[serde(default)]
+    pub relative_variance: f64,
     /// Whether the θ-particles were resampled and moved.
     pub resampled: bool,
     /// Accepted over tried, per move of the rejuvenation (empty without).
@@ -326,6 +344,15 @@ pub struct StepRecord {
 }
 
 impl StepRecord {
+    /// Whether the one-run standard error can be trusted: a positive
+    /// variance estimate resting on at least [`MIN_EFFECTIVE_EVES`]
+    /// effective Eves.
+    pub fn se_reliable(&self) -> bool {
+        self.relative_variance > 0.0
+            && self.relative_variance.is_finite()
+            && self.effective_eves >= MIN_EFFECTIVE_EVES
+    }
+
     /// The rejuvenation's acceptance over all its moves (0 without one).
     pub fn acceptance_rate(&self) -> f64 {
         if self.acceptance.is_empty() {
@@ -340,6 +367,10 @@ impl StepRecord {
 /// ([`Smc2Config::final_move`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FinalMove {
+    /// The weighted θ-ESS of the cloud before the move (after it every
+    /// weight is equal: the ESS then says nothing).
+    #[serde(default)]
+    pub ess_before: f64,
     /// Accepted over tried, per move.
     pub acceptance: Vec<f64>,
     /// Distinct θ among the θ-particles after the moves.
@@ -423,9 +454,21 @@ fn normalised(ps: &[ThetaParticle]) -> Vec<f64> {
     w.into_iter().map(|x| x / s).collect()
 }
 
+/// The Eves of a cloud and the evidence's variance estimate they give.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EveSpread {
+    /// The Lee–Whiteley relative variance `V̂/Ẑ²` (may be ≤ 0).
+    pub relative_variance: f64,
+    /// Eves with weight.
+    pub eves: usize,
+    /// `1/Σ_e S_e²`.
+    pub effective_eves: f64,
+}
+
 /// The Lee–Whiteley relative variance `V̂/Ẑ²` of the cloud after
-/// `resamplings` resamplings, and the number of Eves with weight.
-pub fn eve_relative_variance(ps: &[ThetaParticle], resamplings: u32) -> (f64, usize) {
+/// `resamplings` resamplings (Lee & Whiteley 2018), the number of Eves with
+/// weight and the effective number of Eves.
+pub fn eve_relative_variance(ps: &[ThetaParticle], resamplings: u32) -> EveSpread {
     let n = ps.len();
     let w = normalised(ps);
     let mut by_eve = vec![0.0; n];
@@ -436,7 +479,11 @@ pub fn eve_relative_variance(ps: &[ThetaParticle], resamplings: u32) -> (f64, us
     let same: f64 = by_eve.iter().map(|s| s * s).sum();
     let nf = n as f64;
     let factor = (nf / (nf - 1.0)).powi(resamplings as i32 + 1);
-    (1.0 - factor * (1.0 - same), eves)
+    EveSpread {
+        relative_variance: 1.0 - factor * (1.0 - same),
+        eves,
+        effective_eves: if same > 0.0 { 1.0 / same } else { 0.0 },
+    }
 }
 
 /// The Gaussian fitted to the weighted cloud: mean and Cholesky factor of
@@ -550,10 +597,27 @@ impl Smc2 {
         StreamKey::new(self.config.seed, m as u64, NS, step, 0, purpose)
     }
 
-    /// θ-particle `m`'s draw from the prior (fixed parameters at their value).
+    /// θ-particle `m`'s draw from the prior (fixed parameters at their
+    /// value). A draw on the edge of the support — a Gamma with a tiny
+    /// shape underflows to 0, whose log no proposal fit can use — is drawn
+    /// again from the same stream (the first draw is kept whenever it is
+    /// inside, so runs without such draws are unchanged).
     fn prior_draw(&self, m: usize) -> Vec<f64> {
         let mut rng = self.stream(m, 0, Purpose::Start).rng();
-        self.priors.iter().map(|p| p.sample(&mut rng)).collect()
+        self.priors
+            .iter()
+            .map(|p| {
+                let inside = |x: f64| x.is_finite() && x > 0.0 && p.log_density(x).is_finite();
+                let mut x = p.sample(&mut rng);
+                for _ in 0..MAX_PRIOR_REDRAWS {
+                    if inside(x) {
+                        break;
+                    }
+                    x = p.sample(&mut rng);
+                }
+                x
+            })
+            .collect()
     }
 
     /// The state before the first observation: `Nθ` draws from the prior.
@@ -639,7 +703,7 @@ impl Smc2 {
         let se = match state.steps.last() {
             Some(r) => r.log_evidence_se,
             None => eve_relative_variance(&state.theta, state.resamplings)
-                .0
+                .relative_variance
                 .max(0.0)
                 .sqrt(),
         };
@@ -694,6 +758,8 @@ impl Smc2 {
             log_evidence: s.log_evidence,
             log_evidence_se: 0.0,
             eves: 0,
+            effective_eves: 0.0,
+            relative_variance: 0.0,
             resampled: false,
             acceptance: Vec::new(),
             exchange_log_increment: None,
@@ -716,9 +782,11 @@ impl Smc2 {
             }
         }
         s.t = t;
-        let (rv, eves) = eve_relative_variance(&s.theta, s.resamplings);
-        record.log_evidence_se = rv.max(0.0).sqrt();
-        record.eves = eves;
+        let spread = eve_relative_variance(&s.theta, s.resamplings);
+        record.log_evidence_se = spread.relative_variance.max(0.0).sqrt();
+        record.eves = spread.eves;
+        record.effective_eves = spread.effective_eves;
+        record.relative_variance = spread.relative_variance;
         s.steps.push(record);
         Ok(())
     }
@@ -733,6 +801,7 @@ impl Smc2 {
             return Ok(());
         }
         let problem = self.problem.with_particles(s.particles)?;
+        let ess_before = theta_ess(&s.theta);
         let fit = self.fit(&s.theta);
         s.theta = self.resample(&s.theta, k + 1, false);
         let acceptance = self.rejuvenate(exec, &problem, &mut s.theta, &fit, k + 1, k)?;
@@ -744,6 +813,7 @@ impl Smc2 {
         thetas.sort_unstable();
         thetas.dedup();
         s.final_move = Some(FinalMove {
+            ess_before,
             acceptance,
             distinct: thetas.len(),
         });
@@ -849,7 +919,7 @@ impl Smc2 {
             &q,
             total,
             n as u64,
-            self.stream(0, t as u64, Purpose::Resample),
+            self.stream(0, t as u64, Purpose::ThetaResample),
             &mut counts,
         );
         let mut out = Vec::with_capacity(n);
@@ -1097,6 +1167,98 @@ pub fn compare_models(models: &[ModelEvidence]) -> Vec<ModelComparison> {
 mod tests {
     use super::*;
     use crate::filter::run_filter;
+
+    fn particle(eve: u32, log_weight: f64) -> ThetaParticle {
+        ThetaParticle {
+            theta: vec![1.0],
+            log_prior: 0.0,
+            loglik: 0.0,
+            log_weight,
+            eve,
+            lineage: Lineage(vec![Segment {
+                from: 0,
+                key: FilterKey {
+                    seed: 0,
+                    chain: 0,
+                    iteration: NS,
+                },
+            }]),
+        }
+    }
+
+    /// A Gamma prior with a tiny shape puts most draws at 0 in floating
+    /// point: every θ-particle must still start inside the support, with a
+    /// finite log prior (else the proposal fit takes ln 0).
+    #[test]
+    fn prior_draws_start_inside_the_support() {
+        let problem = crate::workloads::lv11(30, 1);
+        let tiny = Prior::Gamma {
+            shape: 0.002,
+            rate: 1.0,
+        };
+        let smc2 = Smc2::new(
+            problem,
+            vec![tiny; 3],
+            Smc2Config {
+                theta_particles: 200,
+                ..Smc2Config::default()
+            },
+        )
+        .unwrap();
+        let raw_zero = (0..200)
+            .filter(|m| {
+                let mut rng = smc2.stream(*m, 0, Purpose::Start).rng();
+                tiny.sample(&mut rng) == 0.0
+            })
+            .count();
+        assert!(raw_zero > 20, "the prior does not underflow: {raw_zero}");
+        for p in smc2.start().theta {
+            assert!(p.theta.iter().all(|x| *x > 0.0), "{:?}", p.theta);
+            assert!(p.log_prior.is_finite(), "{:?}", p.theta);
+        }
+    }
+
+    /// The effective number of Eves is `1/Σ S_e²` of the Eves' weights,
+    /// and the relative variance is Lee and Whiteley's `1 − (N/(N−1))^(n+1)
+    /// (1 − Σ S_e²)`, reported as estimated (here negative) — the SE is
+    /// then not reliable, whatever the count.
+    #[test]
+    fn effective_eves_and_the_relative_variance_are_those_of_the_eve_weights() {
+        // Eves 0, 0, 1, 2 with equal weights: S = (1/2, 1/4, 1/4).
+        let ps = [
+            particle(0, 0.0),
+            particle(0, 0.0),
+            particle(1, 0.0),
+            particle(2, 0.0),
+        ];
+        let e = eve_relative_variance(&ps, 0);
+        let same: f64 = 0.25 + 0.0625 + 0.0625;
+        assert_eq!(e.eves, 3);
+        assert!((e.effective_eves - 1.0 / same).abs() < 1e-12);
+        assert!((e.relative_variance - (1.0 - 4.0 / 3.0 * (1.0 - same))).abs() < 1e-12);
+        // One Eve with all the weight: one effective Eve.
+        let ps = [particle(0, 0.0), particle(1, -800.0), particle(2, -800.0)];
+        let e = eve_relative_variance(&ps, 1);
+        assert!((e.effective_eves - 1.0).abs() < 1e-12);
+        let record = |effective_eves: f64, relative_variance: f64| StepRecord {
+            t: 1,
+            particles: 10,
+            ess: 1.0,
+            log_evidence_increment: 0.0,
+            log_evidence: 0.0,
+            log_evidence_se: relative_variance.max(0.0).sqrt(),
+            eves: 50,
+            effective_eves,
+            relative_variance,
+            resampled: false,
+            acceptance: Vec::new(),
+            exchange_log_increment: None,
+        };
+        assert!(record(MIN_EFFECTIVE_EVES, 0.01).se_reliable());
+        assert!(!record(MIN_EFFECTIVE_EVES - 0.5, 0.01).se_reliable());
+        assert!(!record(100.0, -0.01).se_reliable());
+        assert!(!record(100.0, 0.0).se_reliable());
+    }
 
     /// A pass over the first `t` observations repeats the full pass's first
     /// `t` steps bit for bit, and a lineage segment from step `s` changes

@@ -152,3 +152,73 @@ fn smc2_evidence_is_unbiased_its_se_is_calibrated_and_its_posterior_matches_the_
         "the standard error of log Ẑ is off: mean z² {z2}"
     );
 }
+
+/// The calibration behind [`pcmc_core::smc2::MIN_EFFECTIVE_EVES`]: runs of
+/// immigration–death over a range of Nθ and Nx (so of effective Eves),
+/// each run's `z = (log Ẑ − log Z)/se` binned by its effective Eves; the
+/// mean z² and the coverage of |z| ≤ 2 per bin show where a run's own
+/// standard error stops being honest. Run with `--ignored --nocapture`.
+#[test]
+#[ignore = "a calibration study (minutes): run by hand"]
+fn calibration_of_the_effective_eve_threshold() {
+    let times: Vec<f64> = (1..=20).map(|i| 0.5 * f64::from(i)).collect();
+    let obs = ObservationModel::Gaussian { sd: vec![2.0] };
+    let problem = common::id_problem(&[10.0, 0.5], times, obs, 50, 3);
+    let common::Grid { log_z, .. } = common::grid_posterior(&problem);
+    let mut rows: Vec<(f64, f64)> = Vec::new();
+    let mut seed = 50_000;
+    for (nth, nx) in [
+        (50, 10),
+        (100, 10),
+        (100, 25),
+        (200, 10),
+        (200, 25),
+        (400, 25),
+        (800, 50),
+    ] {
+        for _ in 0..40 {
+            seed += 1;
+            let smc2 = Smc2::new(
+                problem.with_particles(nx).unwrap(),
+                priors(),
+                Smc2Config {
+                    seed,
+                    theta_particles: nth,
+                    moves: 2,
+                    exchange_below: None,
+                    ..Smc2Config::default()
+                },
+            )
+            .unwrap();
+            let o = smc2.run(&mut SerialPasses::default()).unwrap();
+            let last = o.steps.last().unwrap();
+            let se = last.relative_variance.max(0.0).sqrt();
+            let z = if se > 0.0 {
+                (o.log_evidence - log_z) / se
+            } else {
+                f64::INFINITY
+            };
+            rows.push((last.effective_eves, z));
+        }
+    }
+    let bins = [0.0, 3.0, 5.0, 10.0, 20.0, 50.0, 100.0, f64::INFINITY];
+    for w in bins.windows(2) {
+        let zs: Vec<f64> = rows
+            .iter()
+            .filter(|(e, _)| *e >= w[0] && *e < w[1])
+            .map(|r| r.1)
+            .collect();
+        if zs.is_empty() {
+            continue;
+        }
+        let z2 = zs.iter().map(|z| z * z).sum::<f64>() / zs.len() as f64;
+        let cover = zs.iter().filter(|z| z.abs() <= 2.0).count() as f64 / zs.len() as f64;
+        eprintln!(
+            "effective Eves [{}, {}): {} runs, mean z² {z2:.2}, |z| ≤ 2 in {:.0} %",
+            w[0],
+            w[1],
+            zs.len(),
+            100.0 * cover
+        );
+    }
+}

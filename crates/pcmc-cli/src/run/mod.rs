@@ -135,11 +135,19 @@ pub enum RunOutcome {
     /// A signal (SIGTERM, SIGINT, SIGUSR1) stopped the run after a checkpoint;
     /// `pcmc run --resume` continues it.
     Interrupted,
+    /// SMC² finished and wrote its outputs, but its evidence is not usable
+    /// (the θ-particles collapsed, the moves stalled, …): the message says
+    /// why and what to do. Exit status [`EXIT_UNUSABLE`].
+    EvidenceUnusable(String),
     /// The cluster became unavailable (the message says which and why); the
     /// checkpoint after the last complete iteration is written, and `pcmc
     /// run --resume` continues once the cluster is back.
     ClusterLost(String),
 }
+
+/// Exit status of an SMC² run that finished with an evidence that is not
+/// usable ([`RunOutcome::EvidenceUnusable`]).
+pub const EXIT_UNUSABLE: u8 = 3;
 
 /// Exit status of a run stopped by a signal after writing its checkpoint
 /// (EX_TEMPFAIL: "try again"), so batch scripts can requeue.

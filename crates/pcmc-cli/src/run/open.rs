@@ -79,7 +79,7 @@ pub(super) fn open_run(s: &mut Setup, opts: RunOptions) -> Result<RunProgress> {
             ));
         }
     } else {
-        super::resume::claim_fresh(dir, opts.force, s.root)?;
+        super::resume::claim_fresh(dir, opts, s.root)?;
         if opts.resume && !s.quiet {
             tracing::info!(
                 "no checkpoint in {}: starting from the beginning",

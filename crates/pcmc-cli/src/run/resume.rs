@@ -302,16 +302,17 @@ pub fn apply(st: &RunSettings, ov: &Overrides, dir: &Path, opts: RunOptions) -> 
 }
 
 /// Files pcmc writes into a run directory (either method): what `--force`
-/// removes, and (the first group) what marks a directory as holding a run.
+/// removes. The first group marks a directory as holding a run; the second
+/// too, except for `--resume` (a run killed before its first checkpoint
+/// leaves them, and its resumption starts afresh); the rest never.
 const RUN_MARKS: &[&str] = &[
-    "run.json",
     "summary.json",
     crate::checkpoint::FILE,
     crate::smc2run::CHECKPOINT,
     "particles.csv",
     "particles.parquet",
-    "chain.parquet",
 ];
+const STARTED_MARKS: &[&str] = &["run.json", "chain.parquet"];
 const OTHER_OUTPUTS: &[&str] = &[
     "chain.csv",
     "job.toml",
@@ -326,11 +327,14 @@ const OTHER_OUTPUTS: &[&str] = &[
     "smc2.svg",
 ];
 
-/// The outputs of a run in `dir`, if it holds any: its checkpoint, run
-/// record, summary or draws (a `chain.csv` with rows).
-pub fn run_outputs(dir: &Path) -> Vec<String> {
+/// The outputs of a run in `dir`, if it holds any: its checkpoint,
+/// summary or draws (a `chain.csv` with rows), and unless `resume` its run
+/// record or Parquet chain.
+pub fn run_outputs(dir: &Path, resume: bool) -> Vec<String> {
+    let started: &[&str] = if resume { &[] } else { STARTED_MARKS };
     let mut found: Vec<String> = RUN_MARKS
         .iter()
+        .chain(started)
         .filter(|f| dir.join(f).exists())
         .map(|f| f.to_string())
         .collect();
@@ -346,16 +350,19 @@ pub fn run_outputs(dir: &Path) -> Vec<String> {
 /// Claims `dir` (locked by the caller when `root`) for a new run: refused
 /// (exit 2) when it holds another run's outputs, unless `force`, which
 /// removes every file a run of either method writes first (on the root
-/// process only; the other ranks of a distributed run only check).
+/// process only; the other ranks of a distributed run only check). With
+/// `resume` (and no checkpoint) a run that never reached its first
+/// checkpoint is started afresh.
 ///
 /// # Errors
 /// An input error naming the directory, what it holds, and `--resume` and
 /// `--force`.
-pub fn claim_fresh(dir: &Path, force: bool, root: bool) -> Result<()> {
+pub fn claim_fresh(dir: &Path, opts: RunOptions, root: bool) -> Result<()> {
+    let force = opts.force;
     if force && !root {
         return Ok(());
     }
-    let found = run_outputs(dir);
+    let found = run_outputs(dir, opts.resume);
     if found.is_empty() {
         return Ok(());
     }
@@ -363,13 +370,18 @@ pub fn claim_fresh(dir: &Path, force: bool, root: bool) -> Result<()> {
         return Err(input(
             dir,
             format!(
-                "holds another run's outputs ({}): continue that run with --resume, \
-                 replace it with --force (its files are removed first), or write to another directory (--out)",
-                found.join(", ")
+                "holds another run's outputs ({}): {}replace it with --force (its files are removed first), \
+                 or write to another directory (--out)",
+                found.join(", "),
+                if opts.resume {
+                    "it has no checkpoint to continue from; "
+                } else {
+                    "continue that run with --resume, "
+                }
             ),
         ));
     }
-    for f in RUN_MARKS.iter().chain(OTHER_OUTPUTS) {
+    for f in RUN_MARKS.iter().chain(STARTED_MARKS).chain(OTHER_OUTPUTS) {
         let p = dir.join(f);
         if p.exists() {
             std::fs::remove_file(&p)
