@@ -18,6 +18,9 @@ use std::path::Path;
 /// The file name of the checkpoint in a run directory.
 pub const FILE: &str = "checkpoint.json";
 
+/// The file name of an SMC² run's checkpoint.
+pub const SMC2_FILE: &str = "smc2-checkpoint.json";
+
 /// The state of a run after a completed iteration of every chain.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Checkpoint {
@@ -34,7 +37,7 @@ pub struct Checkpoint {
     /// The settings the run was started with (absent in checkpoints of
     /// older pcmc versions: those resume only with the same flags).
     #[serde(default)]
-    pub run: Option<crate::run::resume::RunSettings>,
+    pub run: Option<crate::settings::RunSettings>,
 }
 
 #[derive(Serialize, Deserialize)]

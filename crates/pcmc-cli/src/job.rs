@@ -1110,7 +1110,7 @@ impl Job {
     pub fn result_fields(&self) -> BTreeMap<String, String> {
         let mut out = BTreeMap::new();
         let v = serde_json::to_value(self.result_view()).unwrap_or_default();
-        crate::run::resume::flatten("", &v, &mut out);
+        flatten("", &v, &mut out);
         out.insert(
             "particles (effective)".into(),
             self.filter.particles.to_string(),
@@ -1125,7 +1125,7 @@ impl Job {
     pub fn ignored_fields(&self, method: Method) -> Vec<String> {
         let flat = |v: serde_json::Value, prefix: &str| {
             let mut m = BTreeMap::new();
-            crate::run::resume::flatten(prefix, &v, &mut m);
+            flatten(prefix, &v, &mut m);
             m
         };
         match method {
@@ -1444,5 +1444,30 @@ fn build_network(path: &Path, m: &ModelSection) -> Result<Network> {
             path,
             "model: needs `preset` or `species` and `reactions`",
         )),
+    }
+}
+
+/// A JSON value flattened to `a.b.c = value` entries (arrays by index).
+pub fn flatten(prefix: &str, v: &serde_json::Value, out: &mut BTreeMap<String, String>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, x) in m {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&key, x, out);
+            }
+        }
+        serde_json::Value::Array(a) => {
+            for (i, x) in a.iter().enumerate() {
+                flatten(&format!("{prefix}[{i}]"), x, out);
+            }
+        }
+        serde_json::Value::Null => {}
+        other => {
+            out.insert(prefix.to_string(), other.to_string());
+        }
     }
 }

@@ -4,6 +4,7 @@
 use crate::error::InputError;
 use crate::job::{Job, Method};
 use crate::run::{Overrides, RunOptions, RunOutcome};
+use crate::settings::RunSettings;
 use anyhow::Result;
 use std::path::Path;
 
@@ -39,7 +40,7 @@ pub fn run(job_path: &Path, ov: &Overrides, opts: RunOptions) -> Result<RunOutco
     let job = Job::load(job_path)?;
     let dir = crate::run::run_dir(&job, ov);
     let stored = if opts.resume {
-        crate::run::resume::stored(&dir, flag_method.or(job.method().ok()))?
+        stored(&dir, flag_method.or(job.method().ok()))?
     } else {
         None
     };
@@ -74,5 +75,26 @@ pub fn run(job_path: &Path, ov: &Overrides, opts: RunOptions) -> Result<RunOutco
             Err(InputError::flag("--theta-particles", "applies to method smc2 only").into())
         }
         Method::Pmmh => crate::run::run(job_path, ov, opts),
+    }
+}
+
+/// The settings stored in the checkpoint of the run in `dir`, if there is
+/// one: the PMMH checkpoint or the SMC² one (`method`, when both exist).
+///
+/// # Errors
+/// An input error for an unreadable or corrupted checkpoint.
+fn stored(dir: &Path, method: Option<Method>) -> Result<Option<RunSettings>> {
+    let pmmh = dir.join(crate::checkpoint::FILE);
+    let smc2 = dir.join(crate::checkpoint::SMC2_FILE);
+    let pick_smc2 = match (pmmh.is_file(), smc2.is_file()) {
+        (false, false) => return Ok(None),
+        (true, false) => false,
+        (false, true) => true,
+        (true, true) => method == Some(Method::Smc2),
+    };
+    if pick_smc2 {
+        crate::smc2run::stored_settings(dir)
+    } else {
+        Ok(crate::checkpoint::read(dir)?.and_then(|c| c.run))
     }
 }

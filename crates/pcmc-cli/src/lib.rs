@@ -15,6 +15,7 @@ pub mod launch;
 pub mod output;
 pub mod plots;
 pub mod run;
+pub mod settings;
 pub mod smc2run;
 pub mod summary;
 pub mod tools;

@@ -12,9 +12,10 @@ use crate::fsio::{RunLock, create_output_dir, write_atomic};
 use crate::job::data_fingerprint;
 use crate::output::ChainRow;
 use crate::plots::{self, Smc2StepPoint};
-use crate::run::resume::{self, RunSettings};
+use crate::run::resume;
 use crate::run::setup::cluster_target;
 use crate::run::{ClusterTarget, Overrides, RunOptions, RunOutcome, prepare, run_dir};
+use crate::settings::RunSettings;
 use anyhow::{Context, Result};
 use arrow::array::{ArrayRef, Float64Array, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema};
@@ -148,7 +149,7 @@ impl Exec {
 }
 
 /// The checkpoint file of an SMC² run directory.
-pub const CHECKPOINT: &str = "smc2-checkpoint.json";
+pub const CHECKPOINT: &str = crate::checkpoint::SMC2_FILE;
 const CHECKPOINT_FORMAT: &str = "pcmc-smc2-checkpoint";
 
 /// What an SMC² run needs to continue bit for bit: its state after a
@@ -448,12 +449,7 @@ pub fn run(job_path: &Path, ov: &Overrides, opts: RunOptions) -> Result<RunOutco
         println!("wall time {wall:.1} s on {kind} with {threads} thread(s)");
     }
     if summary["evidence_usable"].as_bool() == Some(false) {
-        let why: Vec<&str> = summary["evidence_failures"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
+        let why = crate::summary::strings(&summary["evidence_failures"]);
         return Ok(RunOutcome::EvidenceUnusable(why.join("; ")));
     }
     Ok(RunOutcome::Finished)

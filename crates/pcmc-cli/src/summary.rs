@@ -628,17 +628,21 @@ fn warnings(s: &SummaryInput<'_>, sums: &[Option<ParamSummary>]) -> (Vec<String>
     (convergence, w)
 }
 
+/// The strings of a JSON array (none for anything else).
+pub fn strings(v: &Value) -> Vec<&str> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect()
+}
+
 /// Logs a summary's warnings. A smoke test (`output.smoke_test = true`,
 /// the shipped `*-quick` jobs) folds its convergence warnings (R̂, ESS),
 /// which a run that short is not meant to pass, into one line; they stay
 /// listed in `summary.json`.
 pub fn log_warnings(v: &Value, smoke_test: bool) {
-    let convergence: Vec<&str> = v["convergence_warnings"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .collect();
+    let convergence = strings(&v["convergence_warnings"]);
     for w in v["warnings"].as_array().into_iter().flatten() {
         let w = w.as_str().unwrap_or("");
         if !(smoke_test && convergence.contains(&w)) {

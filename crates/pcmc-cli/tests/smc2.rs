@@ -417,7 +417,7 @@ fn an_unreliable_standard_error_is_flagged() {
     let s = json(&few.join("summary.json"));
     assert_eq!(s["log_evidence_se_reliable"], false, "{s}");
     let eff = s["effective_eves"].as_f64().unwrap();
-    assert!(eff < 10.0 && eff >= 1.0, "{eff}");
+    assert!((1.0..10.0).contains(&eff), "{eff}");
     assert!(s["warnings"].to_string().contains("unreliable"), "{s}");
     assert!(String::from_utf8_lossy(&o.stdout).contains("(unreliable: "));
     let many = tmp.path().join("many");

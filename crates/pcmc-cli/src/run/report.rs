@@ -85,7 +85,7 @@ pub(super) fn report_locked(dir: &Path, quiet: bool) -> Result<()> {
 /// # Errors
 /// An input error naming the directory.
 pub(super) fn refuse_smc2(dir: &Path, what: &str) -> Result<()> {
-    let smc2 = dir.join(crate::smc2run::CHECKPOINT).is_file()
+    let smc2 = dir.join(crate::checkpoint::SMC2_FILE).is_file()
         || (dir.join("particles.csv").is_file() && !dir.join("chain.csv").is_file());
     if smc2 {
         return Err(input(dir, format!("is an SMC² run directory: {what}")));

@@ -1,170 +1,15 @@
-//! What a run was started with, kept in its checkpoint so that `--resume`
-//! continues *that* run: the settings the command line chose (used again
-//! when the flag is left out, refused when a flag contradicts them) and the
-//! job's fields as run (to name what changed when a checkpoint is refused);
-//! and the run directory's claim: a new run never silently overwrites
-//! another run's outputs.
+//! `--resume` continues the run that was started: the flags of a resumed
+//! run from the settings its checkpoint keeps ([`crate::settings`]), the
+//! command that continues an interrupted run, and the run directory's
+//! claim: a new run never silently overwrites another run's outputs.
+
+pub use crate::settings::{RunSettings, changed_fields, refusal};
 
 use super::{Overrides, RunOptions};
 use crate::error::{InputError, input};
-use crate::job::{Job, Method};
+use crate::job::Method;
 use anyhow::Result;
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-
-/// The settings of a run as it was started, stored in its checkpoint.
-///
-/// Each `Option` is the command-line flag that set it (`None`: the job
-/// file's value was used); the plain fields are the effective values.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RunSettings {
-    /// `pmmh` or `smc2`.
-    pub method: String,
-    /// Effective seed.
-    pub seed: u64,
-    /// `--seed`, if given.
-    pub seed_flag: Option<u64>,
-    /// PMMH: iterations after burn-in (0 for SMC²).
-    pub iterations: u64,
-    /// `--iterations`, if given.
-    pub iterations_flag: Option<u64>,
-    /// PMMH: chains (0 for SMC²).
-    pub chains: usize,
-    /// `--chains`, if given.
-    pub chains_flag: Option<usize>,
-    /// `--first-chain`, if given.
-    pub first_chain_flag: Option<u64>,
-    /// The job's particle setting as run (`auto` or a count; SMC²: `Nx`).
-    pub particles: String,
-    /// `--particles`, if given.
-    pub particles_flag: Option<usize>,
-    /// SMC²: `Nθ` (0 for PMMH).
-    pub theta_particles: usize,
-    /// `--theta-particles`, if given.
-    pub theta_particles_flag: Option<usize>,
-    /// `--data`, if given (absolute).
-    pub data_flag: Option<PathBuf>,
-    /// Every job field that determines the results, flattened to
-    /// `section.field = value`, plus `data` (the values' fingerprint).
-    pub fields: BTreeMap<String, String>,
-}
-
-impl RunSettings {
-    /// The settings of `job` (overrides applied) run with the flags `ov`.
-    pub fn of(job: &Job, data_fingerprint: &str, method: Method, ov: &Overrides) -> RunSettings {
-        let smc2 = method == Method::Smc2;
-        let (theta, nx) = if smc2 {
-            job.smc2_config()
-                .map(|(c, nx)| {
-                    (
-                        ov.theta_particles.unwrap_or(c.theta_particles),
-                        ov.particles.unwrap_or(nx),
-                    )
-                })
-                .unwrap_or((0, 0))
-        } else {
-            (0, 0)
-        };
-        let mut fields = job.result_fields();
-        fields.insert("data".into(), data_fingerprint.to_string());
-        RunSettings {
-            method: if smc2 { "smc2" } else { "pmmh" }.into(),
-            seed: job.mcmc.seed,
-            seed_flag: ov.seed,
-            iterations: if smc2 { 0 } else { job.mcmc.iterations },
-            iterations_flag: ov.iterations,
-            chains: if smc2 { 0 } else { job.mcmc.chains },
-            chains_flag: ov.chains,
-            first_chain_flag: ov.first_chain,
-            particles: if smc2 {
-                nx.to_string()
-            } else {
-                match job.mcmc.checks.auto {
-                    Some(_) => "auto".into(),
-                    None => job.filter.particles.to_string(),
-                }
-            },
-            particles_flag: ov.particles,
-            theta_particles: theta,
-            theta_particles_flag: ov.theta_particles,
-            data_flag: ov
-                .data
-                .as_ref()
-                .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone())),
-            fields,
-        }
-    }
-
-    /// The method the run was started with.
-    pub fn method(&self) -> Method {
-        Method::parse(&self.method).unwrap_or(Method::Pmmh)
-    }
-}
-
-/// Which settings differ between a checkpoint's run (`was`) and this one,
-/// one `field: X when the run started, Y now` item each.
-pub fn changed_fields(was: &RunSettings, now: &RunSettings) -> Vec<String> {
-    let mut keys: Vec<&String> = was.fields.keys().chain(now.fields.keys()).collect();
-    keys.sort();
-    keys.dedup();
-    let unset = "(not set)".to_string();
-    keys.into_iter()
-        .filter_map(|k| {
-            let a = was.fields.get(k).unwrap_or(&unset);
-            let b = now.fields.get(k).unwrap_or(&unset);
-            (a != b).then(|| {
-                if k == "data" {
-                    "data: the data values differ from those the run started with".to_string()
-                } else {
-                    format!("{k}: {a} when the run started, {b} now")
-                }
-            })
-        })
-        .collect()
-}
-
-/// The message of a checkpoint refused because the job, data or settings
-/// changed: the changed fields by name, else (an older checkpoint without
-/// them) the two fingerprints.
-pub fn refusal(was: Option<&RunSettings>, now: &RunSettings, fps: (&str, &str)) -> String {
-    let changed = was.map(|w| changed_fields(w, now)).unwrap_or_default();
-    if changed.is_empty() {
-        format!(
-            "was written for another job, data set or settings (fingerprint {}, this run {}): refusing to resume; \
-             start a new run with --force, or in another directory (--out)",
-            fps.0, fps.1
-        )
-    } else {
-        format!(
-            "the job changed since the run started — {}: refusing to resume; restore the job as it was, \
-             or start a new run with --force (or in another directory, --out)",
-            changed.join("; ")
-        )
-    }
-}
-
-/// The settings stored in the checkpoint of the run in `dir`, if there is
-/// one: the PMMH checkpoint or the SMC² one (`method`, when both exist).
-///
-/// # Errors
-/// An input error for an unreadable or corrupted checkpoint.
-pub fn stored(dir: &Path, method: Option<Method>) -> Result<Option<RunSettings>> {
-    let pmmh = dir.join(crate::checkpoint::FILE);
-    let smc2 = dir.join(crate::smc2run::CHECKPOINT);
-    let pick_smc2 = match (pmmh.is_file(), smc2.is_file()) {
-        (false, false) => return Ok(None),
-        (true, false) => false,
-        (false, true) => true,
-        (true, true) => method == Some(Method::Smc2),
-    };
-    if pick_smc2 {
-        crate::smc2run::stored_settings(dir)
-    } else {
-        Ok(crate::checkpoint::read(dir)?.and_then(|c| c.run))
-    }
-}
+use std::path::Path;
 
 /// The flags of a resumed run: every setting the run was started with is
 /// used again where its flag is left out; a flag that contradicts the run
@@ -177,39 +22,39 @@ pub fn stored(dir: &Path, method: Option<Method>) -> Result<Option<RunSettings>>
 pub fn apply(st: &RunSettings, ov: &Overrides, dir: &Path, opts: RunOptions) -> Result<Overrides> {
     let mut ov = ov.clone();
     let d = dir.display();
-    let contradiction = |flag: &str, given: String, field: &str, was: String| -> anyhow::Error {
-        InputError::flag(
-            flag,
-            format!(
-                "{given} contradicts the run in {d}, started with {field} = {was}: \
-                 leave the flag out to continue that run, or start a new run with --force (or another --out)"
-            ),
-        )
-        .into()
-    };
-    if let Some(m) = &ov.method
-        && *m != st.method
-    {
-        return Err(contradiction(
-            "--method",
-            m.clone(),
-            "method",
-            st.method.clone(),
-        ));
+    // A flag that must agree with the stored value `was` (shown as
+    // `field = was`); the stored flag is used where it is left out.
+    fn keep<T: PartialEq + ToString + Clone>(
+        d: &impl std::fmt::Display,
+        flag: &str,
+        given: &mut Option<T>,
+        was: &T,
+        stored_flag: Option<T>,
+        field: &str,
+    ) -> Result<()> {
+        if let Some(g) = given.as_ref()
+            && g != was
+        {
+            return Err(InputError::flag(
+                flag,
+                format!(
+                    "{} contradicts the run in {d}, started with {field} = {}: \
+                     leave the flag out to continue that run, or start a new run with --force (or another --out)",
+                    g.to_string(),
+                    was.to_string()
+                ),
+            )
+            .into());
+        }
+        if given.is_none() {
+            *given = stored_flag;
+        }
+        Ok(())
     }
-    ov.method = Some(st.method.clone());
+    let method = Some(st.method.clone());
+    keep(&d, "--method", &mut ov.method, &st.method, method, "method")?;
     let smc2 = st.method() == Method::Smc2;
-    if let Some(s) = ov.seed
-        && s != st.seed
-    {
-        return Err(contradiction(
-            "--seed",
-            s.to_string(),
-            "seed",
-            st.seed.to_string(),
-        ));
-    }
-    ov.seed = ov.seed.or(st.seed_flag);
+    keep(&d, "--seed", &mut ov.seed, &st.seed, st.seed_flag, "seed")?;
     if !smc2 {
         match ov.iterations {
             Some(n) if n == st.iterations => {}
@@ -237,58 +82,44 @@ pub fn apply(st: &RunSettings, ov: &Overrides, dir: &Path, opts: RunOptions) -> 
             }
             None => ov.iterations = st.iterations_flag,
         }
-        if let Some(c) = ov.chains
-            && c != st.chains
-        {
-            return Err(contradiction(
-                "--chains",
-                c.to_string(),
-                "chains",
-                st.chains.to_string(),
-            ));
-        }
-        ov.chains = ov.chains.or(st.chains_flag);
+        keep(
+            &d,
+            "--chains",
+            &mut ov.chains,
+            &st.chains,
+            st.chains_flag,
+            "chains",
+        )?;
         let first = st.first_chain_flag.unwrap_or(0);
-        if let Some(f) = ov.first_chain
-            && f != first
-        {
-            return Err(contradiction(
-                "--first-chain",
-                f.to_string(),
-                "first chain",
-                first.to_string(),
-            ));
-        }
-        ov.first_chain = ov.first_chain.or(st.first_chain_flag);
+        keep(
+            &d,
+            "--first-chain",
+            &mut ov.first_chain,
+            &first,
+            st.first_chain_flag,
+            "first chain",
+        )?;
     } else {
-        if let Some(t) = ov.theta_particles
-            && t != st.theta_particles
-        {
-            return Err(contradiction(
-                "--theta-particles",
-                t.to_string(),
-                "smc2.theta_particles",
-                st.theta_particles.to_string(),
-            ));
-        }
-        ov.theta_particles = ov.theta_particles.or(st.theta_particles_flag);
+        keep(
+            &d,
+            "--theta-particles",
+            &mut ov.theta_particles,
+            &st.theta_particles,
+            st.theta_particles_flag,
+            "smc2.theta_particles",
+        )?;
     }
-    if let Some(p) = ov.particles
-        && Some(p) != st.particles_flag
-        && p.to_string() != st.particles
-    {
-        let field = if smc2 {
-            "smc2.particles"
-        } else {
-            "filter.particles"
-        };
-        return Err(contradiction(
-            "--particles",
-            p.to_string(),
-            field,
-            st.particles.clone(),
-        ));
-    }
+    // The particle setting is a count or "auto": compared as written.
+    let field = if smc2 {
+        "smc2.particles"
+    } else {
+        "filter.particles"
+    };
+    let mut given = ov.particles.map(|p| p.to_string());
+    let was = st
+        .particles_flag
+        .map_or_else(|| st.particles.clone(), |p| p.to_string());
+    keep(&d, "--particles", &mut given, &was, None, field)?;
     ov.particles = ov.particles.or(st.particles_flag);
     // The data: the same file as at the start (its values are checked with
     // the job's fingerprint).
@@ -308,7 +139,7 @@ pub fn apply(st: &RunSettings, ov: &Overrides, dir: &Path, opts: RunOptions) -> 
 const RUN_MARKS: &[&str] = &[
     "summary.json",
     crate::checkpoint::FILE,
-    crate::smc2run::CHECKPOINT,
+    crate::checkpoint::SMC2_FILE,
     "particles.csv",
     "particles.parquet",
 ];
@@ -412,40 +243,16 @@ fn shell_word(s: &str) -> String {
     }
 }
 
-/// A JSON value flattened to `a.b.c = value` entries (arrays by index).
-pub fn flatten(prefix: &str, v: &Value, out: &mut BTreeMap<String, String>) {
-    match v {
-        Value::Object(m) => {
-            for (k, x) in m {
-                let key = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
-                flatten(&key, x, out);
-            }
-        }
-        Value::Array(a) => {
-            for (i, x) in a.iter().enumerate() {
-                flatten(&format!("{prefix}[{i}]"), x, out);
-            }
-        }
-        Value::Null => {}
-        other => {
-            out.insert(prefix.to_string(), other.to_string());
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     #[test]
     fn flattening_names_nested_fields_and_skips_unset_ones() {
         let v = serde_json::json!({"mcmc": {"burn_in": 100, "x": null}, "a": [1, {"b": "c"}]});
         let mut m = BTreeMap::new();
-        flatten("", &v, &mut m);
+        crate::job::flatten("", &v, &mut m);
         let got: Vec<(String, String)> = m.into_iter().collect();
         assert_eq!(
             got,

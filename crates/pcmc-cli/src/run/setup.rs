@@ -323,7 +323,7 @@ pub(super) struct Setup {
     pub(super) first_chain: u64,
     pub(super) checkpoint_every: u64,
     /// The settings as run, stored in every checkpoint.
-    pub(super) settings: super::resume::RunSettings,
+    pub(super) settings: crate::settings::RunSettings,
 }
 
 /// The executor kind (`--executor`, else the job's, else rayon) and the
@@ -410,7 +410,7 @@ pub(super) fn setup(job_path: &Path, ov: &Overrides, opts: RunOptions) -> Result
         );
     }
     let fingerprint = job.fingerprint(&prep.data);
-    let settings = super::resume::RunSettings::of(
+    let settings = crate::settings::RunSettings::of(
         job,
         &crate::job::data_fingerprint(&prep.data),
         crate::job::Method::Pmmh,
