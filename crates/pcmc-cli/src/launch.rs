@@ -98,3 +98,16 @@ fn stored(dir: &Path, method: Option<Method>) -> Result<Option<RunSettings>> {
         Ok(crate::checkpoint::read(dir)?.and_then(|c| c.run))
     }
 }
+
+/// `pcmc report DIR`: a PMMH run directory's summary and plots from its
+/// chain, or an SMC² one's from its final checkpoint.
+///
+/// # Errors
+/// Input errors for a directory that is not a run directory.
+pub fn report(dir: &Path, quiet: bool) -> Result<()> {
+    if dir.join(crate::checkpoint::SMC2_FILE).is_file() {
+        crate::smc2run::report(dir, quiet)
+    } else {
+        crate::run::report(dir, quiet)
+    }
+}

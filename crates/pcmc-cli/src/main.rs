@@ -186,7 +186,8 @@ enum Command {
         #[arg(long, value_delimiter = ',')]
         prior_weights: Vec<f64>,
     },
-    /// Recompute the summary, Parquet chain and plots of a run directory.
+    /// Recompute the summary, Parquet output and plots of a run directory
+    /// (PMMH: from its chain; SMC²: from its final checkpoint).
     Report {
         /// The run directory.
         dir: PathBuf,
@@ -347,7 +348,7 @@ fn dispatch(cmd: Command) -> Result<()> {
         Command::Simulate { job, seed, out } => simulate(&job, seed, out),
         Command::Cluster { what } => pcmc_cli::cluster::run(what),
         Command::Check { job, data } => check(&job, data),
-        Command::Report { dir, quiet } => run::report(&dir, quiet),
+        Command::Report { dir, quiet } => pcmc_cli::launch::report(&dir, quiet),
         Command::CompareModels {
             dirs,
             prior_weights,

@@ -181,6 +181,39 @@ pub fn stored_settings(dir: &Path) -> Result<Option<RunSettings>> {
     )
 }
 
+/// The job with its overrides, the SMC² settings (`--particles` sets the
+/// starting `Nx`, `--theta-particles` `Nθ`) and the sampler.
+///
+/// # Errors
+/// Input errors for the job, its data and the settings.
+fn build(
+    job_path: &Path,
+    ov: &Overrides,
+) -> Result<(
+    crate::run::Prepared,
+    pcmc_core::smc2::Smc2Config,
+    usize,
+    Smc2,
+)> {
+    let prep = prepare(job_path, ov)?;
+    let job = &prep.job;
+    let (config, nx) = job.smc2_config()?;
+    let nx = ov.particles.unwrap_or(nx);
+    let config = pcmc_core::smc2::Smc2Config {
+        max_particles: config.max_particles.max(nx),
+        theta_particles: ov.theta_particles.unwrap_or(config.theta_particles),
+        ..config
+    };
+    let problem = prep
+        .pmmh
+        .problem()
+        .with_particles(nx)
+        .map_err(|e| input(&job.path, e.to_string()))?;
+    let smc2 = Smc2::new(problem, job.priors.clone(), config.clone())
+        .map_err(|e| input(&job.path, e.to_string()))?;
+    Ok((prep, config, nx, smc2))
+}
+
 /// Runs SMC² for a job: every observation in turn, then the outputs. A
 /// checkpoint is written after every `checkpoint_every` observation steps
 /// (default 1) and when a signal stops the run (SIGTERM, SIGINT or
@@ -200,23 +233,8 @@ pub fn run(job_path: &Path, ov: &Overrides, opts: RunOptions) -> Result<RunOutco
             return Err(InputError::flag(flag, "does not apply to method smc2").into());
         }
     }
-    let prep = prepare(job_path, ov)?;
+    let (prep, config, nx, smc2) = build(job_path, ov)?;
     let job = &prep.job;
-    let (config, nx) = job.smc2_config()?;
-    // `--particles` sets the starting Nx, `--theta-particles` Nθ.
-    let nx = ov.particles.unwrap_or(nx);
-    let config = pcmc_core::smc2::Smc2Config {
-        max_particles: config.max_particles.max(nx),
-        theta_particles: ov.theta_particles.unwrap_or(config.theta_particles),
-        ..config
-    };
-    let problem = prep
-        .pmmh
-        .problem()
-        .with_particles(nx)
-        .map_err(|e| input(&job.path, e.to_string()))?;
-    let smc2 = Smc2::new(problem, job.priors.clone(), config.clone())
-        .map_err(|e| input(&job.path, e.to_string()))?;
     let (kind, threads) = crate::run::executor_and_threads(job, ov)?;
     let partitions = ov.partitions.or(job.file.executor.partitions);
     if partitions == Some(0) {
@@ -246,7 +264,6 @@ pub fn run(job_path: &Path, ov: &Overrides, opts: RunOptions) -> Result<RunOutco
             ignored.join(", ")
         );
     }
-    let names = job.network.parameters().to_vec();
     let fingerprint = job.fingerprint(&prep.data);
     let data_fp = data_fingerprint(&prep.data);
     let settings = format!("{config:?}|nx={nx}");
@@ -408,16 +425,14 @@ pub fn run(job_path: &Path, ov: &Overrides, opts: RunOptions) -> Result<RunOutco
         }
     }
     let wall = before + clock.elapsed().as_secs_f64();
+    // The finished state stays in the checkpoint: `--resume` of a finished
+    // run and `pcmc report` rebuild the outputs from it.
+    save(&state, &seconds)?;
     let out = smc2.output(state);
     if !root {
         return Ok(RunOutcome::Finished);
     }
-    write_particles(&dir, &names, &out, job.file.output.parquet)?;
-    let summary = summary_json(job, &names, &fingerprint, &data_fp, &config, nx, &out);
-    write_atomic(
-        &dir.join("summary.json"),
-        serde_json::to_string_pretty(&summary)?.as_bytes(),
-    )?;
+    let summary = write_outputs(&dir, job, &smc2, &config, nx, &out)?;
     let record = json!({
         "job": job.name,
         "method": "smc2",
@@ -433,16 +448,6 @@ pub fn run(job_path: &Path, ov: &Overrides, opts: RunOptions) -> Result<RunOutco
         &dir.join("run.json"),
         serde_json::to_string_pretty(&record)?.as_bytes(),
     )?;
-    if job.file.output.plots {
-        draw(
-            &dir,
-            job,
-            smc2.problem(),
-            &names,
-            &out,
-            config.ess_threshold,
-        )?;
-    }
     if !quiet {
         print!("{}", table(&summary));
         crate::summary::log_warnings(&summary, job.file.output.smoke_test);
@@ -453,6 +458,100 @@ pub fn run(job_path: &Path, ov: &Overrides, opts: RunOptions) -> Result<RunOutco
         return Ok(RunOutcome::EvidenceUnusable(why.join("; ")));
     }
     Ok(RunOutcome::Finished)
+}
+
+/// The outputs of a finished run: `particles.csv`/`.parquet`,
+/// `summary.json` (returned) and the plots.
+///
+/// # Errors
+/// I/O failures.
+fn write_outputs(
+    dir: &Path,
+    job: &crate::job::Job,
+    smc2: &Smc2,
+    config: &pcmc_core::smc2::Smc2Config,
+    nx: usize,
+    out: &Smc2Output,
+) -> Result<Value> {
+    let names = job.network.parameters().to_vec();
+    let data = smc2.problem().data();
+    write_particles(dir, &names, out, job.file.output.parquet)?;
+    let summary = summary_json(
+        job,
+        &names,
+        &job.fingerprint(data),
+        &data_fingerprint(data),
+        config,
+        nx,
+        out,
+    );
+    write_atomic(
+        &dir.join("summary.json"),
+        serde_json::to_string_pretty(&summary)?.as_bytes(),
+    )?;
+    if job.file.output.plots {
+        draw(dir, job, smc2.problem(), &names, out, config.ess_threshold)?;
+    }
+    Ok(summary)
+}
+
+/// `pcmc report DIR` of an SMC² run directory: the particles, summary and
+/// plots rebuilt from its job, data and final checkpoint (the settings the
+/// run was started with are the checkpoint's).
+///
+/// # Errors
+/// Input errors for a directory without them, or a run that has not
+/// finished.
+pub fn report(dir: &Path, quiet: bool) -> Result<()> {
+    let mut lock = RunLock::acquire(dir)?;
+    let ckpt_path = dir.join(CHECKPOINT);
+    let c = crate::checkpoint::read_envelope::<Checkpoint>(&ckpt_path, CHECKPOINT_FORMAT)?
+        .ok_or_else(|| {
+            input(
+                dir,
+                format!("an SMC² run directory needs its {CHECKPOINT} to be reported"),
+            )
+        })?;
+    let st = c.run.as_ref().ok_or_else(|| {
+        input(
+            &ckpt_path,
+            "written by an older pcmc without the run's settings: rerun the job to report it",
+        )
+    })?;
+    let ov = Overrides {
+        data: Some(dir.join("data.csv")),
+        ..Overrides::default()
+    };
+    let ov = resume::apply(st, &ov, dir, RunOptions::default())?;
+    let (prep, config, nx, smc2) = build(&dir.join("job.toml"), &ov)?;
+    let job = &prep.job;
+    if job.fingerprint(smc2.problem().data()) != c.fingerprint {
+        return Err(input(
+            &ckpt_path,
+            "does not belong to the job.toml and data.csv beside it: refusing to report",
+        ));
+    }
+    smc2.check_state(&c.state)
+        .map_err(|e| input(&ckpt_path, e.to_string()))?;
+    if !smc2.is_done(&c.state) {
+        return Err(input(
+            dir,
+            format!(
+                "the SMC² run has not finished (observation {} of {}): continue it with `pcmc run JOB --out {} --resume`",
+                c.state.t,
+                smc2.problem().data().len(),
+                dir.display()
+            ),
+        ));
+    }
+    lock.announce()?;
+    let out = smc2.output(c.state);
+    let summary = write_outputs(dir, job, &smc2, &config, nx, &out)?;
+    if !quiet {
+        print!("{}", table(&summary));
+        crate::summary::log_warnings(&summary, job.file.output.smoke_test);
+    }
+    Ok(())
 }
 
 /// `particles.csv` (and `.parquet`): one row per θ-particle: its index,

@@ -846,9 +846,10 @@ fn read_only_output_directory_is_refused() {
     assert_eq!(out.status.code(), Some(2));
 }
 
-/// `merge` and `report` say what they accept: an SMC² directory is refused
-/// naming the method and what to use instead; runs that differ in their
-/// iterations are refused naming the setting and both values.
+/// `merge` and `report` say what they accept: `merge` refuses an SMC²
+/// directory naming the method and what to use instead, and runs that
+/// differ in their iterations naming the setting and both values; `report`
+/// reads both methods' directories and names what it needs otherwise.
 #[test]
 fn merge_and_report_name_what_they_accept() {
     let tmp = tempfile::tempdir().unwrap();
@@ -905,11 +906,21 @@ fn merge_and_report_name_what_they_accept() {
         vec!["merge".into(), p("m2").into(), p("a").into(), p("s").into()],
         &["is an SMC² run directory", "compare-models"],
     );
+    // report reads SMC² directories too (their final checkpoint).
+    let o = pcmc()
+        .arg("report")
+        .arg(p("s"))
+        .arg("--quiet")
+        .output()
+        .unwrap();
+    common::ok(&o);
+    // A directory that is neither: report says what it reads.
+    std::fs::create_dir_all(p("empty")).unwrap();
     expect(
-        vec!["report".into(), p("s").into()],
+        vec!["report".into(), p("empty").into()],
         &[
-            "is an SMC² run directory",
-            "pcmc report recomputes a PMMH run",
+            "not a run directory of pcmc run (PMMH)",
+            "job.toml is missing",
         ],
     );
 }

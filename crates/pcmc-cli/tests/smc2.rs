@@ -460,3 +460,33 @@ fn a_collapsed_run_says_its_evidence_is_not_usable() {
     );
     assert!(dir.join("particles.csv").is_file());
 }
+
+/// `pcmc report` of an SMC² directory rebuilds its particles, summary and
+/// plots from the final checkpoint, byte for byte, with the settings the
+/// run was started with (here Nθ and the seed from the command line).
+#[test]
+fn report_rebuilds_an_smc2_directory_from_its_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let job = smc2_job(tmp.path(), "smc2-report");
+    let dir = tmp.path().join("run");
+    run(
+        &job,
+        &dir,
+        &["--quiet", "--theta-particles", "20", "--seed", "9"],
+    );
+    let files = ["particles.csv", "particles.parquet", "summary.json"];
+    let before: Vec<Vec<u8>> = files
+        .iter()
+        .map(|f| std::fs::read(dir.join(f)).unwrap())
+        .collect();
+    for f in files.iter().chain(&["evidence.svg", "smc2.svg"]) {
+        std::fs::remove_file(dir.join(f)).unwrap();
+    }
+    let o = pcmc().arg("report").arg(&dir).output().unwrap();
+    ok(&o);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("log evidence"));
+    for (f, b) in files.iter().zip(&before) {
+        assert_eq!(&std::fs::read(dir.join(f)).unwrap(), b, "{f} differs");
+    }
+    assert!(dir.join("evidence.svg").is_file() && dir.join("smc2.svg").is_file());
+}

@@ -30,8 +30,7 @@ pub fn report(dir: &Path, quiet: bool) -> Result<()> {
 pub(super) fn report_locked(dir: &Path, quiet: bool) -> Result<()> {
     refuse_smc2(
         dir,
-        "pcmc report recomputes a PMMH run's summary and plots from its chain.csv; an SMC² run writes its \
-         summary.json and plots when it finishes (an unfinished one: continue it with --resume)",
+        "pcmc report rebuilds an SMC² run from its final checkpoint (smc2-checkpoint.json), which this directory lacks",
     )?;
     let job_path = dir.join("job.toml");
     let run_path = dir.join("run.json");
