@@ -10,5 +10,8 @@ fuzz_target!(|data: &[u8]| {
         let _ = job.simulate_times();
         let _ = job.observation_model(job.network.species());
         let _ = job.data_path();
+        let _ = job.result_fields();
+        let _ = job.ignored_fields(pcmc_cli::job::Method::Smc2);
+        let _ = job.ignored_fields(pcmc_cli::job::Method::Pmmh);
     }
 });

@@ -8,6 +8,18 @@ mod common;
 use common::{job, ok, pcmc, smc2_job};
 use std::path::Path;
 
+/// `pcmc run JOB --out OUT EXTRA…`, as it ended.
+fn run_output(job: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    pcmc()
+        .arg("run")
+        .arg(job)
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
 /// `pcmc run JOB --out OUT EXTRA…`, which must succeed.
 fn run(job: &Path, out: &Path, extra: &[&str]) {
     assert!(
@@ -19,14 +31,7 @@ fn run(job: &Path, out: &Path, extra: &[&str]) {
 /// `pcmc run JOB --out OUT EXTRA…`, which must finish, perhaps saying its
 /// evidence is not usable (exit 3, returned as true).
 fn run_may_be_unusable(job: &Path, out: &Path, extra: &[&str]) -> bool {
-    let o = pcmc()
-        .arg("run")
-        .arg(job)
-        .arg("--out")
-        .arg(out)
-        .args(extra)
-        .output()
-        .unwrap();
+    let o = run_output(job, out, extra);
     if o.status.code() == Some(3) {
         return true;
     }
@@ -400,13 +405,7 @@ fn an_interrupted_smc2_run_resumes_to_the_same_bytes() {
 fn an_unreliable_standard_error_is_flagged() {
     let tmp = tempfile::tempdir().unwrap();
     let few = tmp.path().join("few");
-    let o = pcmc()
-        .arg("run")
-        .arg(job("imdeath-smc2.toml"))
-        .args(["--theta-particles", "8", "--out"])
-        .arg(&few)
-        .output()
-        .unwrap();
+    let o = run_output(&job("imdeath-smc2.toml"), &few, &["--theta-particles", "8"]);
     ok(&o);
     let s = json(&few.join("summary.json"));
     assert_eq!(s["log_evidence_se_reliable"], false, "{s}");
@@ -430,13 +429,11 @@ fn an_unreliable_standard_error_is_flagged() {
 fn a_collapsed_run_says_its_evidence_is_not_usable() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("collapsed");
-    let o = pcmc()
-        .arg("run")
-        .arg(job("birth-death-smc2.toml"))
-        .args(["--theta-particles", "4", "--quiet", "--out"])
-        .arg(&dir)
-        .output()
-        .unwrap();
+    let o = run_output(
+        &job("birth-death-smc2.toml"),
+        &dir,
+        &["--theta-particles", "4", "--quiet"],
+    );
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(3), "{err}");
     assert!(
