@@ -72,8 +72,13 @@ pub struct Smc2Section {
     pub moves: Option<u32>,
     /// `independent` (default) or `random-walk`.
     pub proposal: Option<String>,
-    /// Double `Nx` when a rejuvenation's acceptance falls below this
-    /// (default 0.2).
+    /// What raises `Nx`: `noise` (default: the measured variance of the
+    /// log-likelihood estimates) or `acceptance` (the moves' acceptance).
+    pub exchange_rule: Option<String>,
+    /// The noise rule's target variance of `log p̂(y | θ)` (default 1).
+    pub noise_variance: Option<f64>,
+    /// The acceptance rule doubles `Nx` when a rejuvenation's acceptance
+    /// falls below this (default 0.2).
     pub exchange_below: Option<f64>,
     /// The exchange step on (default) or off.
     pub exchange: Option<bool>,
@@ -82,7 +87,14 @@ pub struct Smc2Section {
     /// A resample-move after the last observation, so that the final cloud
     /// is equally weighted (default off).
     pub final_move: Option<bool>,
+    /// Independent replicates of the run, combined: the evidence is their
+    /// mean, its error their spread, the posterior their pooled clouds
+    /// (default 1).
+    pub replicates: Option<u32>,
 }
+
+/// The most replicates an SMC² run takes.
+pub const MAX_REPLICATES: u32 = 1000;
 
 /// Default `smc2.theta_particles`.
 pub const DEFAULT_THETA_PARTICLES: usize = 1000;
@@ -1225,15 +1237,51 @@ impl Job {
         }
     }
 
+    /// `smc2.replicates` (default 1).
+    ///
+    /// # Errors
+    /// An input error for a count outside 1..=[`MAX_REPLICATES`].
+    pub fn smc2_replicates(&self) -> Result<u32> {
+        let r = self
+            .file
+            .smc2
+            .as_ref()
+            .and_then(|s| s.replicates)
+            .unwrap_or(1);
+        if (1..=MAX_REPLICATES).contains(&r) {
+            Ok(r)
+        } else {
+            Err(input(
+                &self.path,
+                format!("smc2.replicates: {r} is not in 1..={MAX_REPLICATES}"),
+            ))
+        }
+    }
+
+    /// The model's tag for SMC²'s random streams: the first 8 bytes of the
+    /// SHA-256 of its `[model]`, `[observation]`, `[initial]` and
+    /// `[parameters]` (never 0). Two models run with the same seed draw
+    /// independent random numbers; the same model with the same seed draws
+    /// the same ones.
+    pub fn model_tag(&self) -> u64 {
+        let f = &self.file;
+        let v = serde_json::json!([f.model, f.observation, f.initial, f.parameters]);
+        let d = Sha256::digest(serde_json::to_vec(&v).unwrap_or_default());
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&d[..8]);
+        u64::from_le_bytes(b).max(1)
+    }
+
     /// The SMC² settings and the starting `Nx`, from `[smc2]` with defaults
-    /// (seed from the job).
+    /// (seed from the job; the random streams tagged by the model,
+    /// [`Job::model_tag`]).
     ///
     /// # Errors
     /// An input error naming the `smc2.*` field and the reason.
     pub fn smc2_config(&self) -> Result<(pcmc_core::smc2::Smc2Config, usize)> {
         use pcmc_core::smc2::{
-            DEFAULT_EXCHANGE_BELOW, DEFAULT_MAX_PARTICLES, DEFAULT_MOVES, MAX_MOVES, Smc2Config,
-            Smc2Proposal,
+            DEFAULT_EXCHANGE_BELOW, DEFAULT_MAX_PARTICLES, DEFAULT_MOVES, DEFAULT_NOISE_VARIANCE,
+            ExchangeRule, MAX_MOVES, Smc2Config, Smc2Proposal,
         };
         let sec = self.file.smc2.clone().unwrap_or_default();
         let path = &self.path;
@@ -1276,6 +1324,22 @@ impl Job {
                 format!("smc2.exchange_below: {below} is not in (0, 1)"),
             ));
         }
+        let exchange_rule = match sec.exchange_rule.as_deref() {
+            None => ExchangeRule::default(),
+            Some(r) => ExchangeRule::parse(r).ok_or_else(|| {
+                input(
+                    path,
+                    format!("smc2.exchange_rule: {r:?} is not one of noise, acceptance"),
+                )
+            })?,
+        };
+        let noise_variance = sec.noise_variance.unwrap_or(DEFAULT_NOISE_VARIANCE);
+        if !(noise_variance > 0.0 && noise_variance.is_finite()) {
+            return Err(input(
+                path,
+                format!("smc2.noise_variance: {noise_variance} is not a positive number"),
+            ));
+        }
         let max_particles = sec.max_particles.unwrap_or(DEFAULT_MAX_PARTICLES.max(nx));
         check_particles(path, "smc2.max_particles", max_particles)?;
         if max_particles < nx {
@@ -1292,9 +1356,13 @@ impl Job {
                 moves,
                 proposal,
                 exchange_below: sec.exchange.unwrap_or(true).then_some(below),
+                exchange_rule,
+                noise_variance,
                 max_particles,
                 early_rejection: self.mcmc.early_rejection,
                 final_move: sec.final_move.unwrap_or(false),
+                replicate: 0,
+                stream_tag: self.model_tag(),
             },
             nx,
         ))

@@ -1,5 +1,5 @@
 //! `pcmc run`: the job's method (`method`, or `--method`) chooses PMMH
-//! ([`crate::run`]) or SMC² ([`crate::smc2run`]).
+//! ([`crate::run`]) or SMC² ([`crate::run::smc2`]).
 
 use crate::error::InputError;
 use crate::job::{Job, Method};
@@ -70,9 +70,12 @@ pub fn run(job_path: &Path, ov: &Overrides, opts: RunOptions) -> Result<RunOutco
         return Err(InputError::flag("--extend", "needs --iterations N (the new length)").into());
     }
     match method {
-        Method::Smc2 => crate::smc2run::run(job_path, ov, opts),
+        Method::Smc2 => crate::run::smc2::run(job_path, ov, opts),
         Method::Pmmh if ov.theta_particles.is_some() => {
             Err(InputError::flag("--theta-particles", "applies to method smc2 only").into())
+        }
+        Method::Pmmh if ov.replicates.is_some() => {
+            Err(InputError::flag("--replicates", "applies to method smc2 only").into())
         }
         Method::Pmmh => crate::run::run(job_path, ov, opts),
     }
@@ -93,7 +96,7 @@ fn stored(dir: &Path, method: Option<Method>) -> Result<Option<RunSettings>> {
         (true, true) => method == Some(Method::Smc2),
     };
     if pick_smc2 {
-        crate::smc2run::stored_settings(dir)
+        crate::run::smc2::stored_settings(dir)
     } else {
         Ok(crate::checkpoint::read(dir)?.and_then(|c| c.run))
     }
@@ -106,7 +109,7 @@ fn stored(dir: &Path, method: Option<Method>) -> Result<Option<RunSettings>> {
 /// Input errors for a directory that is not a run directory.
 pub fn report(dir: &Path, quiet: bool) -> Result<()> {
     if dir.join(crate::checkpoint::SMC2_FILE).is_file() {
-        crate::smc2run::report(dir, quiet)
+        crate::run::smc2::report(dir, quiet)
     } else {
         crate::run::report(dir, quiet)
     }

@@ -16,6 +16,5 @@ pub mod output;
 pub mod plots;
 pub mod run;
 pub mod settings;
-pub mod smc2run;
 pub mod summary;
 pub mod tools;

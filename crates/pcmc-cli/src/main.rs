@@ -50,6 +50,11 @@ enum Command {
         /// SMC²: the number of θ-particles Nθ.
         #[arg(long, value_parser = clap::value_parser!(u64).range(2..=(1u64 << 24)))]
         theta_particles: Option<u64>,
+        /// SMC²: independent replicates of the run, combined (the evidence
+        /// their mean, its error their spread, the posterior their pooled
+        /// clouds).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        replicates: Option<u32>,
         /// SSA kernel: simd (default), scalar or batch — same results.
         #[arg(long)]
         kernel: Option<String>,
@@ -295,6 +300,7 @@ fn dispatch(cmd: Command) -> Result<()> {
             partitions,
             particles,
             theta_particles,
+            replicates,
             kernel,
             no_early_rejection,
             iterations,
@@ -319,6 +325,7 @@ fn dispatch(cmd: Command) -> Result<()> {
                 partitions: partitions.map(|v| v as usize),
                 particles: particles.map(|v| v as usize),
                 theta_particles: theta_particles.map(|v| v as usize),
+                replicates,
                 kernel,
                 no_early_rejection,
                 iterations,
@@ -352,7 +359,7 @@ fn dispatch(cmd: Command) -> Result<()> {
         Command::CompareModels {
             dirs,
             prior_weights,
-        } => pcmc_cli::smc2run::compare(&dirs, &prior_weights),
+        } => pcmc_cli::run::smc2::compare(&dirs, &prior_weights),
         Command::Merge { out, dirs, quiet } => run::merge(&out, &dirs, quiet),
         Command::Bench {
             what:
@@ -469,12 +476,23 @@ fn check(path: &std::path::Path, data: Option<PathBuf>) -> Result<()> {
     );
     if job.method()? == job::Method::Smc2 {
         let (c, nx) = job.smc2_config()?;
+        let replicates = job.smc2_replicates()?;
         println!(
-            "  method smc2: {} θ-particles × {} particles (exchange {}, at most {}), {} {} move(s) per rejuvenation below θ-ESS {} · Nθ{}, seed {}",
+            "  method smc2: {}{} θ-particles × {} particles (exchange {}, at most {}), {} {} move(s) per rejuvenation below θ-ESS {} · Nθ{}, seed {}",
+            if replicates > 1 {
+                format!("{replicates} replicates of ")
+            } else {
+                String::new()
+            },
             c.theta_particles,
             nx,
-            c.exchange_below
-                .map_or("off".to_string(), |a| format!("below {a} acceptance")),
+            match (c.exchange_below, c.exchange_rule) {
+                (None, _) => "off".to_string(),
+                (Some(a), pcmc_core::smc2::ExchangeRule::Acceptance) =>
+                    format!("doubling Nx below {a} acceptance"),
+                (Some(_), pcmc_core::smc2::ExchangeRule::Noise) =>
+                    format!("raising Nx when Var(log p̂) exceeds {}", c.noise_variance),
+            },
             c.max_particles,
             c.moves,
             c.proposal.name(),

@@ -619,42 +619,43 @@ pub struct Smc2StepPoint {
 
 /// `evidence.svg`: `log p̂(y_{1:t})` against `t` with ±2 standard errors
 /// (top), and the standard error itself (bottom: on the top panel's scale
-/// it is usually too small to see).
+/// it is usually too small to see); one trace per replicate (`runs`, in
+/// order; a run without replicates is one).
 ///
 /// # Errors
 /// Drawing or I/O failures.
-pub fn evidence(path: &Path, steps: &[Smc2StepPoint]) -> Result<()> {
+pub fn evidence(path: &Path, runs: &[Vec<Smc2StepPoint>]) -> Result<()> {
     let root = SVGBackend::new(path, (720, 640)).into_drawing_area();
     root.fill(&WHITE)?;
     let areas = root.split_evenly((2, 1));
-    let (lo, hi) = range(
-        steps
-            .iter()
-            .flat_map(|s| [s.log_evidence - 2.0 * s.se, s.log_evidence + 2.0 * s.se]),
-    );
-    let tmax = steps.last().map_or(1, |s| s.t) as f64 + 0.5;
-    let mut c = chart(
-        &areas[0],
-        "log evidence log p̂(y₁..y_t) with ±2 SE (Lee–Whiteley)",
-        0.0..tmax,
-        lo..hi,
-    )?;
+    let all = || runs.iter().flatten();
+    let (lo, hi) =
+        range(all().flat_map(|s| [s.log_evidence - 2.0 * s.se, s.log_evidence + 2.0 * s.se]));
+    let tmax = all().map(|s| s.t).max().unwrap_or(1) as f64 + 0.5;
+    let title = if runs.len() > 1 {
+        "log evidence log p̂(y₁..y_t) with ±2 SE (Lee–Whiteley), one colour per replicate"
+    } else {
+        "log evidence log p̂(y₁..y_t) with ±2 SE (Lee–Whiteley)"
+    };
+    let mut c = chart(&areas[0], title, 0.0..tmax, lo..hi)?;
     draw_mesh(&mut c, "observations t", "log p̂(y₁..y_t)")?;
-    c.draw_series(steps.iter().map(|s| {
-        let t = s.t as f64;
-        PathElement::new(
-            [
-                (t, s.log_evidence - 2.0 * s.se),
-                (t, s.log_evidence + 2.0 * s.se),
-            ],
-            colour(0).mix(0.5).stroke_width(2),
-        )
-    }))?;
-    c.draw_series(LineSeries::new(
-        steps.iter().map(|s| (s.t as f64, s.log_evidence)),
-        colour(0).stroke_width(2),
-    ))?;
-    let (_, se_hi) = range(steps.iter().map(|s| s.se).chain([0.0]));
+    for (r, steps) in runs.iter().enumerate() {
+        c.draw_series(steps.iter().map(|s| {
+            let t = s.t as f64;
+            PathElement::new(
+                [
+                    (t, s.log_evidence - 2.0 * s.se),
+                    (t, s.log_evidence + 2.0 * s.se),
+                ],
+                colour(r).mix(0.5).stroke_width(2),
+            )
+        }))?;
+        c.draw_series(LineSeries::new(
+            steps.iter().map(|s| (s.t as f64, s.log_evidence)),
+            colour(r).stroke_width(2),
+        ))?;
+    }
+    let (_, se_hi) = range(all().map(|s| s.se).chain([0.0]));
     let mut c = chart(
         &areas[1],
         "standard error of log p̂(y₁..y_t)",
@@ -662,10 +663,13 @@ pub fn evidence(path: &Path, steps: &[Smc2StepPoint]) -> Result<()> {
         0.0..se_hi,
     )?;
     draw_mesh(&mut c, "observations t", "SE")?;
-    c.draw_series(LineSeries::new(
-        steps.iter().map(|s| (s.t as f64, s.se)),
-        colour(3).stroke_width(2),
-    ))?;
+    for (r, steps) in runs.iter().enumerate() {
+        let col = if runs.len() > 1 { colour(r) } else { colour(3) };
+        c.draw_series(LineSeries::new(
+            steps.iter().map(|s| (s.t as f64, s.se)),
+            col.stroke_width(2),
+        ))?;
+    }
     root.present()?;
     Ok(())
 }

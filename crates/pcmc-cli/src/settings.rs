@@ -39,6 +39,13 @@ pub struct RunSettings {
     pub theta_particles: usize,
     /// `--theta-particles`, if given.
     pub theta_particles_flag: Option<usize>,
+    /// SMC²: replicates (1 for PMMH, and in checkpoints of older pcmc
+    /// versions).
+    #[serde(default = "one")]
+    pub replicates: u32,
+    /// `--replicates`, if given.
+    #[serde(default)]
+    pub replicates_flag: Option<u32>,
     /// `--data`, if given (absolute).
     pub data_flag: Option<PathBuf>,
     /// Every job field that determines the results, flattened to
@@ -84,6 +91,14 @@ impl RunSettings {
             particles_flag: ov.particles,
             theta_particles: theta,
             theta_particles_flag: ov.theta_particles,
+            replicates: if smc2 {
+                ov.replicates
+                    .or_else(|| job.smc2_replicates().ok())
+                    .unwrap_or(1)
+            } else {
+                1
+            },
+            replicates_flag: ov.replicates,
             data_flag: ov
                 .data
                 .as_ref()
@@ -96,6 +111,10 @@ impl RunSettings {
     pub fn method(&self) -> Method {
         Method::parse(&self.method).unwrap_or(Method::Pmmh)
     }
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// Which settings differ between a checkpoint's run (`was`) and this one,

@@ -668,6 +668,27 @@ fn cases() -> Vec<Case> {
             "command line (--theta-particles): applies to method smc2 only",
         ),
         c(
+            "--replicates with PMMH",
+            None,
+            None,
+            vec!["run", "{job}", "--out", "{dir}/out", "--quiet", "--replicates", "4"],
+            "command line (--replicates): applies to method smc2 only",
+        ),
+        c(
+            "smc2: no replicates",
+            edit(|j| format!("{j}[smc2]\nreplicates = 0\n").replace("seed = 1\n", "seed = 1\nmethod = \"smc2\"\n")),
+            None,
+            run(),
+            "smc2.replicates: 0 is not in 1..=1000",
+        ),
+        c(
+            "smc2: --replicates 0",
+            None,
+            None,
+            vec!["run", "{job}", "--out", "{dir}/out", "--quiet", "--method", "smc2", "--replicates", "0"],
+            "invalid value '0' for '--replicates <REPLICATES>'",
+        ),
+        c(
             "compare-models: one run",
             None,
             None,

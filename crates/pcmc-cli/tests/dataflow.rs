@@ -338,4 +338,23 @@ fn smc2_on_dataflow_writes_the_serial_bytes_at_1_3_8_partitions() {
         go(&dir, &args, &failing) == expected,
         "with injected failures: bytes differ"
     );
+    // Replicates: the same bytes as serial.
+    let reps = ["--replicates", "2"];
+    let expected = go(
+        &tmp.path().join("serial-replicates"),
+        &["--executor", "serial", reps[0], reps[1]],
+        &[],
+    );
+    let args = [
+        "--executor",
+        "dataflow",
+        "--partitions",
+        "3",
+        reps[0],
+        reps[1],
+    ];
+    assert!(
+        go(&tmp.path().join("p3-replicates"), &args, &[]) == expected,
+        "with replicates: bytes differ"
+    );
 }

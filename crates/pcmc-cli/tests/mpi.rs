@@ -393,4 +393,37 @@ fn smc2_on_1_2_3_ranks_equals_serial() {
             serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).unwrap()).unwrap();
         assert_eq!(run["workers"], ranks);
     }
+    // Replicates: every rank runs them in turn, the same bytes as serial.
+    let reference = tmp.path().join("serial-replicates");
+    let out = Command::new(env!("CARGO_BIN_EXE_pcmc"))
+        .arg("run")
+        .arg(&job)
+        .args([
+            "--executor",
+            "serial",
+            "--replicates",
+            "2",
+            "--quiet",
+            "--out",
+        ])
+        .arg(&reference)
+        .output()
+        .unwrap();
+    ok(&out);
+    let dir = tmp.path().join("mpi2-replicates");
+    let out = mpirun(2)
+        .arg("run")
+        .arg(&job)
+        .args(["--executor", "mpi", "--replicates", "2", "--quiet", "--out"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    ok(&out);
+    for f in ["particles.csv", "summary.json"] {
+        assert_eq!(
+            std::fs::read(reference.join(f)).unwrap(),
+            std::fs::read(dir.join(f)).unwrap(),
+            "{f} with replicates on 2 ranks"
+        );
+    }
 }

@@ -3,7 +3,10 @@
 //! (the job, its data and the executor), `open` (a new run directory, or
 //! the checkpoint of one to resume), `iterate` (the loop with its
 //! checkpoints and signals) and `finish` (totals, summary, plots); `state`
-//! holds what the phases share while a run is in progress.
+//! holds what the phases share while a run is in progress. Those are
+//! PMMH's; [`smc2`] is SMC²'s run, with the same setup, resumption rules
+//! ([`resume`]) and output directory, its own loop over observations and
+//! its own outputs.
 
 mod finish;
 pub(crate) mod iterate;
@@ -12,6 +15,7 @@ mod open;
 mod report;
 pub mod resume;
 pub mod setup;
+pub mod smc2;
 mod state;
 
 pub use finish::predictive_bands;
@@ -31,6 +35,8 @@ pub struct Overrides {
     pub method: Option<String>,
     /// `--theta-particles`: SMC²'s `Nθ`.
     pub theta_particles: Option<usize>,
+    /// `--replicates`: SMC²'s independent replicates.
+    pub replicates: Option<u32>,
     /// `--executor`.
     pub executor: Option<String>,
     /// `--threads`.

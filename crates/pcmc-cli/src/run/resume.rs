@@ -108,6 +108,14 @@ pub fn apply(st: &RunSettings, ov: &Overrides, dir: &Path, opts: RunOptions) -> 
             st.theta_particles_flag,
             "smc2.theta_particles",
         )?;
+        keep(
+            &d,
+            "--replicates",
+            &mut ov.replicates,
+            &st.replicates,
+            st.replicates_flag,
+            "smc2.replicates",
+        )?;
     }
     // The particle setting is a count or "auto": compared as written.
     let field = if smc2 {

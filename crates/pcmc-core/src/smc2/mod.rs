@@ -22,9 +22,13 @@
 //!      resampling: a Gaussian random walk on log θ with covariance
 //!      `2.38²/d · Σ̂`, or an independent Gaussian `N(μ̂, Σ̂)` on log θ (the
 //!      paper's choice);
-//!    - the exchange step (the paper's §3.6): if the moves' acceptance rate
-//!      falls below `exchange_below`, `Nx` doubles (up to `max_particles`):
-//!      every θ-particle gets a fresh filter of `2Nx` particles over
+//!    - the exchange step (the paper's §3.6) raises `Nx` (up to
+//!      `max_particles`) when the likelihood estimates are too noisy
+//!      ([`ExchangeRule::Noise`], the default: a few extra keyed passes
+//!      measure `Var(log p̂)` after the moves) or, as in the paper, when the
+//!      moves' acceptance rate falls below `exchange_below`
+//!      ([`ExchangeRule::Acceptance`], which doubles it): every θ-particle
+//!      gets a fresh filter of the new `Nx` particles over
 //!      `y_{1:t}`, its weight is multiplied by `G_m = p̂_new / p̂_old`, and
 //!      `log Ẑ` adds `log Σ_m W_m G_m` — an unbiased estimate of 1, the
 //!      ratio of two targets with the same normalising constant, which keeps
@@ -73,6 +77,20 @@
 //!
 //! Every key of an SMC² run sets bit 62 of the iteration field ([`NS`]),
 //! which PMMH never does, so the streams are distinct from PMMH's.
+//!
+//! # Independent runs of one job
+//! Two more fields of [`Smc2Config`] place a run's streams:
+//! - `replicate` `r` puts `r` in the upper 32 bits of every key's chain
+//!   field (θ-particle `m` of replicate `r` draws from chain `r·2³² + m`),
+//!   so the replicates of [`replicates`] share no random number by
+//!   construction, and replicate 0 is the run without replicates;
+//! - `stream_tag`, when not 0, is mixed into the seed of every key
+//!   ([`stream_seed`]): the command line sets it from the model (its
+//!   network, observation model, initial state and priors), so two models
+//!   run with the same seed draw independent random numbers and the
+//!   standard error of their Bayes factor adds in quadrature.
+
+pub mod replicates;
 
 use crate::accept::AcceptTest;
 use crate::error::{Error, Result};
@@ -112,9 +130,33 @@ pub const MIN_EFFECTIVE_EVES: f64 = 10.0;
 /// Default cap on `Nx` for the exchange step.
 pub const DEFAULT_MAX_PARTICLES: usize = 5000;
 
+/// Default target of the noise rule: `Nx` is raised when the variance of
+/// `log p̂(y_{1:t} | θ)` exceeds this (Doucet, Pitt, Deligiannidis & Kohn
+/// 2015 find PMMH most efficient near a variance of 1–2.9; Botha et al.
+/// 2023 size SMC²'s `Nx` by the same measure).
+pub const DEFAULT_NOISE_VARIANCE: f64 = 1.0;
+
+/// θ-particles whose likelihood noise the noise rule measures.
+pub const NOISE_THETAS: usize = 16;
+
+/// Extra filter passes per measured θ-particle.
+pub const NOISE_PASSES: usize = 4;
+
+/// The median of `χ²₃ / 3`: a sample variance of [`NOISE_PASSES`] = 4
+/// Gaussian values over its true variance has this median, which turns the
+/// median of the θs' sample variances into an estimate of the variance.
+const CHI2_3_MEDIAN_OVER_3: f64 = 0.788_658;
+
+/// The noise rule raises `Nx` at most this many times over in one step.
+const MAX_NOISE_FACTOR: f64 = 16.0;
+
 /// Key generations within an observation step: 0 the continuation after a
 /// resampling, `1..=255` the moves, this one the exchange.
 const EXCHANGE: u64 = 256;
+
+/// The noise rule's passes: generations `NOISE..NOISE + NOISE_PASSES`
+/// (within the 9 bits of a step's generations).
+const NOISE: u64 = 257;
 
 /// The PMMH proposal of a rejuvenation, fitted to the weighted θ-cloud
 /// (log scale, free parameters) before resampling.
@@ -147,6 +189,45 @@ impl Smc2Proposal {
     }
 }
 
+/// When the exchange step raises `Nx`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExchangeRule {
+    /// Measure the likelihood estimator's noise after each rejuvenation:
+    /// [`NOISE_PASSES`] extra keyed passes at each of [`NOISE_THETAS`]
+    /// θ-particles (evenly spaced slots of the moved cloud) estimate
+    /// `σ² = Var(log p̂(y_{1:t} | θ))` (a median over the θs); if it exceeds
+    /// [`Smc2Config::noise_variance`], `Nx` becomes `⌈Nx · σ²/target⌉`
+    /// (the variance falls as `1/Nx`; at most ×16 per step, and at most
+    /// `max_particles`).
+    #[default]
+    Noise,
+    /// Double `Nx` when a rejuvenation's acceptance falls below
+    /// [`Smc2Config::exchange_below`] (Chopin et al. 2013). On a ridge
+    /// posterior a low acceptance is the proposal's misfit, not noise, and
+    /// this rule doubles `Nx` in vain.
+    Acceptance,
+}
+
+impl ExchangeRule {
+    /// Parses `noise` or `acceptance`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "noise" => Some(ExchangeRule::Noise),
+            "acceptance" => Some(ExchangeRule::Acceptance),
+            _ => None,
+        }
+    }
+
+    /// The name [`ExchangeRule::parse`] reads.
+    pub fn name(self) -> &'static str {
+        match self {
+            ExchangeRule::Noise => "noise",
+            ExchangeRule::Acceptance => "acceptance",
+        }
+    }
+}
+
 /// SMC² settings. The initial `Nx` is the problem's particle count.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Smc2Config {
@@ -160,9 +241,14 @@ pub struct Smc2Config {
     pub moves: u32,
     /// The moves' proposal.
     pub proposal: Smc2Proposal,
-    /// Double `Nx` (the exchange step) when a rejuvenation's acceptance rate
-    /// falls below this; `None` keeps `Nx` fixed.
+    /// The exchange step on (`Some`) or off (`None`: `Nx` stays fixed); with
+    /// [`ExchangeRule::Acceptance`], the acceptance rate below which it
+    /// doubles `Nx`.
     pub exchange_below: Option<f64>,
+    /// What raises `Nx` when the exchange step is on.
+    pub exchange_rule: ExchangeRule,
+    /// The noise rule's target variance of `log p̂(y_{1:t} | θ)`.
+    pub noise_variance: f64,
     /// The exchange step never takes `Nx` above this.
     pub max_particles: usize,
     /// Stop a move's filter pass as soon as its proposal can no longer be
@@ -173,6 +259,23 @@ pub struct Smc2Config {
     /// equally weighted: the evidence and its standard error are those
     /// before it.
     pub final_move: bool,
+    /// Which independent replicate of the run this is (0: the run itself);
+    /// see [`replicates`].
+    pub replicate: u32,
+    /// Mixed into every key's seed when not 0 ([`stream_seed`]): runs that
+    /// differ in it share no random numbers.
+    pub stream_tag: u64,
+}
+
+/// The seed of an SMC² run's keys: `seed` itself for `tag` 0, else
+/// `mix64(seed ⊕ mix64(tag))` (a bijection in `seed` for each tag, so
+/// distinct seeds stay distinct).
+pub fn stream_seed(seed: u64, tag: u64) -> u64 {
+    if tag == 0 {
+        seed
+    } else {
+        crate::rng::mix64(seed ^ crate::rng::mix64(tag))
+    }
 }
 
 impl Default for Smc2Config {
@@ -184,9 +287,13 @@ impl Default for Smc2Config {
             moves: DEFAULT_MOVES,
             proposal: Smc2Proposal::default(),
             exchange_below: Some(DEFAULT_EXCHANGE_BELOW),
+            exchange_rule: ExchangeRule::default(),
+            noise_variance: DEFAULT_NOISE_VARIANCE,
             max_particles: DEFAULT_MAX_PARTICLES,
             early_rejection: true,
             final_move: false,
+            replicate: 0,
+            stream_tag: 0,
         }
     }
 }
@@ -338,9 +445,13 @@ pub struct StepRecord {
     pub resampled: bool,
     /// Accepted over tried, per move of the rejuvenation (empty without).
     pub acceptance: Vec<f64>,
-    /// `log Σ W G` of an exchange step after the moves (`Nx` doubled), if
+    /// `log Σ W G` of an exchange step after the moves (`Nx` raised), if
     /// there was one.
     pub exchange_log_increment: Option<f64>,
+    /// The noise rule's measured variance of `log p̂(y_{1:t} | θ)` after
+    /// the moves (at the step's `Nx`), if it measured one.
+    #[serde(default)]
+    pub loglik_variance: Option<f64>,
 }
 
 impl StepRecord {
@@ -501,6 +612,8 @@ pub struct Smc2 {
     priors: Vec<Prior>,
     free: Vec<usize>,
     config: Smc2Config,
+    /// [`stream_seed`] of the configuration's seed and tag.
+    key_seed: u64,
 }
 
 impl Smc2 {
@@ -539,6 +652,12 @@ impl Smc2 {
                 format!("{a} is not in (0, 1)"),
             ));
         }
+        if !(config.noise_variance > 0.0 && config.noise_variance.is_finite()) {
+            return Err(Error::setting(
+                "smc2.noise_variance",
+                format!("{} is not a positive number", config.noise_variance),
+            ));
+        }
         if config.max_particles < problem.particles() {
             return Err(Error::setting(
                 "smc2.max_particles",
@@ -554,8 +673,21 @@ impl Smc2 {
             problem,
             priors,
             free,
+            key_seed: stream_seed(config.seed, config.stream_tag),
             config,
         })
+    }
+
+    /// The same sampler for replicate `r` ([`Smc2Config::replicate`]):
+    /// everything equal but the keys' chain fields.
+    pub fn with_replicate(&self, r: u32) -> Smc2 {
+        Smc2 {
+            config: Smc2Config {
+                replicate: r,
+                ..self.config.clone()
+            },
+            ..self.clone()
+        }
     }
 
     /// The settings.
@@ -587,14 +719,20 @@ impl Smc2 {
     /// `t`).
     fn key(&self, m: usize, t: usize, sub: u64) -> FilterKey {
         FilterKey {
-            seed: self.config.seed,
-            chain: m as u64,
+            seed: self.key_seed,
+            chain: self.chain(m),
             iteration: NS | ((t as u64) << 9) | sub,
         }
     }
 
+    /// The chain field of slot `m`'s keys: the replicate in the upper 32
+    /// bits (`Nθ` < 2³², checked in [`Smc2::new`]).
+    fn chain(&self, m: usize) -> u64 {
+        (u64::from(self.config.replicate) << 32) | m as u64
+    }
+
     fn stream(&self, m: usize, step: u64, purpose: Purpose) -> StreamKey {
-        StreamKey::new(self.config.seed, m as u64, NS, step, 0, purpose)
+        StreamKey::new(self.key_seed, self.chain(m), NS, step, 0, purpose)
     }
 
     /// θ-particle `m`'s draw from the prior (fixed parameters at their
@@ -763,6 +901,7 @@ impl Smc2 {
             resampled: false,
             acceptance: Vec::new(),
             exchange_log_increment: None,
+            loglik_variance: None,
         };
         if ess < self.config.ess_threshold * n as f64 {
             let fit = self.fit(&s.theta);
@@ -770,11 +909,19 @@ impl Smc2 {
             s.resamplings += 1;
             record.resampled = true;
             record.acceptance = self.rejuvenate(exec, &problem, &mut s.theta, &fit, t, t)?;
-            if let Some(below) = self.config.exchange_below
-                && record.acceptance_rate() < below
-                && s.particles * 2 <= self.config.max_particles
-            {
-                s.particles *= 2;
+            let raise = match (self.config.exchange_below, self.config.exchange_rule) {
+                (None, _) => None,
+                (Some(below), ExchangeRule::Acceptance) => (record.acceptance_rate() < below
+                    && s.particles * 2 <= self.config.max_particles)
+                    .then_some(s.particles * 2),
+                (Some(_), ExchangeRule::Noise) => {
+                    let v = self.loglik_variance(exec, &problem, &s.theta, t)?;
+                    record.loglik_variance = Some(v);
+                    self.noise_particles(s.particles, v)
+                }
+            };
+            if let Some(nx) = raise {
+                s.particles = nx;
                 let inc = self.exchange(exec, s, t)?;
                 record.exchange_log_increment = Some(inc);
                 s.log_evidence += inc;
@@ -789,6 +936,78 @@ impl Smc2 {
         record.relative_variance = spread.relative_variance;
         s.steps.push(record);
         Ok(())
+    }
+
+    /// The noise rule's estimate of `Var(log p̂(y_{1:t} | θ))` for the
+    /// cloud `ps` at the problem's `Nx`: [`NOISE_PASSES`] passes keyed by
+    /// `(slot, t, 257 + j)` at each of [`NOISE_THETAS`] evenly spaced slots;
+    /// the median of their sample variances over the median of `χ²₃/3`
+    /// (the log-likelihood estimates are heavy-tailed to the left: a mean
+    /// follows the one θ whose passes include a collapse). A θ with a pass
+    /// of likelihood 0 counts as infinitely noisy.
+    fn loglik_variance<B: PassBatch + ?Sized>(
+        &self,
+        exec: &mut B,
+        problem: &FilterProblem,
+        ps: &[ThetaParticle],
+        t: usize,
+    ) -> Result<f64> {
+        let n = ps.len();
+        let slots: Vec<usize> = (0..NOISE_THETAS.min(n))
+            .map(|i| i * n / NOISE_THETAS.min(n))
+            .collect();
+        let lineages: Vec<Lineage> = slots
+            .iter()
+            .flat_map(|&m| (0..NOISE_PASSES).map(move |j| (m, j)))
+            .map(|(m, j)| {
+                Lineage(vec![Segment {
+                    from: 0,
+                    key: self.key(m, t, NOISE + j as u64),
+                }])
+            })
+            .collect();
+        let requests: Vec<PassRequest<'_>> = lineages
+            .iter()
+            .enumerate()
+            .map(|(i, l)| PassRequest {
+                theta: &ps[slots[i / NOISE_PASSES]].theta,
+                lineage: l,
+                observations: t,
+                stop: None,
+            })
+            .collect();
+        let ll = exec.log_likelihoods(problem, &requests)?;
+        let mut vars: Vec<f64> = ll
+            .chunks(NOISE_PASSES)
+            .map(|chunk| {
+                if chunk.iter().any(|l| !l.is_finite()) {
+                    return f64::INFINITY;
+                }
+                let k = chunk.len() as f64;
+                let mean = chunk.iter().sum::<f64>() / k;
+                chunk.iter().map(|l| (l - mean).powi(2)).sum::<f64>() / (k - 1.0)
+            })
+            .collect();
+        vars.sort_by(f64::total_cmp);
+        let mid = vars.len() / 2;
+        let median = if vars.len() % 2 == 0 {
+            0.5 * (vars[mid - 1] + vars[mid])
+        } else {
+            vars[mid]
+        };
+        Ok(median / CHI2_3_MEDIAN_OVER_3)
+    }
+
+    /// The noise rule's new `Nx` for a measured variance `v` at `nx`
+    /// particles, if it is to be raised.
+    fn noise_particles(&self, nx: usize, v: f64) -> Option<usize> {
+        let target = self.config.noise_variance;
+        if v.is_nan() || v <= target || nx >= self.config.max_particles {
+            return None;
+        }
+        let factor = (v / target).min(MAX_NOISE_FACTOR);
+        let raised = (nx as f64 * factor).ceil() as usize;
+        Some(raised.clamp(nx + 1, self.config.max_particles))
     }
 
     /// The resample-move after the last observation `K`: its draws are
@@ -1253,6 +1472,7 @@ mod tests {
             resampled: false,
             acceptance: Vec::new(),
             exchange_log_increment: None,
+            loglik_variance: None,
         };
         assert!(record(MIN_EFFECTIVE_EVES, 0.01).se_reliable());
         assert!(!record(MIN_EFFECTIVE_EVES - 0.5, 0.01).se_reliable());
