@@ -72,6 +72,11 @@ pub struct Smc2Section {
     pub moves: Option<u32>,
     /// `independent` (default) or `random-walk`.
     pub proposal: Option<String>,
+    /// Keep moving until this fraction of the θ-particles has accepted a
+    /// move (default: off, exactly `moves` moves).
+    pub renew: Option<f64>,
+    /// The most moves per rejuvenation under `renew` (default 30).
+    pub renew_max_moves: Option<u32>,
     /// What raises `Nx`: `noise` (default: the measured variance of the
     /// log-likelihood estimates) or `acceptance` (the moves' acceptance).
     pub exchange_rule: Option<String>,
@@ -1281,7 +1286,7 @@ impl Job {
     pub fn smc2_config(&self) -> Result<(pcmc_core::smc2::Smc2Config, usize)> {
         use pcmc_core::smc2::{
             DEFAULT_EXCHANGE_BELOW, DEFAULT_MAX_PARTICLES, DEFAULT_MOVES, DEFAULT_NOISE_VARIANCE,
-            ExchangeRule, MAX_MOVES, Smc2Config, Smc2Proposal,
+            DEFAULT_RENEW_MAX_MOVES, ExchangeRule, MAX_MOVES, Smc2Config, Smc2Proposal,
         };
         let sec = self.file.smc2.clone().unwrap_or_default();
         let path = &self.path;
@@ -1324,6 +1329,21 @@ impl Job {
                 format!("smc2.exchange_below: {below} is not in (0, 1)"),
             ));
         }
+        if let Some(f) = sec.renew
+            && !(f > 0.0 && f <= 1.0)
+        {
+            return Err(input(path, format!("smc2.renew: {f} is not in (0, 1]")));
+        }
+        if let Some(m) = sec.renew_max_moves
+            && !(moves..=MAX_MOVES).contains(&m)
+        {
+            return Err(input(
+                path,
+                format!(
+                    "smc2.renew_max_moves: {m} is not in smc2.moves..={MAX_MOVES} ({moves}..={MAX_MOVES})"
+                ),
+            ));
+        }
         let exchange_rule = match sec.exchange_rule.as_deref() {
             None => ExchangeRule::default(),
             Some(r) => ExchangeRule::parse(r).ok_or_else(|| {
@@ -1358,6 +1378,8 @@ impl Job {
                 exchange_below: sec.exchange.unwrap_or(true).then_some(below),
                 exchange_rule,
                 noise_variance,
+                renew: sec.renew,
+                renew_max_moves: sec.renew_max_moves.unwrap_or(DEFAULT_RENEW_MAX_MOVES),
                 max_particles,
                 early_rejection: self.mcmc.early_rejection,
                 final_move: sec.final_move.unwrap_or(false),

@@ -114,6 +114,9 @@ pub const MAX_MOVES: u32 = 255;
 /// Default moves per rejuvenation.
 pub const DEFAULT_MOVES: u32 = 3;
 
+/// Default cap on the moves of a rejuvenation under [`Smc2Config::renew`].
+pub const DEFAULT_RENEW_MAX_MOVES: u32 = 30;
+
 /// Default acceptance rate below which the exchange step doubles `Nx`
 /// (Chopin et al. 2013 use 20 %).
 pub const DEFAULT_EXCHANGE_BELOW: f64 = 0.2;
@@ -241,6 +244,13 @@ pub struct Smc2Config {
     pub moves: u32,
     /// The moves' proposal.
     pub proposal: Smc2Proposal,
+    /// With `Some(f)`, a rejuvenation makes more than `moves` moves while
+    /// fewer than the fraction `f` of the θ-particles have accepted one
+    /// (Drovandi & Pettitt 2011's rule, counted rather than predicted), up
+    /// to `renew_max_moves`.
+    pub renew: Option<f64>,
+    /// The most moves a rejuvenation makes under `renew`.
+    pub renew_max_moves: u32,
     /// The exchange step on (`Some`) or off (`None`: `Nx` stays fixed); with
     /// [`ExchangeRule::Acceptance`], the acceptance rate below which it
     /// doubles `Nx`.
@@ -267,6 +277,16 @@ pub struct Smc2Config {
     pub stream_tag: u64,
 }
 
+impl Smc2Config {
+    /// The most moves a rejuvenation can make.
+    pub fn max_moves(&self) -> u32 {
+        match self.renew {
+            Some(_) => self.renew_max_moves.max(self.moves),
+            None => self.moves,
+        }
+    }
+}
+
 /// The seed of an SMC² run's keys: `seed` itself for `tag` 0, else
 /// `mix64(seed ⊕ mix64(tag))` (a bijection in `seed` for each tag, so
 /// distinct seeds stay distinct).
@@ -286,6 +306,8 @@ impl Default for Smc2Config {
             ess_threshold: 0.5,
             moves: DEFAULT_MOVES,
             proposal: Smc2Proposal::default(),
+            renew: None,
+            renew_max_moves: DEFAULT_RENEW_MAX_MOVES,
             exchange_below: Some(DEFAULT_EXCHANGE_BELOW),
             exchange_rule: ExchangeRule::default(),
             noise_variance: DEFAULT_NOISE_VARIANCE,
@@ -642,6 +664,25 @@ impl Smc2 {
             return Err(Error::setting(
                 "smc2.moves",
                 format!("{} is not in 1..={MAX_MOVES}", config.moves),
+            ));
+        }
+        if let Some(f) = config.renew
+            && !(f > 0.0 && f <= 1.0)
+        {
+            return Err(Error::setting(
+                "smc2.renew",
+                format!("{f} is not in (0, 1]"),
+            ));
+        }
+        if config.renew.is_some()
+            && (config.renew_max_moves < config.moves || config.renew_max_moves > MAX_MOVES)
+        {
+            return Err(Error::setting(
+                "smc2.renew_max_moves",
+                format!(
+                    "{} is not in smc2.moves..={MAX_MOVES} ({}..={MAX_MOVES})",
+                    config.renew_max_moves, config.moves
+                ),
             ));
         }
         if let Some(a) = config.exchange_below
@@ -1174,7 +1215,15 @@ impl Smc2 {
         let d = self.free.len();
         let chol = &fit.chol;
         let mut rates = Vec::with_capacity(self.config.moves as usize);
-        for j in 0..self.config.moves {
+        let mut renewed = vec![false; ps.len()];
+        for j in 0..self.config.max_moves() {
+            if j >= self.config.moves {
+                // More moves only while too few θ-particles have moved.
+                let done = renewed.iter().filter(|r| **r).count() as f64 / ps.len() as f64;
+                if self.config.renew.is_none_or(|target| done >= target) {
+                    break;
+                }
+            }
             let sub = u64::from(j + 1);
             let generation = ((t as u64) << 9) | sub;
             // Proposals, their log acceptance-ratio terms other than the
@@ -1249,6 +1298,7 @@ impl Smc2 {
                     p.loglik = l;
                     p.lineage = lineage.clone();
                     accepted += 1;
+                    renewed[m] = true;
                 }
             }
             rates.push(accepted as f64 / ps.len() as f64);

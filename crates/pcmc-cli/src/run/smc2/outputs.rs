@@ -241,6 +241,8 @@ impl Fields<'_> {
             "particles_start": self.nx,
             "ess_threshold": c.ess_threshold,
             "moves": c.moves,
+            "renew": c.renew,
+            "renew_max_moves": c.renew.map(|_| c.renew_max_moves),
             "proposal": c.proposal.name(),
             "exchange_below": c.exchange_below,
             "exchange_rule": c.exchange_below.map(|_| c.exchange_rule.name()),

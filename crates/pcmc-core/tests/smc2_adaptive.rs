@@ -1,8 +1,10 @@
-//! SMC²'s noise rule for `Nx` (`ExchangeRule::Noise`): `Nx` is raised when,
-//! and only when, the measured variance of the log-likelihood estimates
-//! exceeds its target — not when the moves accept little because the
-//! proposal fits the posterior badly — and the evidence stays unbiased
-//! when it is raised.
+//! SMC²'s adaptive settings. The noise rule for `Nx`
+//! (`ExchangeRule::Noise`): `Nx` is raised when, and only when, the
+//! measured variance of the log-likelihood estimates exceeds its target —
+//! not when the moves accept little because the proposal fits the
+//! posterior badly — and the evidence stays unbiased when it is raised.
+//! The renewal rule for the move count (`renew`): more moves while too few
+//! θ-particles have moved.
 //!
 //! Immigration–death with an exact evidence (forward algorithm, `common`).
 
@@ -142,4 +144,55 @@ fn the_evidence_is_unbiased_when_the_noise_rule_raises_nx() {
     );
     assert!(se < 0.03, "too noisy to test: {se}");
     assert!((mean - 1.0).abs() < 3.0 * se, "E[Ẑ/Z] = {mean} ± {se}");
+}
+
+/// With `renew = 0.9` and one move asked for, a rejuvenation goes on
+/// moving until 90 % of the θ-particles have accepted a move: a
+/// rejuvenation that stopped before the cap accepted at least 0.9 moves per
+/// θ-particle in total (each renewed θ-particle accepted one or more), and
+/// with a random walk of small acceptance some rejuvenation needs several
+/// moves. Without `renew`, exactly one.
+#[test]
+fn the_renewal_rule_moves_until_enough_theta_particles_have_moved() {
+    let p = problem(2.0, 30, 20);
+    let base = Smc2Config {
+        seed: 17,
+        theta_particles: 200,
+        moves: 1,
+        proposal: Smc2Proposal::RandomWalk,
+        ..Smc2Config::default()
+    };
+    let fixed = run(&p, base.clone());
+    assert!(
+        fixed
+            .steps
+            .iter()
+            .filter(|s| s.resampled)
+            .all(|s| s.acceptance.len() == 1)
+    );
+    let renewed = run(
+        &p,
+        Smc2Config {
+            renew: Some(0.9),
+            renew_max_moves: 12,
+            ..base
+        },
+    );
+    let counts: Vec<(usize, f64)> = renewed
+        .steps
+        .iter()
+        .filter(|s| s.resampled)
+        .map(|s| (s.acceptance.len(), s.acceptance.iter().sum::<f64>()))
+        .collect();
+    eprintln!("(moves, Σ acceptance) per rejuvenation: {counts:?}");
+    assert!(counts.iter().any(|(k, _)| *k > 1), "{counts:?}");
+    for (k, total) in &counts {
+        assert!((1..=12).contains(k), "{counts:?}");
+        if *k < 12 {
+            assert!(
+                *total >= 0.9,
+                "stopped at {k} moves with Σ acceptance {total}"
+            );
+        }
+    }
 }
