@@ -1031,7 +1031,7 @@ impl Smc2 {
             .collect();
         vars.sort_by(f64::total_cmp);
         let mid = vars.len() / 2;
-        let median = if vars.len() % 2 == 0 {
+        let median = if vars.len().is_multiple_of(2) {
             0.5 * (vars[mid - 1] + vars[mid])
         } else {
             vars[mid]
