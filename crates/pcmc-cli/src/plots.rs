@@ -34,13 +34,17 @@ fn chain_ids(rows: &[ChainRow]) -> Vec<u64> {
 }
 
 fn colour(c: usize) -> RGBColor {
-    const C: [RGBColor; 6] = [
+    const C: [RGBColor; 10] = [
         RGBColor(31, 119, 180),
         RGBColor(255, 127, 14),
         RGBColor(44, 160, 44),
         RGBColor(214, 39, 40),
         RGBColor(148, 103, 189),
         RGBColor(140, 86, 75),
+        RGBColor(227, 119, 194),
+        RGBColor(127, 127, 127),
+        RGBColor(188, 189, 34),
+        RGBColor(23, 190, 207),
     ];
     C[c % C.len()]
 }
@@ -665,10 +669,18 @@ pub fn evidence(path: &Path, runs: &[Vec<Smc2StepPoint>]) -> Result<()> {
     draw_mesh(&mut c, "observations t", "SE")?;
     for (r, steps) in runs.iter().enumerate() {
         let col = if runs.len() > 1 { colour(r) } else { colour(3) };
-        c.draw_series(LineSeries::new(
+        let series = c.draw_series(LineSeries::new(
             steps.iter().map(|s| (s.t as f64, s.se)),
             col.stroke_width(2),
         ))?;
+        if runs.len() > 1 {
+            series
+                .label(format!("replicate {r}"))
+                .legend(swatch(col.stroke_width(2)));
+        }
+    }
+    if runs.len() > 1 {
+        legend(&mut c)?;
     }
     root.present()?;
     Ok(())
