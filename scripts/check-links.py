@@ -42,9 +42,12 @@ def anchors(path):
 
 
 def job_fields():
-    """Every job field path, from the structs of job.rs: {'filter.particles',
-    'filter.auto', 'filter.auto.min', 'parameters.NAME.prior', ...}."""
-    src = open(os.path.join(ROOT, 'crates/pcmc-cli/src/job.rs'), encoding='utf-8').read()
+    """Every job field path, from the structs of the job module (the files of
+    crates/pcmc-cli/src/job/): {'filter.particles', 'filter.auto',
+    'filter.auto.min', 'parameters.NAME.prior', 'observables.NAME.noise', ...}."""
+    d = os.path.join(ROOT, 'crates/pcmc-cli/src/job')
+    src = ''.join(open(os.path.join(d, f), encoding='utf-8').read()
+                  for f in sorted(os.listdir(d)) if f.endswith('.rs'))
     structs = {}
     for m in re.finditer(r'pub struct (\w+) \{(.*?)\n\}', src, re.S):
         fields = []
@@ -67,6 +70,7 @@ def job_fields():
             out.add(path)
             sub = re.findall(r'(\w+(?:Section))\b', ty)
             if 'BTreeMap<String, ' in ty and sub:
+                out.add(f'{path}.NAME')
                 walk(sub[-1], f'{path}.NAME.')
             elif sub:
                 walk(sub[-1], f'{path}.')
@@ -74,7 +78,7 @@ def job_fields():
     return out
 
 
-FIELD = re.compile(r'^\[?((?:name|seed|method|smc2|model|data|observation|initial|parameters|filter|mcmc|executor|output|simulate)(?:\.[A-Za-z0-9_]+)+)\]?$')
+FIELD = re.compile(r'^\[?((?:name|seed|method|smc2|model|data|observation|observables|initial|parameters|filter|mcmc|executor|output|simulate)(?:\.[A-Za-z0-9_]+)+)\]?$')
 
 
 def check_fields(page, text, fields):
@@ -87,7 +91,7 @@ def check_fields(page, text, fields):
         if not m:
             continue
         parts = m.group(1).split('.')
-        if parts[0] == 'parameters' and len(parts) > 1:
+        if parts[0] in ('parameters', 'observables') and len(parts) > 1:
             parts[1] = 'NAME'
         path = '.'.join(parts)
         if path not in fields:

@@ -396,7 +396,7 @@ mod tests {
         let layout = Layout {
             pass_dir,
             species: problem.network().species().to_vec(),
-            observed: problem.data().observed().to_vec(),
+            observed: problem.observations().species_used(),
             n: 2,
             parts: 2,
             heartbeat_ms: 1000,

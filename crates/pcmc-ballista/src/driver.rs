@@ -648,7 +648,7 @@ impl BallistaExecutor {
         let layout = Layout {
             pass_dir: self.run_dir.join(format!("pass-{:06}", self.passes)),
             species: problem.network().species().to_vec(),
-            observed: problem.data().observed().to_vec(),
+            observed: problem.observations().species_used(),
             n,
             parts,
             heartbeat_ms: heartbeat(self.config.stall_timeout),
@@ -676,6 +676,7 @@ impl BallistaExecutor {
         let mut t_prev = problem.t0();
         let mut source: Option<Box<StepWire>> = None;
         let mut counters = [0u64; 4];
+        let scoring = problem.observations().at(theta);
         for k in 0..data.len() {
             let t_k = data.times()[k];
             let mut wire = StepWire {
@@ -780,7 +781,11 @@ impl BallistaExecutor {
             let per = read_weight_sums(&rows, parts)?;
             let (total, before) = account_weight_sums(&per, m, n, out);
             out.times.reduce += t.elapsed().as_secs_f64();
-            if stop.is_some_and(|s| problem.cannot_accept(k + 1, out.loglik, s)) {
+            if stop.is_some_and(|s| {
+                scoring
+                    .as_ref()
+                    .is_some_and(|sc| problem.cannot_accept(sc, k + 1, out.loglik, s))
+            }) {
                 out.stopped_after = Some(k + 1);
                 return Ok(());
             }

@@ -406,19 +406,25 @@ fn simulate(path: &std::path::Path, seed: Option<u64>, out: Option<PathBuf>) -> 
         .simulate
         .as_ref()
         .expect("checked by simulate_times");
-    let names: Vec<String> = sim
-        .observed
-        .clone()
-        .unwrap_or_else(|| job.network.species().to_vec());
-    let mut observed = Vec::new();
+    let cols = job.data_columns();
+    let names: Vec<String> = sim.observed.clone().unwrap_or_else(|| cols.names.clone());
     for n in &names {
-        observed.push(
-            job.network
-                .species_index(n)
-                .ok_or_else(|| input(path, format!("simulate.observed: {n:?} is not a species")))?,
-        );
+        if !cols.names.contains(n) {
+            return Err(input(
+                path,
+                format!(
+                    "simulate.observed: {n:?} is not {} ({})",
+                    cols.what,
+                    cols.names.join(", ")
+                ),
+            ));
+        }
     }
-    let obs = job.observation_model(&names)?;
+    let all = job.observables(&names)?;
+    let observables: Vec<_> = names
+        .iter()
+        .filter_map(|n| all.iter().find(|o| &o.name == n).cloned())
+        .collect();
     let t0 = job.file.initial.time.unwrap_or(times[0]);
     if t0 > times[0] {
         return Err(input(path, "initial.time: after the first simulation time"));
@@ -428,8 +434,8 @@ fn simulate(path: &std::path::Path, seed: Option<u64>, out: Option<PathBuf>) -> 
         &job.network,
         &truth,
         &job.initial,
-        &obs,
-        &observed,
+        &observables,
+        job.covariates()?.as_ref(),
         t0,
         &times,
         &job.filter.caps,
@@ -439,7 +445,17 @@ fn simulate(path: &std::path::Path, seed: Option<u64>, out: Option<PathBuf>) -> 
     if tr.stopped {
         tracing::warn!("the simulated trajectory hit the population cap or the event limit");
     }
-    let text = data::format_data(&names, &times, &tr.observations);
+    let mut rows = tr.observations;
+    for t in sim.missing.iter().flatten() {
+        let i = times.iter().position(|x| x == t).ok_or_else(|| {
+            input(
+                path,
+                format!("simulate.missing: {t} is not one of the simulation times"),
+            )
+        })?;
+        rows[i].fill(f64::NAN);
+    }
+    let text = data::format_data(&names, &times, &rows);
     match out {
         Some(p) => {
             if let Some(parent) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -466,7 +482,7 @@ fn check(path: &std::path::Path, data: Option<PathBuf>) -> Result<()> {
         job.network.species().len(),
         job.network.species().join(", "),
         job.network.reactions().len(),
-        job.network.parameters().join(", ")
+        job.parameters.join(", ")
     );
     println!(
         "  data: {} ({} rows, observing {})",

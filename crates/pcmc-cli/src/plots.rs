@@ -549,7 +549,8 @@ pub struct Band {
     pub mid: Vec<f64>,
     /// 95 % quantile per time.
     pub hi: Vec<f64>,
-    /// Observed (time, value) points.
+    /// Observed (time, value) points (value NaN: not observed; drawn as a
+    /// grey cross on the time axis).
     pub data: Vec<(f64, f64)>,
     /// Posterior draws simulated and kept.
     pub draws: usize,
@@ -573,17 +574,23 @@ pub fn predictive(path: &Path, bands: &[Band]) -> Result<()> {
             b.lo.iter()
                 .chain(&b.hi)
                 .copied()
-                .chain(b.data.iter().map(|d| d.1)),
+                .chain(b.data.iter().map(|d| d.1).filter(|v| !v.is_nan())),
         );
+        let gaps = b.data.iter().filter(|d| d.1.is_nan()).count();
+        let name = if gaps > 0 {
+            format!("{} ({gaps} missing, ×)", b.name)
+        } else {
+            b.name.clone()
+        };
         let caption = if b.dropped > 0 {
             format!(
                 "{}: data and 90% posterior predictive ({} of {} draws stopped by the cap or event limit, left out)",
-                b.name, b.dropped, b.draws
+                name, b.dropped, b.draws
             )
         } else {
             format!(
                 "{}: data and 90% posterior predictive ({} draws)",
-                b.name, b.draws
+                name, b.draws
             )
         };
         let mut chart = chart(area, &caption, x0..x1, y0..y1)?;
@@ -598,7 +605,18 @@ pub fn predictive(path: &Path, bands: &[Band]) -> Result<()> {
             b.times.iter().copied().zip(b.mid.iter().copied()),
             colour(0).stroke_width(2),
         ))?;
-        chart.draw_series(b.data.iter().map(|d| Circle::new(*d, 4, BLACK.filled())))?;
+        chart.draw_series(
+            b.data
+                .iter()
+                .filter(|d| !d.1.is_nan())
+                .map(|d| Circle::new(*d, 4, BLACK.filled())),
+        )?;
+        chart.draw_series(
+            b.data
+                .iter()
+                .filter(|d| d.1.is_nan())
+                .map(|d| Cross::new((d.0, y0), 5, BLACK.mix(0.5).stroke_width(2))),
+        )?;
     }
     root.present()?;
     Ok(())

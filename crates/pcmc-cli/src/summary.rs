@@ -334,6 +334,27 @@ fn check_consistent(s: &SummaryInput<'_>) -> Result<(), InconsistentSummary> {
     Ok(())
 }
 
+/// Marks each parameter of a summary as a reaction `rate` or an
+/// `observation` parameter (a noise parameter of `[observables]`), and lists
+/// the latter under `observation_parameters`.
+pub fn mark_parameter_kinds(v: &mut Value, noise: &[String]) {
+    if let Some(ps) = v.get_mut("parameters").and_then(Value::as_object_mut) {
+        for (name, p) in ps.iter_mut() {
+            if let Some(o) = p.as_object_mut() {
+                let kind = if noise.contains(name) {
+                    "observation"
+                } else {
+                    "rate"
+                };
+                o.insert("kind".into(), json!(kind));
+            }
+        }
+    }
+    if let Some(o) = v.as_object_mut() {
+        o.insert("observation_parameters".into(), json!(noise));
+    }
+}
+
 /// Builds `summary.json`.
 ///
 /// # Errors

@@ -143,7 +143,7 @@ pub fn tune(job_path: &Path, args: &TuneArgs) -> Result<()> {
     }
     let prep = prepare(job_path, &Overrides::default())?;
     let job = &prep.job;
-    let names = job.network.parameters().to_vec();
+    let names = job.parameters.clone();
     let theta: Vec<f64> = match &args.from {
         None => job.mcmc.init.clone(),
         Some(dir) => {

@@ -231,11 +231,25 @@ fn cases() -> Vec<Case> {
             "line 4, column \"time\"",
         ),
         c(
-            "NaN in data",
+            "infinity in data",
             None,
-            Some(b"time,prey\n0,50\n2,NaN\n"),
+            Some(b"time,prey\n0,50\n2,inf\n"),
             run(),
             "line 3, column \"prey\"",
+        ),
+        c(
+            "a column with no observed value",
+            None,
+            Some(b"time,prey\n0,NA\n2,nan\n3,\n"),
+            run(),
+            "column \"prey\" has no observed value",
+        ),
+        c(
+            "a missing time",
+            None,
+            Some(b"time,prey\n0,50\nNA,60\n"),
+            run(),
+            "line 3, column \"time\": the time is missing",
         ),
         c(
             "text in data",

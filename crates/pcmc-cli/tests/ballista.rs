@@ -127,6 +127,7 @@ fn ballista_chains_equal_rayon_with_1_2_3_executors_and_1_3_8_partitions() {
     let lv12 = reference(tmp.path(), "lv12-quick.toml");
     // The particle count adapted during burn-in: the same counts and checks.
     let auto = reference(tmp.path(), "lv11-auto-quick.toml");
+    let sir = reference(tmp.path(), "sir-incidence-quick.toml");
     let auto_checks =
         summary(&tmp.path().join("rayon-lv11-auto-quick.toml"))["burn_in_checks"].clone();
     assert!(auto_checks.is_array(), "{auto_checks}");
@@ -139,6 +140,7 @@ fn ballista_chains_equal_rayon_with_1_2_3_executors_and_1_3_8_partitions() {
         (2, 8, "lv12-quick.toml", &lv12),
         (3, 8, "lv11-quick.toml", &lv11),
         (3, 1, "lv12-quick.toml", &lv12),
+        (2, 3, "sir-incidence-quick.toml", &sir),
     ] {
         while cluster.executors().len() < executors {
             cluster.add_executor().unwrap();

@@ -136,6 +136,33 @@ fn thread_count_does_not_change_the_chain() {
         std::fs::read(c.join("chain.csv")).unwrap(),
         std::fs::read(d.join("chain.csv")).unwrap()
     );
+    // Incidence, a covariate breakpoint, missing values, negative-binomial
+    // noise with its dispersion in θ, fixed initial counts: the serial
+    // executor, 1 and 3 threads and every kernel give the same bytes.
+    let job = "sir-incidence-quick.toml";
+    let reference = tmp.path().join("sir-serial");
+    run_quick(
+        job,
+        &reference,
+        &["--executor", "serial", "--quiet", "--kernel", "scalar"],
+    );
+    let want = std::fs::read(reference.join("chain.csv")).unwrap();
+    for (name, args) in [
+        ("sir-t1", vec!["--threads", "1"]),
+        ("sir-t3", vec!["--threads", "3"]),
+        ("sir-batch", vec!["--kernel", "batch"]),
+        ("sir-simd", vec!["--kernel", "simd"]),
+    ] {
+        let dir = tmp.path().join(name);
+        let mut a = args.clone();
+        a.push("--quiet");
+        run_quick(job, &dir, &a);
+        assert_eq!(
+            want,
+            std::fs::read(dir.join("chain.csv")).unwrap(),
+            "{name}"
+        );
+    }
 }
 
 #[test]
@@ -148,6 +175,7 @@ fn early_rejection_does_not_change_the_chain() {
         ("lv11-quick.toml", vec![]),
         ("lv12-quick.toml", vec!["--particles", "7"]),
         ("hare-lynx-quick.toml", vec![]),
+        ("sir-incidence-quick.toml", vec![]),
     ] {
         let full = tmp.path().join(format!("full-{job}"));
         let mut args = vec!["--quiet", "--no-early-rejection", "--threads", "2"];
@@ -214,6 +242,7 @@ fn simulate_reproduces_the_shipped_datasets() {
     for (job_name, data) in [
         ("imdeath-smc2.toml", "imdeath.csv"),
         ("lv-choice-2.toml", "lv-choice.csv"),
+        ("sir-incidence.toml", "sir-incidence.csv"),
     ] {
         let out = pcmc().arg("simulate").arg(job(job_name)).output().unwrap();
         ok(&out);
@@ -480,4 +509,22 @@ fn the_complete_job_example_in_the_docs_passes_check() {
     std::fs::write(&job, &docs[start..end]).unwrap();
     let out = pcmc().arg("check").arg(&job).output().unwrap();
     common::ok(&out);
+    // The observables example (incidence, a covariate, missing values, a
+    // noise parameter) too.
+    let from = docs.find("## Observables").unwrap();
+    let start = from + docs[from..].find("```toml\n").unwrap() + "```toml\n".len();
+    let end = start + docs[start..].find("```").unwrap();
+    for f in ["sir-incidence.csv", "sir-school.csv"] {
+        std::fs::copy(
+            common::job(&format!("../data/{f}")),
+            tmp.path().join("data").join(f),
+        )
+        .unwrap();
+    }
+    let job = tmp.path().join("jobs/sir.toml");
+    std::fs::write(&job, &docs[start..end]).unwrap();
+    let out = pcmc().arg("check").arg(&job).output().unwrap();
+    common::ok(&out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("beta, gamma, k"), "{text}");
 }

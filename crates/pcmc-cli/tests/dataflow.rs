@@ -126,6 +126,27 @@ fn dataflow_chains_equal_rayon_at_1_2_3_8_64_partitions() {
     }
 }
 
+/// Incidence, a covariate breakpoint, missing values and a noise parameter
+/// in θ (sir-incidence-quick, one short chain: 40 steps per pass).
+#[test]
+fn dataflow_equals_rayon_on_the_sir_incidence_job() {
+    let tmp = tempfile::tempdir().unwrap();
+    let job_name = "sir-incidence-quick.toml";
+    let short = ["--chains", "1", "--iterations", "40"];
+    let rdir = tmp.path().join("rayon");
+    let mut args = vec!["--threads", "2", "--no-early-rejection"];
+    args.extend(short);
+    ok(&run(&rdir, job_name, &args, &[]));
+    let reference = chain(&rdir);
+    for parts in ["2", "8"] {
+        let dir = tmp.path().join(format!("df{parts}"));
+        let mut args = vec!["--executor", "dataflow", "--partitions", parts];
+        args.extend(short);
+        ok(&run(&dir, job_name, &args, &[]));
+        assert_eq!(chain(&dir), reference, "{parts} partitions");
+    }
+}
+
 #[test]
 fn injected_failures_are_retried_without_changing_the_chain() {
     let tmp = tempfile::tempdir().unwrap();

@@ -123,6 +123,16 @@ fn mpi_chains_equal_rayon_at_1_2_3_ranks() {
         "lv12-quick on 2 ranks, every pass to the end"
     );
     assert_eq!(summary["early_rejection"]["passes_stopped"], 0);
+    // Incidence, a covariate, missing values, a noise parameter in θ.
+    let reference = rayon_chain(
+        tmp.path(),
+        "sir-incidence-quick.toml",
+        &["--no-early-rejection"],
+    );
+    for ranks in [2, 3] {
+        let (chain, _) = mpi_chain(tmp.path(), "sir-incidence-quick.toml", ranks, &[]);
+        assert_eq!(chain, reference, "sir-incidence-quick on {ranks} ranks");
+    }
 }
 
 #[test]

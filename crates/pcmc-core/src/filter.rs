@@ -29,9 +29,12 @@
 //!    only the work of hopeless proposals is saved.
 
 use crate::accept::AcceptTest;
+use crate::covariate::{Covariates, Dynamics};
 use crate::error::{Error, Result};
 use crate::model::Network;
-use crate::observation::{Data, InitialPrior, ObservationModel, Observations};
+use crate::observation::{
+    Data, InitialCount, InitialPrior, ObservationModel, Observations, Scoring,
+};
 use crate::resample::{self, MAX_PARTICLES, Resampling};
 use crate::rng::{Purpose, StreamKey};
 use crate::ssa::{BlockScratch, Outcome, Ssa, SsaCounters};
@@ -65,9 +68,12 @@ pub const DEFAULT_CAP: u64 = 1_000_000;
 /// The default event limit per particle per observation interval.
 pub const DEFAULT_MAX_EVENTS: u64 = 100_000_000;
 
-/// The default population caps for a dataset: 100 times the largest
-/// observed value of each observed species (at least 1000), and
-/// [`DEFAULT_CAP`] for unobserved species.
+/// The default population caps for a dataset: for each species that an
+/// observable centred on its value reads (Gaussian or log-normal noise, or
+/// counting noise with `ρ` fixed at 1), 100 times the largest observed value
+/// of that observable (at least 1000); [`DEFAULT_CAP`] for the others
+/// (unobserved species, and species seen through an inferred or partial
+/// reporting rate, whose counts may be many times the data).
 ///
 /// The cap applies along the whole path, not only at observation times: a
 /// trajectory that exceeds it at *any* moment of an interval stops there and
@@ -82,15 +88,28 @@ pub const DEFAULT_MAX_EVENTS: u64 = 100_000_000;
 /// per particle at the old fixed cap). Runs report the fraction of
 /// particle-intervals stopped at the kept θ so that a cap that matters is
 /// seen.
-pub fn data_caps(net: &Network, data: &Data) -> Vec<u64> {
+pub fn data_caps(net: &Network, observations: &Observations) -> Vec<u64> {
     let mut caps = vec![DEFAULT_CAP; net.species().len()];
-    for (s, max) in data.observed().iter().zip(data.max_per_column()) {
+    for &c in net.counters() {
+        caps[c] = crate::model::COUNTER_CAP;
+    }
+    let mut set = vec![false; caps.len()];
+    let maxes = observations.data().max_per_column();
+    for (o, max) in observations.observables().iter().zip(maxes) {
+        if !o.noise.centred_on_value() {
+            continue;
+        }
         let c = (100.0 * max.max(0.0)).ceil();
-        caps[*s] = if c.is_finite() && c < 1e18 {
+        let cap = if c.is_finite() && c < 1e18 {
             (c as u64).max(1000)
         } else {
             u64::MAX
         };
+        for &(s, _) in o.terms.iter().filter(|(s, _)| !net.counters().contains(s)) {
+            // A species read by several observables gets the largest cap.
+            caps[s] = if set[s] { caps[s].max(cap) } else { cap };
+            set[s] = true;
+        }
     }
     caps
 }
@@ -118,11 +137,14 @@ impl FilterConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FilterProblem {
     network: Network,
-    /// The data, their fixed observation model and its density bounds.
+    /// The data and their observables.
     observations: Observations,
     initial: InitialPrior,
     t0: f64,
     config: FilterConfig,
+    /// The covariates the rates use, if any.
+    #[serde(default)]
+    covariates: Option<Covariates>,
 }
 
 /// Relative margin of [`FilterProblem::cannot_accept`] for the sums. The
@@ -138,8 +160,10 @@ pub struct FilterProblem {
 pub const EARLY_REJECTION_MARGIN: f64 = 1e-9;
 
 impl FilterProblem {
-    /// Validates and assembles a filtering problem. `t0` is the time of the
-    /// initial state (at most the first observation time).
+    /// Validates and assembles a filtering problem whose data columns are
+    /// species seen through one fixed observation model (the first
+    /// versions' form; see [`FilterProblem::from_observations`]). `t0` is
+    /// the time of the initial state (at most the first observation time).
     ///
     /// # Errors
     /// [`Error::Setting`] or [`Error::Data`] for inconsistent parts.
@@ -151,8 +175,62 @@ impl FilterProblem {
         t0: f64,
         config: FilterConfig,
     ) -> Result<Self> {
-        let observations = Observations::new(observation, data)?;
+        let observations = Observations::from_model(&network, &observation, data)?;
+        Self::from_observations(network, observations, initial, t0, config, None)
+    }
+
+    /// Validates and assembles a filtering problem from data with their
+    /// observables. θ is `observations.parameters()`: the network's rate
+    /// parameters first, then the noise parameters. `covariates` is the
+    /// table of the covariates the network's rates use (required when they
+    /// use any).
+    ///
+    /// # Errors
+    /// [`Error::Setting`] or [`Error::Data`] for inconsistent parts.
+    pub fn from_observations(
+        network: Network,
+        observations: Observations,
+        initial: InitialPrior,
+        t0: f64,
+        config: FilterConfig,
+        covariates: Option<Covariates>,
+    ) -> Result<Self> {
+        match (&covariates, network.covariate_names().is_empty()) {
+            (None, false) => {
+                return Err(Error::Data(format!(
+                    "the model's rates use the covariates {} but no covariate table was given",
+                    network.covariate_names().join(", ")
+                )));
+            }
+            (Some(c), false) => c.check_for(&network, t0)?,
+            _ => {}
+        }
         let data = observations.data();
+        let rates = network.parameters();
+        if !observations.parameters().starts_with(rates) {
+            return Err(Error::setting(
+                "parameters",
+                "θ must start with the network's rate parameters",
+            ));
+        }
+        if observations
+            .species_used()
+            .iter()
+            .any(|s| *s >= network.species().len())
+        {
+            return Err(Error::Data("the data were built for another model".into()));
+        }
+        if network.counters().iter().any(|&c| {
+            !matches!(
+                initial.counts().get(c),
+                Some(InitialCount::Fixed(0)) | Some(InitialCount::Poisson(0.0))
+            )
+        }) {
+            return Err(Error::setting(
+                "initial",
+                "an incidence counter starts at 0",
+            ));
+        }
         if initial.means().len() != network.species().len() {
             return Err(Error::setting(
                 "initial.means",
@@ -190,19 +268,13 @@ impl FilterProblem {
         if config.max_events == 0 {
             return Err(Error::setting("filter.max_events", "must be at least 1"));
         }
-        if data
-            .observed()
-            .iter()
-            .any(|s| *s >= network.species().len())
-        {
-            return Err(Error::Data("the data were built for another model".into()));
-        }
         Ok(FilterProblem {
             network,
             observations,
             initial,
             t0,
             config,
+            covariates,
         })
     }
 
@@ -223,9 +295,16 @@ impl FilterProblem {
     /// rejected had it run to the end: the chain is unchanged.
     ///
     /// Never true once every observation is processed, or when the bound is
-    /// not a finite number.
-    pub fn cannot_accept(&self, done: usize, partial: f64, test: &AcceptTest) -> bool {
-        self.cannot_accept_within(done, self.observations.data().len(), partial, test)
+    /// not a finite number. `scoring` is the pass's ([`Observations::at`]
+    /// at its θ): the bounds are those of the laws that score it.
+    pub fn cannot_accept(
+        &self,
+        scoring: &Scoring,
+        done: usize,
+        partial: f64,
+        test: &AcceptTest,
+    ) -> bool {
+        self.cannot_accept_within(scoring, done, self.observations.data().len(), partial, test)
     }
 
     /// [`FilterProblem::cannot_accept`] for a pass over the first `upto`
@@ -235,13 +314,13 @@ impl FilterProblem {
     /// difference of two suffix sums is exact to far below the margin).
     pub fn cannot_accept_within(
         &self,
+        obs: &Scoring,
         done: usize,
         upto: usize,
         partial: f64,
         test: &AcceptTest,
     ) -> bool {
-        let obs = &self.observations;
-        let upto = upto.min(obs.data().len());
+        let upto = upto.min(self.observations.data().len());
         if done >= upto {
             return false;
         }
@@ -263,14 +342,34 @@ impl FilterProblem {
     pub fn data(&self) -> &Data {
         self.observations.data()
     }
-    /// The observation model.
-    pub fn observation(&self) -> &ObservationModel {
-        self.observations.model()
-    }
-    /// The data with their observation model and density bounds: filters
-    /// score particles through [`Observations::log_density`].
+    /// The data with their observables: filters score particles through
+    /// [`Observations::at`].
     pub fn observations(&self) -> &Observations {
         &self.observations
+    }
+    /// The names of θ's entries: the rate parameters, then the noise
+    /// parameters.
+    pub fn parameters(&self) -> &[String] {
+        self.observations.parameters()
+    }
+    /// Whether `theta` has one finite, non-negative entry per parameter
+    /// (anything else has likelihood zero).
+    pub fn theta_is_valid(&self, theta: &[f64]) -> bool {
+        theta.len() == self.parameters().len() && theta.iter().all(|t| t.is_finite() && *t >= 0.0)
+    }
+    /// The covariate table, if the rates use covariates.
+    pub fn covariates(&self) -> Option<&Covariates> {
+        self.covariates.as_ref()
+    }
+    /// The compiled dynamics at `theta` (one SSA, or one per covariate row).
+    pub fn dynamics(&self, theta: &[f64]) -> Dynamics {
+        Dynamics::new(
+            &self.network,
+            theta,
+            self.covariates.as_ref(),
+            &self.config.caps,
+            self.config.max_events,
+        )
     }
     /// The initial-state prior.
     pub fn initial(&self) -> &InitialPrior {
@@ -326,13 +425,13 @@ impl FilterProblem {
     /// # Errors
     /// As [`FilterProblem::new`].
     pub fn with_config(&self, config: FilterConfig) -> Result<Self> {
-        FilterProblem::new(
+        FilterProblem::from_observations(
             self.network.clone(),
-            self.observations.data().clone(),
-            self.observations.model().clone(),
+            self.observations.clone(),
             self.initial.clone(),
             self.t0,
             config,
+            self.covariates.clone(),
         )
     }
 }
@@ -525,12 +624,6 @@ impl FilterOutput {
             balance: LoadBalance::default(),
         }
     }
-}
-
-/// Whether `theta` can be filtered for `net`: one finite, non-negative value
-/// per parameter. Any other θ has likelihood 0 (an estimate of −∞).
-pub fn theta_is_valid(net: &Network, theta: &[f64]) -> bool {
-    theta.len() == net.parameters().len() && theta.iter().all(|t| t.is_finite() && *t >= 0.0)
 }
 
 /// Maps a function over blocks, serially or in parallel.
@@ -845,15 +938,19 @@ fn run_filter_steps<R: BlockRunner, C: Collective + ?Sized, S: KeySchedule + ?Si
     let (first, end) = rank_slice(n, size, rank);
     let local = end - first;
     let mut out = FilterOutput::new(data.len());
-    if !theta_is_valid(net, theta) {
+    let scoring = match problem.theta_is_valid(theta) {
+        true => problem.observations.at(theta),
+        false => None,
+    };
+    let Some(scoring) = scoring else {
         out.loglik = f64::NEG_INFINITY;
         return Ok(out);
-    }
-    if stop.is_some_and(|s| problem.cannot_accept_within(0, upto, 0.0, s)) {
+    };
+    if stop.is_some_and(|s| problem.cannot_accept_within(&scoring, 0, upto, 0.0, s)) {
         out.stopped_after = Some(0);
         return Ok(out);
     }
-    let ssa = Ssa::new(net, theta, &cfg.caps, cfg.max_events);
+    let ssa = problem.dynamics(theta);
     ws.prepare(
         local,
         species,
@@ -881,7 +978,6 @@ fn run_filter_steps<R: BlockRunner, C: Collective + ?Sized, S: KeySchedule + ?Si
     out.times.propagate += elapsed(t);
 
     let mut t_prev = problem.t0;
-    let ln_n = (n as f64).ln();
     let mut busy: Vec<f64> = Vec::new();
     for k in 0..upto {
         let t_k = data.times()[k];
@@ -892,6 +988,7 @@ fn run_filter_steps<R: BlockRunner, C: Collective + ?Sized, S: KeySchedule + ?Si
             let mut items = ws.items(first, local, species);
             let done = runner.map(&mut items, |it| {
                 let t = Instant::now();
+                net.reset_counters(it.counts, it.stride, it.len);
                 let c = propagate_block(&ssa, cfg.kernel, it, key, k as u64, t_prev, t_k);
                 (c, runner.current_worker(), elapsed(t))
             });
@@ -908,7 +1005,6 @@ fn run_filter_steps<R: BlockRunner, C: Collective + ?Sized, S: KeySchedule + ?Si
         }
         // Weight.
         let t = Instant::now();
-        let obs = data.observed();
         let mut items = ws.items(first, local, species);
         let maxes = runner.map(&mut items, |it| {
             let mut m = f64::NEG_INFINITY;
@@ -917,9 +1013,7 @@ fn run_filter_steps<R: BlockRunner, C: Collective + ?Sized, S: KeySchedule + ?Si
                     continue;
                 }
                 let counts = &*it.counts;
-                let lw = problem
-                    .observations
-                    .log_density(k, obs.iter().map(|s| counts[s * stride + j]));
+                let lw = scoring.log_density(k, |s| counts[s * stride + j]);
                 it.lw[j] = lw;
                 m = m.max(lw);
             }
@@ -989,13 +1083,14 @@ fn run_filter_steps<R: BlockRunner, C: Collective + ?Sized, S: KeySchedule + ?Si
         let a1: u128 = per_rank.iter().map(|r| r[1]).sum();
         let a2: u128 = per_rank.iter().map(|r| r[2]).sum();
         let before_rank: u128 = per_rank[..rank].iter().map(|r| r[0]).sum();
-        out.loglik += max + resample::ln_total(total) - ln_n;
+        out.loglik += resample::log_mean_weight(max, total, n);
         out.ess.push(if a2 == 0 {
             1.0
         } else {
             (a1 as f64) * (a1 as f64) / (a2 as f64)
         });
-        if stop.is_some_and(|s| problem.cannot_accept_within(k + 1, upto, out.loglik, s)) {
+        if stop.is_some_and(|s| problem.cannot_accept_within(&scoring, k + 1, upto, out.loglik, s))
+        {
             out.stopped_after = Some(k + 1);
             break;
         }
@@ -1058,7 +1153,7 @@ fn run_filter_steps<R: BlockRunner, C: Collective + ?Sized, S: KeySchedule + ?Si
 }
 
 fn propagate_block(
-    ssa: &Ssa,
+    ssa: &Dynamics,
     kernel: KernelChoice,
     it: &mut Item<'_>,
     key: FilterKey,
@@ -1079,7 +1174,9 @@ fn propagate_block(
         it.len,
         t0,
         t1,
-        |j| key.stream(Purpose::Propagate, step, first + j as u64),
+        key,
+        step,
+        |j| first + j as u64,
         &mut w.outcomes,
         &mut w.scratch,
     );

@@ -38,6 +38,7 @@
 #![deny(missing_docs)]
 
 pub mod accept;
+pub mod covariate;
 pub mod diagnostics;
 pub mod error;
 pub mod executor;

@@ -64,7 +64,19 @@ pub struct Network {
     species: Vec<String>,
     parameters: Vec<String>,
     reactions: Vec<Reaction>,
+    /// Incidence counters ([`Network::with_counter`]): species that count
+    /// how often some reactions fired since the last observation.
+    #[serde(default)]
+    counters: Vec<usize>,
+    /// Per reaction, the covariate its rate is multiplied by
+    /// ([`Network::with_covariate`]).
+    #[serde(default)]
+    covariates: Vec<Option<String>>,
 }
+
+/// The population cap of an incidence counter: far above any count, and
+/// within every kernel's range.
+pub const COUNTER_CAP: u64 = 1 << 50;
 
 fn check_name(kind: &str, name: &str) -> Result<()> {
     let ok = !name.is_empty()
@@ -191,7 +203,108 @@ impl Network {
             species,
             parameters,
             reactions: out,
+            counters: Vec::new(),
+            covariates: Vec::new(),
         })
+    }
+
+    /// The network with one more species, `name`, that counts the firings
+    /// of `reactions` (indices): each of them adds 1 to it. It is a
+    /// reactant of nothing, so it changes no hazard, and filters set it to
+    /// 0 at the start of every observation interval
+    /// ([`Network::reset_counters`]): at an observation it holds the
+    /// *incidence* of those reactions since the previous one (since the
+    /// initial time for the first).
+    ///
+    /// # Errors
+    /// [`Error::Model`] for a name already used, no reaction, or an index
+    /// out of range.
+    pub fn with_counter(&self, name: &str, reactions: &[usize]) -> Result<Network> {
+        check_name("species", name)?;
+        if self.species.iter().any(|s| s == name) {
+            return Err(Error::Model(format!(
+                "the incidence counter {name:?} has the name of a species"
+            )));
+        }
+        if reactions.is_empty() {
+            return Err(Error::Model(format!(
+                "the incidence counter {name:?} counts no reaction"
+            )));
+        }
+        let mut net = self.clone();
+        let c = net.species.len();
+        net.species.push(name.to_string());
+        for (i, &j) in reactions.iter().enumerate() {
+            let r = net.reactions.get_mut(j).ok_or_else(|| {
+                Error::Model(format!("the incidence counter {name:?}: no reaction {j}"))
+            })?;
+            if reactions[..i].contains(&j) {
+                return Err(Error::Model(format!(
+                    "the incidence counter {name:?} counts reaction {:?} twice",
+                    r.name
+                )));
+            }
+            r.change.push((c, 1));
+        }
+        net.counters.push(c);
+        Ok(net)
+    }
+
+    /// The network with reaction `j`'s rate multiplied by the
+    /// piecewise-constant covariate `name` (`rate = "beta * name"`): its
+    /// hazard is `θ_j · c(t) · Π C(x_s, r_js)`.
+    ///
+    /// # Errors
+    /// [`Error::Model`] for a reaction index out of range, a malformed
+    /// name, or a reaction that already has a covariate.
+    pub fn with_covariate(&self, j: usize, name: &str) -> Result<Network> {
+        check_name("covariate", name)?;
+        let mut net = self.clone();
+        net.covariates.resize(net.reactions.len(), None);
+        let slot = net
+            .covariates
+            .get_mut(j)
+            .ok_or_else(|| Error::Model(format!("no reaction {j}")))?;
+        if slot.is_some() {
+            return Err(Error::Model(format!(
+                "reaction {:?} already has a covariate",
+                self.reactions[j].name
+            )));
+        }
+        *slot = Some(name.to_string());
+        Ok(net)
+    }
+
+    /// Reaction `j`'s covariate, if its rate has one.
+    pub fn covariate_of(&self, j: usize) -> Option<&str> {
+        self.covariates.get(j).and_then(|c| c.as_deref())
+    }
+
+    /// The covariates the rates use (each once, in reaction order).
+    pub fn covariate_names(&self) -> Vec<String> {
+        let mut v: Vec<String> = Vec::new();
+        for c in self.covariates.iter().flatten() {
+            if !v.contains(c) {
+                v.push(c.clone());
+            }
+        }
+        v
+    }
+
+    /// The incidence counters' species indices.
+    pub fn counters(&self) -> &[usize] {
+        &self.counters
+    }
+
+    /// Sets every incidence counter of the first `len` particles of a
+    /// structure-of-arrays block (species `s` of particle `j` at
+    /// `block[s * stride + j]`) to 0: what every executor does before it
+    /// propagates an observation interval.
+    #[inline]
+    pub fn reset_counters(&self, block: &mut [u64], stride: usize, len: usize) {
+        for &c in &self.counters {
+            block[c * stride..c * stride + len].fill(0);
+        }
     }
 
     /// Lotka–Volterra with one prey `prey` and `k` predators `pred1..predk`

@@ -470,7 +470,7 @@ impl Pmmh {
     /// priors, no free parameter, a starting point outside the prior's
     /// support, zero chains or thinning, or an invalid proposal covariance.
     pub fn new(problem: FilterProblem, priors: Vec<Prior>, config: PmmhConfig) -> Result<Self> {
-        let names = problem.network().parameters();
+        let names = problem.parameters();
         let free = crate::prior::free_parameters(names, &priors)?;
         if config.chains == 0 || config.chains > 1024 {
             return Err(Error::setting("mcmc.chains", "must be in 1..=1024"));

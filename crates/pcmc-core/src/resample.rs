@@ -90,6 +90,20 @@ pub fn ln_total(total: u128) -> f64 {
     (total as f64).ln() - f64::from(WEIGHT_BITS) * std::f64::consts::LN_2
 }
 
+/// The log of the mean weight, `M + ln(S / 2^62) − ln n`, the filter's
+/// increment at one observation: exactly `M` when every one of the `n`
+/// quantised weights is `2^62` (all particles alive with equal weights, as
+/// at a row of missing values, or `n = 1`), which the formula would round.
+/// (Systematic and stratified resampling at equal weights keep every
+/// particle once: such a row leaves the population as it is.)
+pub fn log_mean_weight(max: f64, total: u128, n: usize) -> f64 {
+    if total == (n as u128) << WEIGHT_BITS {
+        max
+    } else {
+        max + ln_total(total) - (n as f64).ln()
+    }
+}
+
 /// The number of pointers `k ∈ [0, n)` with `k·S + v < x`, for the systematic
 /// scheme.
 #[inline]

@@ -34,12 +34,13 @@ pub fn lv_problem(
         sd: vec![sd; observed.len()],
     };
     let caps = vec![DEFAULT_CAP; k + 1];
+    let observables = obs.observables(&net, &names).unwrap();
     let traj = simulate(
         &net,
         theta,
         &initial,
-        &obs,
-        &observed,
+        &observables,
+        None,
         times[0],
         &times,
         &caps,

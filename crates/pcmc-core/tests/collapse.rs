@@ -164,7 +164,7 @@ fn data_derived_cap_leaves_estimates_unchanged() {
     use pcmc_core::workloads::lv11;
     let loose = lv11(100, 2018);
     let mut cfg = loose.config().clone();
-    cfg.caps = data_caps(loose.network(), loose.data());
+    cfg.caps = data_caps(loose.network(), loose.observations());
     assert!(
         cfg.caps[0] < DEFAULT_CAP,
         "the prey cap should come from the data"

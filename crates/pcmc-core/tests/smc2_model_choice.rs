@@ -92,13 +92,21 @@ fn models() -> Vec<Model> {
 fn problem_for(model: &Model, base: &FilterProblem, particles: usize) -> FilterProblem {
     let data = base.data();
     let rows = (0..data.len()).map(|i| data.row(i).to_vec()).collect();
-    FilterProblem::new(
+    let data = Data::new(&model.net, data.times().to_vec(), data.names(), rows).unwrap();
+    let observations = Observations::new(
+        base.observations().observables().to_vec(),
+        data,
+        model.net.parameters().to_vec(),
+        1,
+    )
+    .unwrap();
+    FilterProblem::from_observations(
         model.net.clone(),
-        Data::new(&model.net, data.times().to_vec(), data.names(), rows).unwrap(),
-        base.observation().clone(),
+        observations,
         InitialPrior::new(&model.net, base.initial().means().to_vec()).unwrap(),
         base.t0(),
         FilterConfig::new(particles, 1),
+        None,
     )
     .unwrap()
 }
@@ -158,7 +166,7 @@ fn propagate(p: &mut Vec<f64>, rates: [f64; 3], dt: f64) {
 
 /// The exact log-likelihood of `problem`'s data under rates `[λ, β, μ]`.
 fn exact_loglik(problem: &FilterProblem, rates: [f64; 3]) -> f64 {
-    common::forward_loglik(problem, K, |p, dt| propagate(p, rates, dt))
+    common::forward_loglik(problem, &rates, K, |p, dt| propagate(p, rates, dt))
 }
 
 /// The exact log evidence of `model` by the rectangle rule on a grid of its

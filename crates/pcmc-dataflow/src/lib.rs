@@ -63,10 +63,9 @@ use datafusion::physical_plan::{ExecutionPlan, Partitioning, displayable};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use futures::TryStreamExt;
 use pcmc_core::accept::AcceptTest;
-use pcmc_core::filter::{FilterKey, FilterOutput, FilterProblem, rank_slice, theta_is_valid};
-use pcmc_core::resample::ln_total;
+use pcmc_core::filter::{FilterKey, FilterOutput, FilterProblem, rank_slice};
 use pcmc_core::smc2::{PassBatch, PassRequest};
-use pcmc_core::ssa::{Ssa, SsaCounters};
+use pcmc_core::ssa::SsaCounters;
 use pcmc_core::{Error, LikelihoodExecutor, Result};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -289,7 +288,7 @@ impl DataflowExecutor {
         let shape = Shape {
             n: problem.particles(),
             species: net.species().to_vec(),
-            observed: problem.data().observed().to_vec(),
+            observed: problem.observations().species_used(),
         };
         if let Some(i) = self.plans.iter().position(|p| p.shape == shape) {
             let p = self.plans.remove(i);
@@ -557,11 +556,15 @@ pub fn start_pass(
     parts: usize,
 ) -> Result<Option<FilterOutput>> {
     let mut out = FilterOutput::new(problem.data().len());
-    if !theta_is_valid(problem.network(), theta) {
+    let scoring = match problem.theta_is_valid(theta) {
+        true => problem.observations().at(theta),
+        false => None,
+    };
+    let Some(scoring) = scoring else {
         out.loglik = f64::NEG_INFINITY;
         return Ok(Some(out));
-    }
-    if stop.is_some_and(|s| problem.cannot_accept(0, 0.0, s)) {
+    };
+    if stop.is_some_and(|s| problem.cannot_accept(&scoring, 0, 0.0, s)) {
         out.stopped_after = Some(0);
         return Ok(Some(out));
     }
@@ -621,7 +624,7 @@ pub fn account_weight_sums(
     let total: u128 = per.iter().map(|x| x[0]).sum();
     let a1: u128 = per.iter().map(|x| x[1]).sum();
     let a2: u128 = per.iter().map(|x| x[2]).sum();
-    out.loglik += m + ln_total(total) - (n as f64).ln();
+    out.loglik += pcmc_core::resample::log_mean_weight(m, total, n);
     out.ess.push(if a2 == 0 {
         1.0
     } else {
@@ -761,15 +764,15 @@ impl LikelihoodExecutor for DataflowExecutor {
         if let Some(done) = start_pass(problem, theta, stop, self.config.partitions.min(n))? {
             return Ok(done);
         }
+        let scoring = problem.observations().at(theta);
         let mut out = FilterOutput::new(data.len());
         out.times.planning += self.ensure_plans(problem)?;
         let plans = self.plans.last().expect("plans were just built");
         let parts = plans.parts;
-        let cfg = problem.config();
         {
             let mut p = self.shared.write();
             p.problem = Some(Arc::new(problem.clone()));
-            p.ssa = Some(Arc::new(Ssa::new(net, theta, &cfg.caps, cfg.max_events)));
+            p.ssa = Some(Arc::new(problem.dynamics(theta)));
             p.theta = theta.to_vec();
             p.key = Some(key);
         }
@@ -854,7 +857,11 @@ impl LikelihoodExecutor for DataflowExecutor {
             let per = read_weight_sums(&batches, parts)?;
             let (total, before) = account_weight_sums(&per, m, n, &mut out);
             out.times.reduce += elapsed(t);
-            if stop.is_some_and(|s| problem.cannot_accept(k + 1, out.loglik, s)) {
+            if stop.is_some_and(|s| {
+                scoring
+                    .as_ref()
+                    .is_some_and(|sc| problem.cannot_accept(sc, k + 1, out.loglik, s))
+            }) {
                 out.stopped_after = Some(k + 1);
                 plans.prop.take();
                 break;

@@ -4,8 +4,8 @@
 //! run, as Spark tasks read broadcast variables. On a cluster the same
 //! values travel inside the plans sent to remote executors ([`StepWire`]).
 
+use pcmc_core::covariate::Dynamics;
 use pcmc_core::filter::{FilterKey, FilterProblem};
-use pcmc_core::ssa::Ssa;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -15,8 +15,8 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 pub struct StepParams {
     /// The filtering problem of the pass.
     pub problem: Option<Arc<FilterProblem>>,
-    /// The SSA at the pass's θ.
-    pub ssa: Option<Arc<Ssa>>,
+    /// The dynamics (SSA per covariate row) at the pass's θ.
+    pub ssa: Option<Arc<Dynamics>>,
     /// The pass's θ.
     pub theta: Vec<f64>,
     /// The pass's random streams.
@@ -147,13 +147,7 @@ impl Shared {
     /// Shared state holding `wire`'s values (on a remote executor; no fault
     /// injection).
     pub fn from_wire(wire: StepWire) -> SharedRef {
-        let cfg = wire.problem.config();
-        let ssa = Ssa::new(
-            wire.problem.network(),
-            &wire.theta,
-            &cfg.caps,
-            cfg.max_events,
-        );
+        let ssa = wire.problem.dynamics(&wire.theta);
         let shared = Shared::new(0.0);
         *shared.write() = StepParams {
             ssa: Some(Arc::new(ssa)),

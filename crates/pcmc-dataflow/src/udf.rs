@@ -198,6 +198,7 @@ impl ScalarUDFImpl for Propagate {
             outcomes.clear();
             outcomes.resize(len, Outcome::Reached);
             if propagate {
+                problem.network().reset_counters(&mut block, BLOCK, len);
                 // The block's counters go on its first row: sums over rows
                 // are what the plans aggregate.
                 counters[start] = ssa.propagate(
@@ -207,7 +208,9 @@ impl ScalarUDFImpl for Propagate {
                     len,
                     p.t0,
                     p.t1,
-                    |j| key.stream(Purpose::Propagate, p.step, idx.value(start + j)),
+                    key,
+                    p.step,
+                    |j| idx.value(start + j),
                     &mut outcomes,
                     &mut scratch,
                 );
@@ -244,9 +247,10 @@ impl ScalarUDFImpl for Propagate {
     }
 }
 
-/// `pcmc_log_weight(alive, observed species…)`: the observation
-/// log-density of the step's observation (−∞ for a particle that did not
-/// reach it).
+/// `pcmc_log_weight(alive, species read…)`: the observation log-density
+/// of the step's observation (−∞ for a particle that did not reach it); the
+/// columns are the species the observables read
+/// ([`pcmc_core::observation::Observations::species_used`]).
 #[derive(Debug)]
 pub struct LogWeight {
     shared: SharedRef,
@@ -301,12 +305,25 @@ impl ScalarUDFImpl for LogWeight {
         };
         let step = p.step as usize;
         let observations = problem.observations();
+        // The columns are the species the observables read, in index order.
+        let used = observations.species_used();
+        if used.len() != obs.len() {
+            return Err(exec_err(
+                "pcmc_log_weight: the species columns do not fit the problem",
+            ));
+        }
+        let scoring = observations.at(&p.theta);
+        let mut x = vec![0u64; problem.network().species().len()];
         let lw: Float64Array = (0..alive.len())
             .map(|r| {
-                Some(if alive.value(r) {
-                    observations.log_density(step, obs.iter().map(|c| c.value(r)))
-                } else {
-                    f64::NEG_INFINITY
+                Some(match &scoring {
+                    Some(scoring) if alive.value(r) => {
+                        for (s, c) in used.iter().zip(&obs) {
+                            x[*s] = c.value(r);
+                        }
+                        scoring.log_density(step, |s| x[s])
+                    }
+                    _ => f64::NEG_INFINITY,
                 })
             })
             .collect();

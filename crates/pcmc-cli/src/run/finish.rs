@@ -128,7 +128,7 @@ pub(super) fn finish_outputs(
     if rewrite_parquet && job.file.output.parquet {
         write_parquet(&dir.join("chain.parquet"), names, rows)?;
     }
-    let summary = summary_json(&SummaryInput {
+    let mut summary = summary_json(&SummaryInput {
         job: &record.job,
         fingerprint: &record.fingerprint,
         names,
@@ -142,6 +142,7 @@ pub(super) fn finish_outputs(
         thin: record.thin,
         stats: record.stats.as_ref(),
     })?;
+    crate::summary::mark_parameter_kinds(&mut summary, job.noise_parameters());
     write_atomic(
         &dir.join("summary.json"),
         serde_json::to_string_pretty(&summary)?.as_bytes(),
@@ -188,11 +189,19 @@ pub fn predictive_bands(
     let data = problem.data();
     let t0 = problem.t0();
     let t1 = *data.times().last().expect("non-empty data");
-    let grid: Vec<f64> = (0..=100)
-        .map(|i| t0 + (t1 - t0) * f64::from(i) / 100.0)
-        .collect();
+    // Incidence counts events since the previous time: with incidence
+    // columns the bands are drawn at the data's own times, so that each
+    // simulated count covers the interval the datum covers.
+    let grid: Vec<f64> = if problem.network().counters().is_empty() {
+        (0..=100)
+            .map(|i| t0 + (t1 - t0) * f64::from(i) / 100.0)
+            .collect()
+    } else {
+        data.times().to_vec()
+    };
     let m = draws.min(rows.len());
-    let obs_n = data.observed().len();
+    let observables = problem.observations().observables();
+    let obs_n = observables.len();
     let mut sims: Vec<Vec<Vec<f64>>> = vec![vec![Vec::with_capacity(m); grid.len()]; obs_n];
     let mut dropped = 0;
     for d in 0..m {
@@ -201,8 +210,8 @@ pub fn predictive_bands(
             problem.network(),
             &r.theta,
             problem.initial(),
-            problem.observation(),
-            data.observed(),
+            observables,
+            problem.covariates(),
             t0,
             &grid,
             &problem.config().caps,

@@ -60,7 +60,7 @@ pub(super) fn report_locked(dir: &Path, quiet: bool) -> Result<()> {
     };
     let prep = prepare(&job_path, &ov)?;
     let (names, rows) = read_chain_csv(&dir.join("chain.csv"))?;
-    if names != prep.job.network.parameters() {
+    if names != prep.job.parameters {
         return Err(input(
             dir.join("chain.csv"),
             "the chain's columns do not match the job's parameters",

@@ -77,7 +77,7 @@ pub fn prepare(job_path: &Path, ov: &Overrides) -> Result<Prepared> {
             ));
         }
     };
-    let data = read_data(&data_path, &job.network)?;
+    let data = read_data(&data_path, &job.data_columns())?;
     let data_bytes = std::fs::read(&data_path).unwrap_or_default();
     let problem = job.problem(data.clone(), &data_path)?;
     let pmmh = Pmmh::new(problem, job.priors.clone(), job.mcmc.clone())
@@ -416,7 +416,7 @@ pub(super) fn setup(job_path: &Path, ov: &Overrides, opts: RunOptions) -> Result
         crate::job::Method::Pmmh,
         ov,
     );
-    let names = job.network.parameters().to_vec();
+    let names = job.parameters.clone();
     let group = exec.chain_group();
     Ok(Setup {
         job_path: job_path.to_path_buf(),

@@ -647,7 +647,7 @@ impl Smc2 {
     /// outside (0, 1], a move count outside 1..=[`MAX_MOVES`], an exchange
     /// threshold outside (0, 1) or a particle cap below the problem's count.
     pub fn new(problem: FilterProblem, priors: Vec<Prior>, config: Smc2Config) -> Result<Self> {
-        let free = crate::prior::free_parameters(problem.network().parameters(), &priors)?;
+        let free = crate::prior::free_parameters(problem.parameters(), &priors)?;
         if config.theta_particles < 2 || config.theta_particles > u32::MAX as usize {
             return Err(Error::setting(
                 "smc2.theta_particles",

@@ -267,6 +267,16 @@ impl Ssa {
     /// If `theta` or `caps` are shorter than the network's parameter or
     /// species lists (programming errors; the filter validates both).
     pub fn new(net: &Network, theta: &[f64], caps: &[u64], max_events: u64) -> Self {
+        Self::with_rates(net, net.rates(theta), caps, max_events)
+    }
+
+    /// Compiles `net` for simulation with per-reaction rate constants
+    /// `rates` (θ's rates times any covariate factors).
+    ///
+    /// # Panics
+    /// If `rates` or `caps` are shorter than the network's reaction or
+    /// species lists.
+    pub fn with_rates(net: &Network, rates: Vec<f64>, caps: &[u64], max_events: u64) -> Self {
         let mut react_off = vec![0];
         let mut react = Vec::new();
         let width = net
@@ -282,7 +292,6 @@ impl Ssa {
             change.extend_from_slice(&r.change);
             change.resize(change.len() + width - r.change.len(), (0, 0));
         }
-        let rates = net.rates(theta);
         let mut props = net
             .reactions()
             .iter()

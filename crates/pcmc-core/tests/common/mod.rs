@@ -5,6 +5,7 @@
 //! plus Poisson immigration), so the exact likelihood of noisy observations
 //! follows from the forward algorithm on the state space truncated at `k`.
 
+use pcmc_core::observation::InitialCount;
 use pcmc_core::prelude::*;
 use pcmc_core::rng::{Purpose, StreamKey};
 use pcmc_core::simulate::simulate;
@@ -29,6 +30,7 @@ pub fn id_priors() -> Vec<Prior> {
 /// An immigration–death data set simulated at θ (stream `seed`), X(0) ~
 /// Poisson(15), X observed through `obs` at `times`, and its filtering
 /// problem with `particles` particles.
+#[allow(dead_code)] // not every test binary that includes `common` uses it
 pub fn id_problem(
     theta: &[f64],
     times: Vec<f64>,
@@ -42,8 +44,8 @@ pub fn id_problem(
         &net,
         theta,
         &initial,
-        &obs,
-        &[0],
+        &obs.observables(&net, &["X".to_string()]).unwrap(),
+        None,
         0.0,
         &times,
         &[u64::MAX],
@@ -63,7 +65,8 @@ pub fn id_problem(
 }
 
 /// The transition matrix over `dt` on `0..=k` (row-major, rows: from).
-fn transition(lambda: f64, mu: f64, dt: f64, k: usize) -> Vec<f64> {
+#[allow(dead_code)] // not every test binary that includes `common` uses it
+pub fn transition(lambda: f64, mu: f64, dt: f64, k: usize) -> Vec<f64> {
     let p = (-mu * dt).exp();
     let imm = Poisson::new(lambda / mu * (1.0 - p)).unwrap();
     let imm_pmf: Vec<f64> = (0..=k).map(|i| imm.pmf(i as u64)).collect();
@@ -95,8 +98,26 @@ fn transition(lambda: f64, mu: f64, dt: f64, k: usize) -> Vec<f64> {
 /// forward algorithm on `0..=k` (transition matrices cached per interval
 /// length).
 pub fn exact_loglik(problem: &FilterProblem, theta: &[f64], k: usize) -> f64 {
+    let Some(scoring) = problem.observations().at(theta) else {
+        return f64::NEG_INFINITY;
+    };
+    exact_loglik_with(problem, theta, k, |i, x| {
+        scoring.log_density(i, |_| x).exp()
+    })
+}
+
+/// [`exact_loglik`] with the observation densities given by `weigh(row,
+/// x)` (the density of data row `row` when the species count is `x`): an
+/// implementation independent of pcmc's own.
+#[allow(dead_code)] // not every test binary that includes `common` uses it
+pub fn exact_loglik_with(
+    problem: &FilterProblem,
+    theta: &[f64],
+    k: usize,
+    weigh: impl Fn(usize, u64) -> f64,
+) -> f64 {
     let mut cache: Vec<(f64, Vec<f64>)> = Vec::new();
-    forward_loglik(problem, k, |alpha, dt| {
+    forward_with(problem, k, weigh, |alpha, dt| {
         if !cache.iter().any(|(d, _)| *d == dt) {
             cache.push((dt, transition(theta[0], theta[1], dt, k)));
         }
@@ -115,15 +136,43 @@ pub fn exact_loglik(problem: &FilterProblem, theta: &[f64], k: usize) -> f64 {
 }
 
 /// The forward algorithm for a one-species chain on `0..=k` started from
-/// `problem`'s Poisson initial law: `propagate(p, dt)` moves the law `p`
-/// over `dt`; observations weigh it through `problem`'s observation model.
+/// `problem`'s initial law (Poisson or fixed): `propagate(p, dt)` moves the
+/// law `p` over `dt`; observations weigh it through `problem`'s
+/// observables at `theta` (their noise parameters read from it).
+#[allow(dead_code)] // not every test binary that includes `common` uses it
 pub fn forward_loglik(
     problem: &FilterProblem,
+    theta: &[f64],
     k: usize,
+    propagate: impl FnMut(&mut Vec<f64>, f64),
+) -> f64 {
+    let Some(scoring) = problem.observations().at(theta) else {
+        return f64::NEG_INFINITY;
+    };
+    forward_with(
+        problem,
+        k,
+        |i, x| scoring.log_density(i, |_| x).exp(),
+        propagate,
+    )
+}
+
+/// The forward algorithm with observation densities `weigh(row, x)`.
+pub fn forward_with(
+    problem: &FilterProblem,
+    k: usize,
+    weigh: impl Fn(usize, u64) -> f64,
     mut propagate: impl FnMut(&mut Vec<f64>, f64),
 ) -> f64 {
-    let x0 = Poisson::new(problem.initial().means()[0]).unwrap();
-    let mut alpha: Vec<f64> = (0..=k).map(|x| x0.pmf(x as u64)).collect();
+    let mut alpha: Vec<f64> = match problem.initial().counts()[0] {
+        InitialCount::Poisson(m) => {
+            let x0 = Poisson::new(m).unwrap();
+            (0..=k).map(|x| x0.pmf(x as u64)).collect()
+        }
+        InitialCount::Fixed(n) => (0..=k)
+            .map(|x| f64::from(u8::from(x as u64 == n)))
+            .collect(),
+    };
     let mut t = problem.t0();
     let mut ll = 0.0;
     for i in 0..problem.data().len() {
@@ -131,12 +180,8 @@ pub fn forward_loglik(
         if ti > t {
             propagate(&mut alpha, ti - t);
         }
-        let y = problem.data().row(i);
         for (x, a) in alpha.iter_mut().enumerate() {
-            *a *= problem
-                .observation()
-                .log_density(y, [x as u64].into_iter())
-                .exp();
+            *a *= weigh(i, x as u64);
         }
         let s: f64 = alpha.iter().sum();
         ll += s.ln();

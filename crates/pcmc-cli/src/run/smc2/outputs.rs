@@ -30,7 +30,7 @@ pub(super) fn write_outputs(
     nx: usize,
     outs: &[Smc2Output],
 ) -> Result<Value> {
-    let names = job.network.parameters().to_vec();
+    let names = job.parameters.clone();
     let data = smc2.problem().data();
     let combined = (outs.len() > 1).then(|| pool(outs));
     let cloud = combined.as_ref().map_or(&outs[0], |(p, _)| p);
@@ -44,10 +44,11 @@ pub(super) fn write_outputs(
         config,
         nx,
     };
-    let summary = match &combined {
+    let mut summary = match &combined {
         None => run.single(&outs[0]),
         Some((pooled, ev)) => run.replicated(outs, pooled, ev),
     };
+    crate::summary::mark_parameter_kinds(&mut summary, job.noise_parameters());
     write_atomic(
         &dir.join("summary.json"),
         serde_json::to_string_pretty(&summary)?.as_bytes(),

@@ -6,577 +6,26 @@ use anyhow::Result;
 use pcmc_core::filter::{
     DEFAULT_CAP, DEFAULT_MAX_EVENTS, FilterConfig, FilterProblem, KernelChoice,
 };
-use pcmc_core::model::{Network, ReactionSpec, Term};
-use pcmc_core::observation::{Data, InitialPrior, ObservationModel};
+use pcmc_core::model::Network;
+use pcmc_core::observation::{
+    Data, InitialCount, InitialPrior, Observable, ObservationModel, Observations,
+};
 use pcmc_core::pmmh::{AdaptConfig, DEFAULT_INIT_SD, PmmhConfig, ProposalCovariance, StartPoints};
 use pcmc_core::prior::Prior;
 use pcmc_core::resample::Resampling;
 use pcmc_core::tuning::{
     AutoParticles, ChainChecks, DEFAULT_CHECK_EVERY, DEFAULT_CHECK_PASSES, DEFAULT_TARGET_SD,
 };
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// The job file as written.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct JobFile {
-    /// Name of the job (default: the file stem).
-    pub name: Option<String>,
-    /// Run seed (default 1).
-    pub seed: Option<u64>,
-    /// `pmmh` (default) or `smc2`.
-    pub method: Option<String>,
-    /// SMC² settings (`method = "smc2"`).
-    pub smc2: Option<Smc2Section>,
-    /// The model.
-    pub model: ModelSection,
-    /// Where the data are.
-    pub data: Option<DataSection>,
-    /// How observations arise.
-    pub observation: ObservationSection,
-    /// The initial-state prior.
-    pub initial: InitialSection,
-    /// Per-parameter settings: prior, start, true value, proposal scale.
-    pub parameters: BTreeMap<String, ParameterSection>,
-    /// Particle filter settings.
-    #[serde(default)]
-    pub filter: FilterSection,
-    /// PMMH settings.
-    #[serde(default)]
-    pub mcmc: McmcSection,
-    /// Executor defaults.
-    #[serde(default)]
-    pub executor: ExecutorSection,
-    /// Output settings.
-    #[serde(default)]
-    pub output: OutputSection,
-    /// Settings for `pcmc simulate`.
-    pub simulate: Option<SimulateSection>,
-}
+mod file;
+mod model;
+pub mod observation;
 
-/// `[smc2]`: SMC² settings.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct Smc2Section {
-    /// θ-particles `Nθ` (default 1000).
-    pub theta_particles: Option<usize>,
-    /// Particles per θ-particle's filter at the start, `Nx` (default 100).
-    pub particles: Option<usize>,
-    /// Resample-move when the θ-ESS falls below this fraction of `Nθ`
-    /// (default 0.5).
-    pub ess_threshold: Option<f64>,
-    /// PMMH moves per rejuvenation (default 3).
-    pub moves: Option<u32>,
-    /// `independent` (default) or `random-walk`.
-    pub proposal: Option<String>,
-    /// Keep moving until this fraction of the θ-particles has accepted a
-    /// move (default: off, exactly `moves` moves).
-    pub renew: Option<f64>,
-    /// The most moves per rejuvenation under `renew` (default 30).
-    pub renew_max_moves: Option<u32>,
-    /// What raises `Nx`: `noise` (default: the measured variance of the
-    /// log-likelihood estimates) or `acceptance` (the moves' acceptance).
-    pub exchange_rule: Option<String>,
-    /// The noise rule's target variance of `log p̂(y | θ)` (default 1).
-    pub noise_variance: Option<f64>,
-    /// The acceptance rule doubles `Nx` when a rejuvenation's acceptance
-    /// falls below this (default 0.2).
-    pub exchange_below: Option<f64>,
-    /// The exchange step on (default) or off.
-    pub exchange: Option<bool>,
-    /// The exchange step never takes `Nx` above this (default 5000).
-    pub max_particles: Option<usize>,
-    /// A resample-move after the last observation, so that the final cloud
-    /// is equally weighted (default off).
-    pub final_move: Option<bool>,
-    /// Independent replicates of the run, combined: the evidence is their
-    /// mean, its error their spread, the posterior their pooled clouds
-    /// (default 1).
-    pub replicates: Option<u32>,
-}
-
-/// The most replicates an SMC² run takes.
-pub const MAX_REPLICATES: u32 = 1000;
-
-/// Default `smc2.theta_particles`.
-pub const DEFAULT_THETA_PARTICLES: usize = 1000;
-/// Default `smc2.particles`.
-pub const DEFAULT_SMC2_PARTICLES: usize = 100;
-
-/// `[model]`: a preset or a declared network.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct ModelSection {
-    /// `lotka-volterra` or `immigration-death`.
-    pub preset: Option<String>,
-    /// Number of predators for `lotka-volterra` (1–8).
-    pub predators: Option<usize>,
-    /// Species of a declared network.
-    pub species: Option<Vec<String>>,
-    /// Reactions of a declared network.
-    pub reactions: Option<Vec<ReactionSection>>,
-}
-
-/// `[[model.reactions]]`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct ReactionSection {
-    /// Name of the reaction.
-    pub name: Option<String>,
-    /// Reactants: species → coefficient.
-    #[serde(default)]
-    pub reactants: BTreeMap<String, u32>,
-    /// Products: species → coefficient.
-    #[serde(default)]
-    pub products: BTreeMap<String, u32>,
-    /// Name of the rate parameter.
-    pub rate: String,
-}
-
-/// `[data]`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct DataSection {
-    /// CSV path, relative to the job file.
-    pub path: PathBuf,
-}
-
-/// A number for all observed species, or one per species.
-#[derive(Debug, Clone, Serialize)]
-#[serde(untagged)]
-pub enum PerSpecies<T> {
-    /// The same value for every species.
-    All(T),
-    /// A value per species name.
-    Each(BTreeMap<String, T>),
-}
-
-/// `[observation]`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct ObservationSection {
-    /// `gaussian` or `poisson`.
-    pub model: String,
-    /// Gaussian noise sd: a number, or a table species → sd.
-    pub sd: Option<PerSpecies<f64>>,
-}
-
-/// `[initial]`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct InitialSection {
-    /// Poisson mean of each species' initial count.
-    pub means: BTreeMap<String, f64>,
-    /// Time of the initial state (default: the first observation time).
-    pub time: Option<f64>,
-}
-
-/// `[parameters.NAME]`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct ParameterSection {
-    /// The prior, e.g. `{ dist = "log-uniform", lower = 0.01, upper = 100 }`.
-    pub prior: Prior,
-    /// Starting value (default: the prior's centre).
-    pub init: Option<f64>,
-    /// The true value, for `pcmc simulate` and plots.
-    #[serde(rename = "true")]
-    pub true_value: Option<f64>,
-    /// Proposal sd on the log scale (default: `mcmc.proposal_sd`).
-    pub proposal_sd: Option<f64>,
-}
-
-/// `[filter]`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct FilterSection {
-    /// Number of particles, or `"auto"`: adapted during burn-in
-    /// (`[filter.auto]`).
-    #[serde(default = "default_particles")]
-    pub particles: ParticlesSetting,
-    /// Bounds and target of `particles = "auto"`.
-    pub auto: Option<AutoSection>,
-    /// `systematic`, `stratified`, `multinomial` or `residual`.
-    #[serde(default = "default_resampling")]
-    pub resampling: String,
-    /// `scalar`, `batch` or `simd` (identical results; simd is the AVX2
-    /// kernel where the CPU has it).
-    #[serde(default = "default_kernel")]
-    pub kernel: String,
-    /// Population cap: a number for every species or a table per species.
-    pub cap: Option<PerSpecies<u64>>,
-    /// Event limit per particle per observation interval.
-    pub max_events: Option<u64>,
-}
-
-/// `filter.particles`: a count or `"auto"`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(untagged)]
-pub enum ParticlesSetting {
-    /// A fixed count.
-    Count(usize),
-    /// A word: only `"auto"` is valid.
-    Word(String),
-}
-
-/// `[filter.auto]`: the particle count adapted during burn-in.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct AutoSection {
-    /// Fewest particles (default 50).
-    pub min: Option<usize>,
-    /// Most particles (default 5000).
-    pub max: Option<usize>,
-    /// Particles at the starting point (default 100, within the bounds).
-    pub start: Option<usize>,
-    /// Target sd of the log-likelihood estimate (default 1.2).
-    pub target_sd: Option<f64>,
-}
-
-/// Default `filter.auto.min`.
-pub const DEFAULT_AUTO_MIN: usize = 50;
-/// Default `filter.auto.max`.
-pub const DEFAULT_AUTO_MAX: usize = 5000;
-/// Default `filter.auto.start` (clamped to the bounds).
-pub const DEFAULT_AUTO_START: usize = 100;
-
-fn default_particles() -> ParticlesSetting {
-    ParticlesSetting::Count(1000)
-}
-fn default_resampling() -> String {
-    "systematic".into()
-}
-fn default_kernel() -> String {
-    "simd".into()
-}
-
-impl Default for FilterSection {
-    fn default() -> Self {
-        FilterSection {
-            particles: default_particles(),
-            auto: None,
-            resampling: default_resampling(),
-            kernel: default_kernel(),
-            cap: None,
-            max_events: None,
-        }
-    }
-}
-
-/// `[mcmc]`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct McmcSection {
-    /// Iterations after burn-in.
-    #[serde(default = "default_iterations")]
-    pub iterations: u64,
-    /// Burn-in iterations.
-    #[serde(default = "default_burn_in")]
-    pub burn_in: u64,
-    /// Keep every `thin`-th iteration.
-    #[serde(default = "one")]
-    pub thin: u64,
-    /// Number of chains.
-    #[serde(default = "one_usize")]
-    pub chains: usize,
-    /// Adapt the proposal covariance during burn-in.
-    #[serde(default = "yes")]
-    pub adapt: bool,
-    /// First adaptation (default: a fifth of the burn-in, at least 2·dim + 2).
-    pub adapt_start: Option<u64>,
-    /// Re-estimate every this many iterations.
-    #[serde(default = "default_adapt_every")]
-    pub adapt_every: u64,
-    /// Default proposal sd on the log scale.
-    #[serde(default = "default_proposal_sd")]
-    pub proposal_sd: f64,
-    /// Full proposal covariance over the free parameters (in model order).
-    pub proposal_cov: Option<Vec<Vec<f64>>>,
-    /// Where chains start: `dispersed` (default: chain 0 at the parameters'
-    /// `init`, the others at `init · exp(N(0, init_sd²))`), `prior` (draws
-    /// from the priors) or `fixed` (every chain at `init`).
-    pub init: Option<String>,
-    /// Log-scale spread of dispersed starting points (default 0.5).
-    pub init_sd: Option<f64>,
-    /// Stop a proposal's filter pass as soon as it can no longer be accepted
-    /// (default true; the chain is the same either way).
-    #[serde(default = "yes")]
-    pub early_rejection: bool,
-    /// Burn-in iterations between two checks of each chain (default 50).
-    pub check_every: Option<u64>,
-    /// Extra filter passes per check (default 16).
-    pub check_passes: Option<u32>,
-    /// Detect chains stuck on an overestimated likelihood during burn-in
-    /// and give them a fresh estimate (default true).
-    #[serde(default = "yes")]
-    pub stuck_check: bool,
-    /// Move a chain whose log posterior lies far below the best chain's to
-    /// that chain's state during burn-in (default true).
-    #[serde(default = "yes")]
-    pub relocate: bool,
-}
-
-fn default_iterations() -> u64 {
-    1000
-}
-fn default_burn_in() -> u64 {
-    200
-}
-fn one() -> u64 {
-    1
-}
-fn one_usize() -> usize {
-    1
-}
-fn yes() -> bool {
-    true
-}
-fn default_adapt_every() -> u64 {
-    50
-}
-fn default_proposal_sd() -> f64 {
-    0.05
-}
-
-impl Default for McmcSection {
-    fn default() -> Self {
-        McmcSection {
-            iterations: default_iterations(),
-            burn_in: default_burn_in(),
-            thin: 1,
-            chains: 1,
-            adapt: true,
-            adapt_start: None,
-            adapt_every: default_adapt_every(),
-            proposal_sd: default_proposal_sd(),
-            proposal_cov: None,
-            init: None,
-            init_sd: None,
-            early_rejection: true,
-            check_every: None,
-            check_passes: None,
-            stuck_check: true,
-            relocate: true,
-        }
-    }
-}
-
-/// `[executor]`.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct ExecutorSection {
-    /// `rayon` (default), `mpi` or `dataflow`.
-    pub kind: Option<String>,
-    /// Worker threads (default: `SLURM_CPUS_PER_TASK` or all cores).
-    pub threads: Option<usize>,
-    /// Partitions of the dataflow executor.
-    pub partitions: Option<usize>,
-    /// A Ballista scheduler `df://HOST:PORT`: run the dataflow executor's
-    /// steps as jobs on that cluster.
-    pub scheduler: Option<String>,
-    /// The directory for particles between steps on a Ballista cluster
-    /// (default: `work` in the run directory); every executor must see it at
-    /// the same path.
-    pub work_dir: Option<PathBuf>,
-}
-
-/// `[output]`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct OutputSection {
-    /// Run directory (default `runs/<name>`), relative to the working directory.
-    pub dir: Option<PathBuf>,
-    /// Write `chain.parquet`.
-    #[serde(default = "yes")]
-    pub parquet: bool,
-    /// Draw SVG plots.
-    #[serde(default = "yes")]
-    pub plots: bool,
-    /// Posterior draws simulated for the predictive plot.
-    #[serde(default = "default_predictive")]
-    pub predictive_draws: usize,
-    /// Write a checkpoint every this many iterations (default 100; also at
-    /// least every 10 minutes, and on SIGTERM, SIGINT or SIGUSR1).
-    pub checkpoint_every: Option<u64>,
-    /// A seconds-long smoke test, not meant to converge: its convergence
-    /// warnings (R̂, ESS) are printed as one line (default false; the
-    /// shipped `*-quick` jobs set it).
-    #[serde(default)]
-    pub smoke_test: bool,
-}
-
-fn default_predictive() -> usize {
-    200
-}
-
-impl Default for OutputSection {
-    fn default() -> Self {
-        OutputSection {
-            dir: None,
-            parquet: true,
-            plots: true,
-            predictive_draws: default_predictive(),
-            checkpoint_every: None,
-            smoke_test: false,
-        }
-    }
-}
-
-/// Observation times for `pcmc simulate`: a list, or a regular grid.
-#[derive(Debug, Clone, Serialize)]
-#[serde(untagged)]
-pub enum TimesSpec {
-    /// Explicit times.
-    List(Vec<f64>),
-    /// `start, start + step, …, ≤ end`.
-    Grid {
-        /// First time.
-        start: f64,
-        /// Last time (inclusive, up to rounding).
-        end: f64,
-        /// Spacing.
-        step: f64,
-    },
-}
-
-// The job file's values of more than one shape are read through a JSON
-// value, so that a wrong value is reported as what was found and what is
-// allowed (serde's untagged enums say only "did not match any variant").
-
-/// Shows a found value as the job file would spell it.
-fn found(v: &serde_json::Value) -> String {
-    match v {
-        serde_json::Value::Object(_) => "a table".into(),
-        serde_json::Value::Array(_) => "a list".into(),
-        serde_json::Value::String(s) => format!("the string {s:?}"),
-        other => other.to_string(),
-    }
-}
-
-/// A kind of number a per-species job field takes, named in messages.
-pub trait FieldNumber: Sized + Copy {
-    /// What is allowed, in words.
-    const WHAT: &'static str;
-    /// The value, if it is of this kind.
-    fn from_json(v: &serde_json::Value) -> Option<Self>;
-}
-
-impl FieldNumber for f64 {
-    const WHAT: &'static str = "a number";
-    fn from_json(v: &serde_json::Value) -> Option<f64> {
-        v.as_f64()
-    }
-}
-
-impl FieldNumber for u64 {
-    const WHAT: &'static str = "a whole number ≥ 0";
-    fn from_json(v: &serde_json::Value) -> Option<u64> {
-        v.as_u64()
-    }
-}
-
-impl<'de, T: FieldNumber> Deserialize<'de> for PerSpecies<T> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        use serde::de::Error as _;
-        let v = serde_json::Value::deserialize(d)?;
-        let allowed = format!("{}, or a table species = {}", T::WHAT, T::WHAT);
-        match &v {
-            serde_json::Value::Object(m) => {
-                let mut out = BTreeMap::new();
-                for (k, x) in m {
-                    let t = T::from_json(x).ok_or_else(|| {
-                        D::Error::custom(format!(
-                            "{} for species {k:?} is not allowed: expected {allowed}",
-                            found(x)
-                        ))
-                    })?;
-                    out.insert(k.clone(), t);
-                }
-                Ok(PerSpecies::Each(out))
-            }
-            other => T::from_json(other).map(PerSpecies::All).ok_or_else(|| {
-                D::Error::custom(format!(
-                    "{} is not allowed: expected {allowed}",
-                    found(other)
-                ))
-            }),
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for ParticlesSetting {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        use serde::de::Error as _;
-        let v = serde_json::Value::deserialize(d)?;
-        match &v {
-            serde_json::Value::String(s) => Ok(ParticlesSetting::Word(s.clone())),
-            other => other
-                .as_u64()
-                .and_then(|n| usize::try_from(n).ok())
-                .map(ParticlesSetting::Count)
-                .ok_or_else(|| {
-                    D::Error::custom(format!(
-                        "{} is not allowed: expected a whole number of particles from 1 to 2^32, or \"auto\"",
-                        found(other)
-                    ))
-                }),
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for TimesSpec {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        use serde::de::Error as _;
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct Grid {
-            start: f64,
-            end: f64,
-            step: f64,
-        }
-        let v = serde_json::Value::deserialize(d)?;
-        let allowed =
-            "expected a list of times [0, 1.5, …] or a grid { start = 0, end = 30, step = 2 }";
-        match &v {
-            serde_json::Value::Array(a) => a
-                .iter()
-                .map(serde_json::Value::as_f64)
-                .collect::<Option<Vec<f64>>>()
-                .map(TimesSpec::List)
-                .ok_or_else(|| {
-                    D::Error::custom(format!(
-                        "a list with a value that is not a number: {allowed}"
-                    ))
-                }),
-            serde_json::Value::Object(_) => serde_json::from_value::<Grid>(v.clone())
-                .map(|g| TimesSpec::Grid {
-                    start: g.start,
-                    end: g.end,
-                    step: g.step,
-                })
-                .map_err(|e| D::Error::custom(format!("{e}: {allowed}"))),
-            other => Err(D::Error::custom(format!(
-                "{} is not allowed: {allowed}",
-                found(other)
-            ))),
-        }
-    }
-}
-
-/// `[simulate]`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct SimulateSection {
-    /// Observation times.
-    pub times: TimesSpec,
-    /// Observed species (default: all).
-    pub observed: Option<Vec<String>>,
-    /// Seed for the dataset (default: the job seed).
-    pub seed: Option<u64>,
-}
+pub use file::*;
+use model::build_network;
 
 /// A validated job, with every default filled in.
 #[derive(Debug, Clone)]
@@ -591,6 +40,9 @@ pub struct Job {
     pub name: String,
     /// The model.
     pub network: Network,
+    /// The names of θ's entries: the rate parameters, then the noise
+    /// parameters of `[observables]`.
+    pub parameters: Vec<String>,
     /// Priors in parameter order.
     pub priors: Vec<Prior>,
     /// True θ, if every parameter has one.
@@ -634,6 +86,16 @@ fn per_species<T: Copy>(
     }
 }
 
+/// Whether `name` is 1–64 letters, digits, '_', '-' or '.' (the rule for
+/// species, parameter and column names).
+pub fn is_plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+}
+
 fn core_err(path: &Path, e: pcmc_core::Error) -> anyhow::Error {
     input(path, e.to_string())
 }
@@ -673,9 +135,31 @@ impl Job {
                 "name: must be 1–100 characters without '/' or '\\'",
             ));
         }
-        let network = build_network(path, &file.model)?;
+        let mut network = build_network(path, &file.model)?;
+        // The model's own species (incidence counters come after them).
         let species = network.species().to_vec();
-        let params = network.parameters().to_vec();
+        if let Some(obs) = &file.observables {
+            network = observation::with_counters(path, obs, network)?;
+        }
+        let mut params = network.parameters().to_vec();
+        match (&file.observation, &file.observables) {
+            (Some(_), Some(_)) => {
+                return Err(input(
+                    path,
+                    "observables: give either [observation] (one law for every species column) or [observables.NAME] (one per column), not both",
+                ));
+            }
+            (None, None) => {
+                return Err(input(
+                    path,
+                    "[observation]: missing; a job needs [observation] or [observables.NAME] sections: see docs/jobs.md",
+                ));
+            }
+            (None, Some(obs)) => {
+                params.extend(observation::noise_parameters(path, obs, &network)?);
+            }
+            (Some(_), None) => {}
+        }
 
         // Parameters.
         for k in file.parameters.keys() {
@@ -713,7 +197,7 @@ impl Job {
             {
                 return Err(input(
                     path,
-                    format!("parameters.{p}.true: {t} is not a finite positive rate"),
+                    format!("parameters.{p}.true: {t} is not a finite positive value"),
                 ));
             }
             if let Some(sd) = sec.proposal_sd
@@ -734,27 +218,43 @@ impl Job {
         let truth = truth.iter().copied().collect::<Option<Vec<f64>>>();
 
         // Initial state.
-        for k in file.initial.means.keys() {
-            if !species.contains(k) {
-                return Err(input(
-                    path,
-                    format!(
-                        "initial.means: {k:?} is not a species ({})",
-                        species.join(", ")
-                    ),
-                ));
+        let ini = &file.initial;
+        for (field, keys) in [
+            ("means", ini.means.keys().collect::<Vec<_>>()),
+            ("counts", ini.counts.keys().collect()),
+        ] {
+            for k in keys {
+                if !species.contains(k) {
+                    return Err(input(
+                        path,
+                        format!(
+                            "initial.{field}: {k:?} is not a species ({})",
+                            species.join(", ")
+                        ),
+                    ));
+                }
             }
         }
-        let means =
-            species
-                .iter()
-                .map(|s| {
-                    file.initial.means.get(s).copied().ok_or_else(|| {
-                        input(path, format!("initial.means: no mean for species {s:?}"))
-                    })
-                })
-                .collect::<Result<Vec<f64>>>()?;
-        let initial = InitialPrior::new(&network, means).map_err(|e| core_err(path, e))?;
+        let mut counts = species
+            .iter()
+            .map(|s| match (ini.means.get(s), ini.counts.get(s)) {
+                (Some(_), Some(_)) => Err(input(
+                    path,
+                    format!("initial.counts: {s:?} also has a mean in initial.means; give one"),
+                )),
+                (Some(m), None) => Ok(InitialCount::Poisson(*m)),
+                (None, Some(n)) => Ok(InitialCount::Fixed(*n)),
+                (None, None) => Err(input(
+                    path,
+                    format!(
+                        "initial.means: no mean for species {s:?} (or a fixed count in initial.counts)"
+                    ),
+                )),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        // Incidence counters start at 0.
+        counts.resize(network.species().len(), InitialCount::Fixed(0));
+        let initial = InitialPrior::with_counts(&network, counts).map_err(|e| core_err(path, e))?;
         if let Some(t) = file.initial.time
             && !t.is_finite()
         {
@@ -805,7 +305,7 @@ impl Job {
             (_, Some(a)) => a.start,
             (_, None) => unreachable!("a word other than auto was refused above"),
         };
-        let mut filter = FilterConfig::new(start_particles, species.len());
+        let mut filter = FilterConfig::new(start_particles, network.species().len());
         filter.resampling = Resampling::parse(&f.resampling).map_err(|e| core_err(path, e))?;
         filter.kernel = KernelChoice::parse(&f.kernel).ok_or_else(|| {
             input(
@@ -819,6 +319,10 @@ impl Job {
         if let Some(cap) = &f.cap {
             filter.caps = per_species(path, "filter.cap", cap, &species, Some(DEFAULT_CAP))?;
         }
+        for &c in network.counters() {
+            filter.caps.resize(network.species().len(), DEFAULT_CAP);
+            filter.caps[c] = pcmc_core::model::COUNTER_CAP;
+        }
         filter.max_events = f.max_events.unwrap_or(DEFAULT_MAX_EVENTS);
         if filter.caps.contains(&0) {
             return Err(input(path, "filter.cap: a cap must be at least 1"));
@@ -828,9 +332,11 @@ impl Job {
         }
 
         // Observation sd shape is checked against the data when they are loaded.
-        match file.observation.model.as_str() {
+        let legacy = file.observation.as_ref();
+        match legacy.map_or("", |o| o.model.as_str()) {
+            "" => {}
             "gaussian" => {
-                if file.observation.sd.is_none() {
+                if legacy.is_some_and(|o| o.sd.is_none()) {
                     return Err(input(
                         path,
                         "observation.sd: required for gaussian observations",
@@ -838,7 +344,7 @@ impl Job {
                 }
             }
             "poisson" => {
-                if file.observation.sd.is_some() {
+                if legacy.is_some_and(|o| o.sd.is_some()) {
                     return Err(input(
                         path,
                         "observation.sd: not used by poisson observations; remove it",
@@ -940,11 +446,16 @@ impl Job {
             },
         };
         mcmc.checks.validate().map_err(|e| core_err(path, e))?;
+        if let Some(obs) = &file.observables {
+            // Check every field now, not only when data arrive.
+            observation::build(path, obs, &network, &params)?;
+        }
         Ok(Job {
             path: path.to_path_buf(),
             text,
             name,
             network,
+            parameters: params,
             priors,
             truth,
             initial,
@@ -970,15 +481,78 @@ impl Job {
             .map(|d| self.base_dir().join(&d.path))
     }
 
-    /// The observation model for data observing `names`.
+    /// The covariate table the rates need (`data.covariates`), or `None`
+    /// when they use no covariate.
+    ///
+    /// # Errors
+    /// An input error for a table that is missing, unused or unreadable.
+    pub fn covariates(&self) -> Result<Option<pcmc_core::covariate::Covariates>> {
+        let file = self.file.data.as_ref().and_then(|d| d.covariates.as_ref());
+        let used = self.network.covariate_names();
+        match (file, used.is_empty()) {
+            (None, true) => Ok(None),
+            (Some(_), true) => Err(input(
+                &self.path,
+                "data.covariates: no reaction rate uses a covariate (write rate = \"beta * NAME\"); remove it",
+            )),
+            (None, false) => Err(input(
+                &self.path,
+                format!(
+                    "data.covariates: required: the rates use the covariates {}",
+                    used.join(", ")
+                ),
+            )),
+            (Some(f), false) => crate::data::read_covariates(&self.base_dir().join(f)).map(Some),
+        }
+    }
+
+    /// The columns a data file for this job may have.
+    pub fn data_columns(&self) -> crate::data::Columns {
+        match &self.file.observables {
+            None => crate::data::Columns::species(&self.network),
+            Some(obs) => crate::data::Columns {
+                names: obs.keys().cloned().collect(),
+                what: "an observable of the job (declare it as [observables.NAME])".into(),
+            },
+        }
+    }
+
+    /// The noise parameters (θ's entries after the rate parameters).
+    pub fn noise_parameters(&self) -> &[String] {
+        &self.parameters[self.network.parameters().len()..]
+    }
+
+    /// The observables of data whose columns are `names`.
     ///
     /// # Errors
     /// An input error if a per-species sd is missing or unknown.
-    pub fn observation_model(&self, names: &[String]) -> Result<ObservationModel> {
-        match self.file.observation.model.as_str() {
+    pub fn observables(&self, names: &[String]) -> Result<Vec<Observable>> {
+        match &self.file.observables {
+            Some(obs) => observation::build(&self.path, obs, &self.network, &self.parameters),
+            None => {
+                let model = self.observation_model(names)?;
+                model
+                    .observables(&self.network, names)
+                    .map_err(|e| core_err(&self.path, e))
+            }
+        }
+    }
+
+    /// The first versions' observation model (`[observation]`) for data
+    /// observing `names`.
+    ///
+    /// # Errors
+    /// An input error if a per-species sd is missing or unknown.
+    fn observation_model(&self, names: &[String]) -> Result<ObservationModel> {
+        let obs = self
+            .file
+            .observation
+            .as_ref()
+            .expect("a job has [observation] or [observables]");
+        match obs.model.as_str() {
             "poisson" => Ok(ObservationModel::Poisson),
             _ => {
-                let sd = self.file.observation.sd.as_ref().expect("validated");
+                let sd = obs.sd.as_ref().expect("validated");
                 if let PerSpecies::Each(map) = sd {
                     for k in map.keys() {
                         if self.network.species_index(k).is_none() {
@@ -1002,7 +576,7 @@ impl Job {
     /// An input error (naming `data_path` for data errors) if the data do not
     /// fit the job.
     pub fn problem(&self, data: Data, data_path: &Path) -> Result<FilterProblem> {
-        let obs = self.observation_model(data.names())?;
+        let obs = self.observables(data.names())?;
         let t0 = self.file.initial.time.unwrap_or(data.times()[0]);
         if t0 > data.times()[0] {
             return Err(input(
@@ -1014,20 +588,47 @@ impl Job {
                 ),
             ));
         }
-        if let Some((i, c, v)) = obs.invalid_value(&data) {
-            return Err(input(
-                data_path,
-                format!(
-                    "{}column {:?}: {v} is not a count (observation.model = \"poisson\" needs non-negative integers)",
-                    crate::data::line_of_row(data_path, i)
-                        .map_or(String::new(), |l| format!("line {l}, ")),
-                    data.names()[c]
-                ),
-            ));
+        // A datum its noise cannot produce, named by its line.
+        for (c, name) in data.names().iter().enumerate() {
+            let Some(o) = obs.iter().find(|o| &o.name == name) else {
+                continue;
+            };
+            for i in 0..data.len() {
+                let v = data.row(i)[c];
+                if v.is_nan() {
+                    continue;
+                }
+                if let Some(why) = o.noise.refuses(v) {
+                    let why = match (&self.file.observation, why.split_once(" (")) {
+                        (Some(_), Some((head, _))) => format!(
+                            "{head} (observation.model = \"poisson\" needs non-negative integers)"
+                        ),
+                        _ => why.to_string(),
+                    };
+                    return Err(input(
+                        data_path,
+                        format!(
+                            "{}column {name:?}: {v} {why}",
+                            crate::data::line_of_row(data_path, i)
+                                .map_or(String::new(), |l| format!("line {l}, ")),
+                        ),
+                    ));
+                }
+            }
         }
+        let observations = Observations::new(
+            obs,
+            data,
+            self.parameters.clone(),
+            self.network.species().len(),
+        )
+        .map_err(|e| match e {
+            pcmc_core::Error::Data(_) => input(data_path, e.to_string()),
+            other => core_err(&self.path, other),
+        })?;
         // Population caps: the job's, else derived from the data.
         let mut filter = self.filter.clone();
-        filter.caps = pcmc_core::filter::data_caps(&self.network, &data);
+        filter.caps = pcmc_core::filter::data_caps(&self.network, &observations);
         match &self.file.filter.cap {
             Some(PerSpecies::All(v)) => filter.caps.fill(*v),
             Some(PerSpecies::Each(map)) => {
@@ -1039,13 +640,17 @@ impl Job {
             }
             None => {}
         }
-        FilterProblem::new(
+        for &c in self.network.counters() {
+            filter.caps[c] = pcmc_core::model::COUNTER_CAP;
+        }
+        let covariates = self.covariates()?;
+        FilterProblem::from_observations(
             self.network.clone(),
-            data,
-            obs,
+            observations,
             self.initial.clone(),
             t0,
             filter,
+            covariates,
         )
         .map_err(|e| match e {
             pcmc_core::Error::Data(_) => input(data_path, e.to_string()),
@@ -1270,7 +875,11 @@ impl Job {
     /// the same ones.
     pub fn model_tag(&self) -> u64 {
         let f = &self.file;
-        let v = serde_json::json!([f.model, f.observation, f.initial, f.parameters]);
+        let v = if f.observables.is_some() {
+            serde_json::json!([f.model, f.observables, f.initial, f.parameters])
+        } else {
+            serde_json::json!([f.model, f.observation, f.initial, f.parameters])
+        };
         let d = Sha256::digest(serde_json::to_vec(&v).unwrap_or_default());
         let mut b = [0u8; 8];
         b.copy_from_slice(&d[..8]);
@@ -1407,6 +1016,7 @@ pub fn data_fingerprint(data: &Data) -> String {
 }
 
 /// The sections every job file needs.
+/// (`[observation]` may be replaced by `[observables.NAME]` sections.)
 const REQUIRED_SECTIONS: [&str; 4] = ["model", "observation", "initial", "parameters"];
 
 /// Parses job-file text: a wrong value names its field as written
@@ -1418,14 +1028,16 @@ fn parse_file(path: &Path, text: &str) -> Result<JobFile> {
     let missing: Vec<&str> = REQUIRED_SECTIONS
         .iter()
         .copied()
-        .filter(|s| !table.contains_key(*s))
+        .filter(|s| {
+            !(table.contains_key(*s) || (*s == "observation" && table.contains_key("observables")))
+        })
         .collect();
     if !missing.is_empty() {
         return Err(input(
             path,
             format!(
-                "{}: missing; a job needs the sections [model], [observation], [initial] and [parameters.NAME] \
-                 (and [data] or --data): see docs/jobs.md",
+                "{}: missing; a job needs the sections [model], [observation] (or [observables.NAME]), [initial] \
+                 and [parameters.NAME] (and [data] or --data): see docs/jobs.md",
                 missing
                     .iter()
                     .map(|s| format!("[{s}]"))
@@ -1456,85 +1068,6 @@ pub fn check_particles(path: &Path, field: &str, n: usize) -> Result<()> {
         return Err(input(path, format!("{field}: {n} is not in 1..=2^32")));
     }
     Ok(())
-}
-
-fn build_network(path: &Path, m: &ModelSection) -> Result<Network> {
-    let err = |e: pcmc_core::Error| input(path, format!("model: {e}"));
-    match (&m.preset, &m.reactions) {
-        (Some(_), Some(_)) => Err(input(
-            path,
-            "model: give either `preset` or `reactions`, not both",
-        )),
-        (Some(p), None) => {
-            if m.species.is_some() {
-                return Err(input(
-                    path,
-                    "model.species: only for declared networks (remove it or the preset)",
-                ));
-            }
-            match p.as_str() {
-                "lotka-volterra" => {
-                    let k = m.predators.ok_or_else(|| {
-                        input(path, "model.predators: required for lotka-volterra")
-                    })?;
-                    Network::lotka_volterra(k).map_err(err)
-                }
-                "immigration-death" => {
-                    if m.predators.is_some() {
-                        return Err(input(path, "model.predators: only for lotka-volterra"));
-                    }
-                    Ok(Network::immigration_death())
-                }
-                other => Err(input(
-                    path,
-                    format!(
-                        "model.preset: {other:?} is not one of lotka-volterra, immigration-death"
-                    ),
-                )),
-            }
-        }
-        (None, Some(reactions)) => {
-            if m.predators.is_some() {
-                return Err(input(
-                    path,
-                    "model.predators: only for the lotka-volterra preset",
-                ));
-            }
-            let species = m
-                .species
-                .clone()
-                .ok_or_else(|| input(path, "model.species: required with model.reactions"))?;
-            let mut params: Vec<String> = Vec::new();
-            let specs: Vec<ReactionSpec> = reactions
-                .iter()
-                .enumerate()
-                .map(|(i, r)| {
-                    if !params.contains(&r.rate) {
-                        params.push(r.rate.clone());
-                    }
-                    let terms = |m: &BTreeMap<String, u32>| {
-                        m.iter()
-                            .map(|(s, c)| Term {
-                                species: s.clone(),
-                                count: *c,
-                            })
-                            .collect()
-                    };
-                    ReactionSpec {
-                        name: r.name.clone().unwrap_or_else(|| format!("r{}", i + 1)),
-                        reactants: terms(&r.reactants),
-                        products: terms(&r.products),
-                        rate: r.rate.clone(),
-                    }
-                })
-                .collect();
-            Network::new(species, params, &specs).map_err(err)
-        }
-        (None, None) => Err(input(
-            path,
-            "model: needs `preset` or `species` and `reactions`",
-        )),
-    }
 }
 
 /// A JSON value flattened to `a.b.c = value` entries (arrays by index).
