@@ -679,6 +679,10 @@ impl BallistaExecutor {
         let scoring = problem.observations().at(theta);
         for k in 0..data.len() {
             let t_k = data.times()[k];
+            if data.starts_set(k) {
+                // A data set's first row: its particles drawn afresh.
+                t_prev = problem.sets()[data.set_of(k)].t0;
+            }
             let mut wire = StepWire {
                 problem: problem.clone(),
                 theta: theta.to_vec(),
@@ -686,7 +690,7 @@ impl BallistaExecutor {
                 step: k as u64,
                 t0: t_prev,
                 t1: t_k,
-                initial: k == 0,
+                initial: data.starts_set(k),
                 max: 0.0,
                 before: Vec::new(),
                 total: 0,

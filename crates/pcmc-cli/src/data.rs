@@ -177,9 +177,12 @@ pub fn parse_covariates(path: &Path, bytes: &[u8]) -> Result<pcmc_core::covariat
         .map_err(|e| input(path, e.to_string()))
 }
 
-/// The header (`time` then at least one column) and the records, each with
-/// its line, of a CSV table.
-fn table(path: &Path, bytes: &[u8]) -> Result<(Vec<String>, Vec<(u64, csv::StringRecord)>)> {
+/// A CSV table's records, each with its line.
+type Records = Vec<(u64, csv::StringRecord)>;
+
+/// The header (`time` then at least one column) and the records of a CSV
+/// table.
+fn table(path: &Path, bytes: &[u8]) -> Result<(Vec<String>, Records)> {
     let mut rdr = reader(bytes);
     let header = rdr
         .headers()

@@ -132,6 +132,10 @@ enum Command {
         /// Output CSV (default: standard output).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// The data set ([[data]], from 1) whose initial state and
+        /// covariates to simulate with; set N > 1 draws from other streams.
+        #[arg(long, default_value_t = 1)]
+        set: usize,
     },
     /// Validate a job file and its data without running.
     Check {
@@ -333,6 +337,7 @@ fn dispatch(cmd: Command) -> Result<()> {
                 first_chain,
                 seed,
                 data,
+                inputs_from: None,
                 out,
                 scheduler,
                 work_dir,
@@ -352,7 +357,12 @@ fn dispatch(cmd: Command) -> Result<()> {
                 run::RunOutcome::EvidenceUnusable(why) => Err(Unusable(why).into()),
             }
         }
-        Command::Simulate { job, seed, out } => simulate(&job, seed, out),
+        Command::Simulate {
+            job,
+            seed,
+            out,
+            set,
+        } => simulate(&job, seed, out, set),
         Command::Cluster { what } => pcmc_cli::cluster::run(what),
         Command::Check { job, data } => check(&job, data),
         Command::Report { dir, quiet } => pcmc_cli::launch::report(&dir, quiet),
@@ -392,8 +402,23 @@ fn dispatch(cmd: Command) -> Result<()> {
     }
 }
 
-fn simulate(path: &std::path::Path, seed: Option<u64>, out: Option<PathBuf>) -> Result<()> {
+fn simulate(
+    path: &std::path::Path,
+    seed: Option<u64>,
+    out: Option<PathBuf>,
+    set: usize,
+) -> Result<()> {
     let job = job::Job::load(path)?;
+    let n_sets = job.data_sets().len().max(1);
+    if set == 0 || set > n_sets {
+        return Err(pcmc_cli::error::InputError::flag(
+            "--set",
+            format!("{set} is not a data set of the job (1..={n_sets})"),
+        )
+        .into());
+    }
+    let d = set - 1;
+    let (initial, time) = job.initial_of(d)?;
     let truth = job.truth.clone().ok_or_else(|| {
         input(
             path,
@@ -425,7 +450,7 @@ fn simulate(path: &std::path::Path, seed: Option<u64>, out: Option<PathBuf>) -> 
         .iter()
         .filter_map(|n| all.iter().find(|o| &o.name == n).cloned())
         .collect();
-    let t0 = job.file.initial.time.unwrap_or(times[0]);
+    let t0 = time.unwrap_or(times[0]);
     if t0 > times[0] {
         return Err(input(path, "initial.time: after the first simulation time"));
     }
@@ -433,14 +458,14 @@ fn simulate(path: &std::path::Path, seed: Option<u64>, out: Option<PathBuf>) -> 
     let tr = pcmc_core::simulate::simulate(
         &job.network,
         &truth,
-        &job.initial,
+        &initial,
         &observables,
-        job.covariates()?.as_ref(),
+        job.covariates_of(d)?.as_ref(),
         t0,
         &times,
         &job.filter.caps,
         job.filter.max_events,
-        StreamKey::new(seed, 0, 0, 0, 0, Purpose::Simulate),
+        StreamKey::new(seed, d as u64, 0, 0, 0, Purpose::Simulate),
     );
     if tr.stopped {
         tracing::warn!("the simulated trajectory hit the population cap or the event limit");

@@ -97,6 +97,57 @@ fn run_outputs_agree_and_report_reproduces_them() {
     assert!(dir.join("trace.svg").is_file());
 }
 
+/// A job with two data sets, covariates, incidence and a noise parameter:
+/// the run directory keeps a copy of every input (data.csv, data-2.csv,
+/// covariates.csv, covariates-2.csv), `pcmc report` rebuilds the summary
+/// and the predictive plot from them byte for byte, and summary.json marks
+/// the noise parameter.
+#[test]
+fn a_run_with_two_data_sets_and_covariates_reports_from_its_copies() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("sir");
+    run_quick("sir-incidence-quick.toml", &dir, &["--quiet"]);
+    for (copy, shipped) in [
+        ("data.csv", "sir-incidence.csv"),
+        ("data-2.csv", "sir-incidence-b.csv"),
+        ("covariates.csv", "sir-school.csv"),
+        ("covariates-2.csv", "sir-school-b.csv"),
+    ] {
+        assert_eq!(
+            std::fs::read(dir.join(copy)).unwrap(),
+            std::fs::read(root().join("data").join(shipped)).unwrap(),
+            "{copy}"
+        );
+    }
+    let summary = std::fs::read(dir.join("summary.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&summary).unwrap();
+    assert_eq!(v["parameters"]["k"]["kind"], "observation");
+    assert_eq!(v["parameters"]["beta"]["kind"], "rate");
+    assert_eq!(v["observation_parameters"], serde_json::json!(["k"]));
+    let predictive = std::fs::read(dir.join("predictive.svg")).unwrap();
+    let text = String::from_utf8_lossy(&predictive);
+    assert!(
+        text.contains("data set 2") && text.contains("2 missing"),
+        "predictive.svg"
+    );
+    std::fs::remove_file(dir.join("predictive.svg")).unwrap();
+    ok(&pcmc()
+        .arg("report")
+        .arg(&dir)
+        .arg("--quiet")
+        .output()
+        .unwrap());
+    assert_eq!(std::fs::read(dir.join("summary.json")).unwrap(), summary);
+    assert_eq!(
+        std::fs::read(dir.join("predictive.svg")).unwrap(),
+        predictive
+    );
+    // --force removes the copies with the rest of the old run.
+    std::fs::write(dir.join("data-3.csv"), "stale").unwrap();
+    run_quick("lv11-quick.toml", &dir, &["--quiet", "--force"]);
+    assert!(!dir.join("data-2.csv").exists() && !dir.join("covariates.csv").exists());
+}
+
 #[test]
 fn thread_count_does_not_change_the_chain() {
     let tmp = tempfile::tempdir().unwrap();
@@ -252,6 +303,19 @@ fn simulate_reproduces_the_shipped_datasets() {
             "{data} does not regenerate byte for byte"
         );
     }
+    // The second school of sir-incidence: `--set 2`.
+    let out = pcmc()
+        .arg("simulate")
+        .arg(job("sir-incidence.toml"))
+        .args(["--set", "2"])
+        .output()
+        .unwrap();
+    ok(&out);
+    assert_eq!(
+        out.stdout,
+        std::fs::read(root().join("data/sir-incidence-b.csv")).unwrap(),
+        "sir-incidence-b.csv does not regenerate byte for byte"
+    );
     // Another seed gives other data.
     let out = pcmc()
         .arg("simulate")
@@ -514,7 +578,12 @@ fn the_complete_job_example_in_the_docs_passes_check() {
     let from = docs.find("## Observables").unwrap();
     let start = from + docs[from..].find("```toml\n").unwrap() + "```toml\n".len();
     let end = start + docs[start..].find("```").unwrap();
-    for f in ["sir-incidence.csv", "sir-school.csv"] {
+    for f in [
+        "sir-incidence.csv",
+        "sir-incidence-b.csv",
+        "sir-school.csv",
+        "sir-school-b.csv",
+    ] {
         std::fs::copy(
             common::job(&format!("../data/{f}")),
             tmp.path().join("data").join(f),

@@ -12,17 +12,23 @@
 //!
 //! # One pass
 //! 1. Draw each particle's initial state from the initial-state prior
-//!    (stream: `Initial`, step 0, particle index).
+//!    (stream: `Initial`, step 0, particle index). With several data sets
+//!    ([`DataSet`]), at the first row `k` of each later set the particles are
+//!    drawn afresh from that set's law (stream: `Initial`, step `k`), and the
+//!    set's clock starts at its own `t0`.
 //! 2. For each observation `k` at time `t_k`: propagate every particle exactly
 //!    from `t_{k−1}` (or `t0`) to `t_k` (stream: `Propagate`, step `k`, particle
-//!    index); weight it by the observation density; add
-//!    `M + ln(Σ q_i / 2^62) − ln N` to the log-likelihood; unless `k` is the last
-//!    observation, resample (stream: `Resample`, step `k`).
+//!    index; incidence counters set to 0 first; at covariate breakpoints the
+//!    particle stops and restarts, [`Dynamics`]); weight it by the
+//!    observation density (missing values contribute nothing); add
+//!    `M + ln(Σ q_i / 2^62) − ln N` to the log-likelihood (exactly `M` when
+//!    every weight is equal); unless `k` is the last observation (of the
+//!    pass, or of its data set), resample (stream: `Resample`, step `k`).
 //! 3. If every weight is zero (all particles capped or impossible), the
 //!    estimate is −∞ and the pass stops: no NaN is ever produced.
 //! 4. Exact early rejection (optional, PMMH proposals): after each
 //!    observation, if even the largest value the remaining observations
-//!    could add ([`ObservationModel::log_density_bound`] for each) cannot
+//!    could add (each noise law's bound, [`Scoring::bound_from`]) cannot
 //!    bring the estimate past the proposal's acceptance threshold, the pass
 //!    stops ([`FilterProblem::cannot_accept`]). Such a proposal is rejected
 //!    whatever the rest of the pass would give, so the chain is unchanged;
@@ -139,12 +145,21 @@ pub struct FilterProblem {
     network: Network,
     /// The data and their observables.
     observations: Observations,
-    initial: InitialPrior,
-    t0: f64,
+    /// Per data set: the initial law and time, the covariates.
+    sets: Vec<DataSet>,
     config: FilterConfig,
+}
+
+/// What a data set brings besides its rows: its initial-state law and time,
+/// and the covariate table of the rates (required when they use any).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DataSet {
+    /// The initial-state law.
+    pub initial: InitialPrior,
+    /// The time of the initial state (at most the set's first time).
+    pub t0: f64,
     /// The covariates the rates use, if any.
-    #[serde(default)]
-    covariates: Option<Covariates>,
+    pub covariates: Option<Covariates>,
 }
 
 /// Relative margin of [`FilterProblem::cannot_accept`] for the sums. The
@@ -155,7 +170,7 @@ pub struct FilterProblem {
 /// and costs ~10⁻⁶ nats of rejection power. How far a computed observation
 /// density can exceed its computed bound is a separate, absolute term
 /// derived from the observation model's formula
-/// ([`ObservationModel::log_density_rounding`]): for Poisson counts of
+/// (each noise law's `rounding`, [`Scoring::rounding_from`]): for Poisson counts of
 /// 10⁸–10⁹ it is far larger than this relative margin.
 pub const EARLY_REJECTION_MARGIN: f64 = 1e-9;
 
@@ -195,31 +210,75 @@ impl FilterProblem {
         config: FilterConfig,
         covariates: Option<Covariates>,
     ) -> Result<Self> {
-        match (&covariates, network.covariate_names().is_empty()) {
+        let set = DataSet {
+            initial,
+            t0,
+            covariates,
+        };
+        Self::from_sets(network, observations, vec![set], config)
+    }
+
+    /// Validates and assembles a filtering problem over several data sets
+    /// ([`Data::concat`]) that share θ, `sets[d]` for the data's set `d`.
+    /// The log-likelihood is the sum of independent filters, one per set:
+    /// one pass runs them one after the other, each set's particles drawn
+    /// afresh from its own initial law at its first row (random streams:
+    /// `Initial` at that row's step).
+    ///
+    /// # Errors
+    /// [`Error::Setting`] or [`Error::Data`] for inconsistent parts, naming
+    /// the set.
+    pub fn from_sets(
+        network: Network,
+        observations: Observations,
+        sets: Vec<DataSet>,
+        config: FilterConfig,
+    ) -> Result<Self> {
+        let n_sets = observations.data().n_sets();
+        if sets.len() != n_sets {
+            return Err(Error::setting(
+                "data",
+                format!("{} set descriptions for {n_sets} data sets", sets.len()),
+            ));
+        }
+        for (d, set) in sets.iter().enumerate() {
+            let first = observations.data().set_rows(d).start;
+            Self::check_set(&network, &observations, set, first).map_err(|e| {
+                if n_sets > 1 {
+                    match e {
+                        Error::Data(m) => Error::Data(format!("data set {}: {m}", d + 1)),
+                        Error::Setting { field, reason } => Error::Setting {
+                            field,
+                            reason: format!("data set {}: {reason}", d + 1),
+                        },
+                        other => other,
+                    }
+                } else {
+                    e
+                }
+            })?;
+        }
+        Self::assemble(network, observations, sets, config)
+    }
+
+    fn check_set(
+        network: &Network,
+        observations: &Observations,
+        set: &DataSet,
+        first: usize,
+    ) -> Result<()> {
+        let (initial, t0, covariates) = (&set.initial, set.t0, &set.covariates);
+        match (covariates, network.covariate_names().is_empty()) {
             (None, false) => {
                 return Err(Error::Data(format!(
                     "the model's rates use the covariates {} but no covariate table was given",
                     network.covariate_names().join(", ")
                 )));
             }
-            (Some(c), false) => c.check_for(&network, t0)?,
+            (Some(c), false) => c.check_for(network, t0)?,
             _ => {}
         }
         let data = observations.data();
-        let rates = network.parameters();
-        if !observations.parameters().starts_with(rates) {
-            return Err(Error::setting(
-                "parameters",
-                "θ must start with the network's rate parameters",
-            ));
-        }
-        if observations
-            .species_used()
-            .iter()
-            .any(|s| *s >= network.species().len())
-        {
-            return Err(Error::Data("the data were built for another model".into()));
-        }
         if network.counters().iter().any(|&c| {
             !matches!(
                 initial.counts().get(c),
@@ -237,14 +296,37 @@ impl FilterProblem {
                 "one mean per species is needed",
             ));
         }
-        if !t0.is_finite() || t0 > data.times()[0] {
+        if !t0.is_finite() || t0 > data.times()[first] {
             return Err(Error::setting(
                 "initial.time",
                 format!(
                     "{t0} must be finite and not after the first observation time {}",
-                    data.times()[0]
+                    data.times()[first]
                 ),
             ));
+        }
+        Ok(())
+    }
+
+    fn assemble(
+        network: Network,
+        observations: Observations,
+        sets: Vec<DataSet>,
+        config: FilterConfig,
+    ) -> Result<Self> {
+        let rates = network.parameters();
+        if !observations.parameters().starts_with(rates) {
+            return Err(Error::setting(
+                "parameters",
+                "θ must start with the network's rate parameters",
+            ));
+        }
+        if observations
+            .species_used()
+            .iter()
+            .any(|s| *s >= network.species().len())
+        {
+            return Err(Error::Data("the data were built for another model".into()));
         }
         if config.particles == 0 || config.particles > MAX_PARTICLES {
             return Err(Error::setting(
@@ -271,10 +353,8 @@ impl FilterProblem {
         Ok(FilterProblem {
             network,
             observations,
-            initial,
-            t0,
+            sets,
             config,
-            covariates,
         })
     }
 
@@ -285,11 +365,11 @@ impl FilterProblem {
     /// Each remaining increment `M_k + ln(Σq/2^62) − ln N` is at most `M_k`
     /// (every quantised weight is at most 2^62), and `M_k`, the largest
     /// log-weight, is at most the observation density's bound `B_k`
-    /// ([`ObservationModel::log_density_bound`]). So the final estimate is at
+    /// ([`Scoring::bound_from`]). So the final estimate is at
     /// most `partial + Σ_{k ≥ done} B_k`, plus rounding, covered by a margin
     /// of [`EARLY_REJECTION_MARGIN`] times the magnitudes involved and by
     /// each observation model's own rounding bound
-    /// ([`ObservationModel::log_density_rounding`]). The test
+    /// ([`Scoring::rounding_from`]). The test
     /// is evaluated by the same monotone expression as the final decision
     /// ([`AcceptTest::accepts`]), so a pass stopped here would have been
     /// rejected had it run to the end: the chain is unchanged.
@@ -357,27 +437,32 @@ impl FilterProblem {
     pub fn theta_is_valid(&self, theta: &[f64]) -> bool {
         theta.len() == self.parameters().len() && theta.iter().all(|t| t.is_finite() && *t >= 0.0)
     }
-    /// The covariate table, if the rates use covariates.
+    /// The first data set's covariate table, if the rates use covariates.
     pub fn covariates(&self) -> Option<&Covariates> {
-        self.covariates.as_ref()
+        self.sets[0].covariates.as_ref()
     }
-    /// The compiled dynamics at `theta` (one SSA, or one per covariate row).
-    pub fn dynamics(&self, theta: &[f64]) -> Dynamics {
+    /// The data sets' initial laws, times and covariates.
+    pub fn sets(&self) -> &[DataSet] {
+        &self.sets
+    }
+    /// The compiled dynamics of data set `d` at `theta` (one SSA, or one
+    /// per covariate row).
+    pub fn dynamics_of(&self, d: usize, theta: &[f64]) -> Dynamics {
         Dynamics::new(
             &self.network,
             theta,
-            self.covariates.as_ref(),
+            self.sets[d].covariates.as_ref(),
             &self.config.caps,
             self.config.max_events,
         )
     }
-    /// The initial-state prior.
+    /// The first data set's initial-state prior.
     pub fn initial(&self) -> &InitialPrior {
-        &self.initial
+        &self.sets[0].initial
     }
-    /// Time of the initial state.
+    /// Time of the first data set's initial state.
     pub fn t0(&self) -> f64 {
-        self.t0
+        self.sets[0].t0
     }
     /// Filter settings.
     pub fn config(&self) -> &FilterConfig {
@@ -425,13 +510,11 @@ impl FilterProblem {
     /// # Errors
     /// As [`FilterProblem::new`].
     pub fn with_config(&self, config: FilterConfig) -> Result<Self> {
-        FilterProblem::from_observations(
+        FilterProblem::from_sets(
             self.network.clone(),
             self.observations.clone(),
-            self.initial.clone(),
-            self.t0,
+            self.sets.clone(),
             config,
-            self.covariates.clone(),
         )
     }
 }
@@ -950,38 +1033,41 @@ fn run_filter_steps<R: BlockRunner, C: Collective + ?Sized, S: KeySchedule + ?Si
         out.stopped_after = Some(0);
         return Ok(out);
     }
-    let ssa = problem.dynamics(theta);
     ws.prepare(
         local,
         species,
         lanes_for(local, runner.workers(), cfg.kernel),
     );
     let stride = ws.lanes;
-
-    // Initial states.
-    let t = Instant::now();
-    {
-        let key = schedule.key_for(0);
-        let mut items = ws.items(first, local, species);
-        runner.map(&mut items, |it| {
-            for j in 0..it.len {
-                let i = (it.first + j) as u64;
-                let mut rng = key.stream(Purpose::Initial, 0, i).rng();
-                let counts = &mut *it.counts;
-                problem
-                    .initial
-                    .sample_into(&mut rng, |s, v| counts[s * stride + j] = v);
-                it.lw[j] = 0.0;
-            }
-        });
-    }
-    out.times.propagate += elapsed(t);
-
-    let mut t_prev = problem.t0;
+    let mut ssa = problem.dynamics_of(0, theta);
+    let mut t_prev = problem.sets[0].t0;
     let mut busy: Vec<f64> = Vec::new();
     for k in 0..upto {
         let t_k = data.times()[k];
         let key = schedule.key_for(k);
+        // Initial states, at the first row of each data set (stream
+        // `Initial` at that row's step; 0 for the first set).
+        if data.starts_set(k) {
+            let d = data.set_of(k);
+            let set = &problem.sets[d];
+            if k > 0 {
+                ssa = problem.dynamics_of(d, theta);
+            }
+            t_prev = set.t0;
+            let t = Instant::now();
+            let mut items = ws.items(first, local, species);
+            runner.map(&mut items, |it| {
+                for j in 0..it.len {
+                    let i = (it.first + j) as u64;
+                    let mut rng = key.stream(Purpose::Initial, k as u64, i).rng();
+                    let counts = &mut *it.counts;
+                    set.initial
+                        .sample_into(&mut rng, |s, v| counts[s * stride + j] = v);
+                    it.lw[j] = 0.0;
+                }
+            });
+            out.times.propagate += elapsed(t);
+        }
         // Propagate.
         if t_k > t_prev {
             let t = Instant::now();
@@ -1095,8 +1181,9 @@ fn run_filter_steps<R: BlockRunner, C: Collective + ?Sized, S: KeySchedule + ?Si
             break;
         }
 
-        // Resample.
-        if k + 1 < upto {
+        // Resample (not before a data set's first row: its particles are
+        // drawn afresh).
+        if k + 1 < upto && !data.starts_set(k + 1) {
             let t = Instant::now();
             let key_k = schedule
                 .key_for(k + 1)

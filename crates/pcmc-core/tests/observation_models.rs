@@ -146,12 +146,12 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "binomial, rho inferred",
-            theta: vec![10.0, 0.5, 0.5],
+            theta: vec![10.0, 0.5, 0.35],
             names: vec!["rho"],
             terms: vec![(0, 1)],
             noise: Noise::Binomial { rho: t(2) },
-            right: binomial(0.5),
-            wrong: binomial(0.6),
+            right: binomial(0.35),
+            wrong: binomial(0.45),
             missing: vec![],
             initial: poisson1,
         },
@@ -728,4 +728,110 @@ fn pmmh_over_a_reporting_probability_matches_the_exact_posterior() {
         (psd - sd).abs() < 4.0 * sd / (2.0 * ess).sqrt(),
         "sd {psd} vs {sd}"
     );
+}
+
+/// Two data sets sharing θ (their own initial laws and times): the
+/// log-likelihood is the sum of the two exact ones. The near miss starts
+/// the second set from the first set's initial law.
+#[test]
+fn two_data_sets_match_the_sum_of_their_exact_likelihoods() {
+    use pcmc_core::filter::DataSet;
+    let first = Case {
+        name: "set 1",
+        theta: vec![10.0, 0.5, 0.6],
+        names: vec!["rho"],
+        terms: vec![(0, 1)],
+        noise: Noise::Poisson {
+            rho: Param::Theta(2),
+        },
+        right: poisson(0.6),
+        wrong: poisson(0.6),
+        missing: vec![],
+        initial: InitialCount::Poisson(15.0),
+    };
+    let second = Case {
+        initial: InitialCount::Fixed(40),
+        missing: vec![3],
+        ..first_clone(&first)
+    };
+    let (p1, p2) = (problem(&first, 40), problem(&second, 40));
+    let theta = &first.theta;
+    let right = exact(&p1, theta, &first.right, false) + exact(&p2, theta, &first.right, false);
+    let alt = FilterProblem::from_observations(
+        Network::immigration_death(),
+        p2.observations().clone(),
+        p1.initial().clone(),
+        0.0,
+        FilterConfig::new(40, 1),
+        None,
+    )
+    .unwrap();
+    let wrong = exact(&p1, theta, &first.right, false) + exact(&alt, theta, &first.right, false);
+    let make = |n: usize| {
+        // The second set's times start again at 0.5: each set keeps its own
+        // clock.
+        let data = Data::concat(vec![p1.data().clone(), p2.data().clone()]).unwrap();
+        let obs = Observations::new(
+            p1.observations().observables().to_vec(),
+            data,
+            p1.parameters().to_vec(),
+            1,
+        )
+        .unwrap();
+        FilterProblem::from_sets(
+            Network::immigration_death(),
+            obs,
+            vec![
+                DataSet {
+                    initial: p1.initial().clone(),
+                    t0: 0.0,
+                    covariates: None,
+                },
+                DataSet {
+                    initial: p2.initial().clone(),
+                    t0: 0.0,
+                    covariates: None,
+                },
+            ],
+            FilterConfig::new(n, 1),
+        )
+        .unwrap()
+    };
+    let both = make(40);
+    assert_eq!(both.data().n_sets(), 2);
+    let (mean, se) = ratio(&both, theta, right);
+    let (wmean, wse) = ratio(&both, theta, wrong);
+    let one = serial()
+        .log_likelihood(
+            &make(20_000),
+            theta,
+            FilterKey {
+                seed: 9,
+                chain: 0,
+                iteration: 0,
+            },
+        )
+        .unwrap()
+        .loglik;
+    eprintln!(
+        "two data sets: ℓ = {right:.4}; mean ratio {mean:.4} ± {se:.4}; 20 000 particles {one:.4}; \
+         wrong ℓ = {wrong:.4} gives {wmean:.4} ± {wse:.4}"
+    );
+    assert!((mean - 1.0).abs() < 4.0 * se && se < 0.2, "{mean} ± {se}");
+    assert!((one - right).abs() < 0.05, "{one} vs {right}");
+    assert!((wmean - 1.0).abs() > 4.0 * wse, "{wmean} ± {wse}");
+}
+
+fn first_clone(c: &Case) -> Case {
+    Case {
+        name: c.name,
+        theta: c.theta.clone(),
+        names: c.names.clone(),
+        terms: c.terms.clone(),
+        noise: c.noise,
+        right: poisson(0.6),
+        wrong: poisson(0.6),
+        missing: c.missing.clone(),
+        initial: c.initial,
+    }
 }

@@ -772,7 +772,7 @@ impl LikelihoodExecutor for DataflowExecutor {
         {
             let mut p = self.shared.write();
             p.problem = Some(Arc::new(problem.clone()));
-            p.ssa = Some(Arc::new(problem.dynamics(theta)));
+            p.ssa = Some(Arc::new(problem.dynamics_of(0, theta)));
             p.theta = theta.to_vec();
             p.key = Some(key);
         }
@@ -787,12 +787,22 @@ impl LikelihoodExecutor for DataflowExecutor {
         let max_attempts = self.config.max_attempts;
         for k in 0..data.len() {
             let t_k = data.times()[k];
+            let starts = data.starts_set(k);
+            if starts {
+                // A data set's first row: its particles are drawn afresh
+                // from its initial law (the resampling before it is
+                // overwritten), propagated by its own dynamics.
+                t_prev = problem.sets()[data.set_of(k)].t0;
+            }
             {
                 let mut p = self.shared.write();
                 p.step = k as u64;
                 p.t0 = t_prev;
                 p.t1 = t_k;
-                p.initial = k == 0;
+                p.initial = starts;
+                if starts && k > 0 {
+                    p.ssa = Some(Arc::new(problem.dynamics_of(data.set_of(k), theta)));
+                }
             }
             // 1. Propagate and weight.
             let t = Instant::now();

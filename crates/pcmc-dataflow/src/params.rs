@@ -147,7 +147,8 @@ impl Shared {
     /// Shared state holding `wire`'s values (on a remote executor; no fault
     /// injection).
     pub fn from_wire(wire: StepWire) -> SharedRef {
-        let ssa = wire.problem.dynamics(&wire.theta);
+        let set = wire.problem.data().set_of(wire.step as usize);
+        let ssa = wire.problem.dynamics_of(set, &wire.theta);
         let shared = Shared::new(0.0);
         *shared.write() = StepParams {
             ssa: Some(Arc::new(ssa)),

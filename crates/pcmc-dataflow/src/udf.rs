@@ -185,9 +185,9 @@ impl ScalarUDFImpl for Propagate {
             for j in 0..len {
                 let i = idx.value(start + j);
                 if p.initial {
-                    let mut rng = key.stream(Purpose::Initial, 0, i).rng();
-                    problem
-                        .initial()
+                    let set = &problem.sets()[problem.data().set_of(p.step as usize)];
+                    let mut rng = key.stream(Purpose::Initial, p.step, i).rng();
+                    set.initial
                         .sample_into(&mut rng, |s, v| block[s * BLOCK + j] = v);
                 } else {
                     for (s, col) in input.iter().enumerate() {

@@ -21,7 +21,7 @@ pub struct JobFile {
     /// The model.
     pub model: ModelSection,
     /// Where the data are.
-    pub data: Option<DataSection>,
+    pub data: Option<DataSpec>,
     /// How observations arise: one law for every column, each a species
     /// (the first versions' form).
     pub observation: Option<ObservationSection>,
@@ -130,11 +130,66 @@ pub struct ReactionSection {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataSection {
+    /// A name for messages and plots (`[[data]]`; default `set N`).
+    pub name: Option<String>,
     /// CSV path, relative to the job file.
     pub path: PathBuf,
+    /// This data set's own initial state (`[[data]]`; default: the job's
+    /// `[initial]`).
+    pub initial: Option<InitialSection>,
     /// Covariate CSV (`time,<name…>`, piecewise constant), relative to the
     /// job file.
     pub covariates: Option<PathBuf>,
+}
+
+/// `[data]` (one data set) or `[[data]]` (several that share θ).
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum DataSpec {
+    /// `[data]`.
+    One(DataSection),
+    /// `[[data]]`, one table per data set.
+    Many(Vec<DataSection>),
+}
+
+impl DataSpec {
+    /// The data sets, in order.
+    pub fn sets(&self) -> Vec<&DataSection> {
+        match self {
+            DataSpec::One(d) => vec![d],
+            DataSpec::Many(v) => v.iter().collect(),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for DataSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let v = serde_json::Value::deserialize(d)?;
+        match v {
+            serde_json::Value::Array(items) => {
+                if items.is_empty() {
+                    return Err(D::Error::custom("[[data]] has no data set"));
+                }
+                items
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, x)| {
+                        serde_json::from_value::<DataSection>(x)
+                            .map_err(|e| D::Error::custom(format!("data set {}: {e}", i + 1)))
+                    })
+                    .collect::<std::result::Result<Vec<_>, _>>()
+                    .map(DataSpec::Many)
+            }
+            serde_json::Value::Object(_) => serde_json::from_value::<DataSection>(v)
+                .map(DataSpec::One)
+                .map_err(D::Error::custom),
+            other => Err(D::Error::custom(format!(
+                "{} is not allowed: expected a table [data] or tables [[data]]",
+                found(&other)
+            ))),
+        }
+    }
 }
 
 /// A number for all observed species, or one per species.

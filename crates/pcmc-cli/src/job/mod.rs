@@ -4,7 +4,7 @@
 use crate::error::input;
 use anyhow::Result;
 use pcmc_core::filter::{
-    DEFAULT_CAP, DEFAULT_MAX_EVENTS, FilterConfig, FilterProblem, KernelChoice,
+    DEFAULT_CAP, DEFAULT_MAX_EVENTS, DataSet, FilterConfig, FilterProblem, KernelChoice,
 };
 use pcmc_core::model::Network;
 use pcmc_core::observation::{
@@ -53,6 +53,19 @@ pub struct Job {
     pub filter: FilterConfig,
     /// PMMH settings.
     pub mcmc: PmmhConfig,
+    /// A run directory whose copies of the data and covariate files replace
+    /// the job's (`pcmc report`).
+    pub inputs_from: Option<PathBuf>,
+}
+
+/// The name of data set `d`'s copy in a run directory (`data.csv`,
+/// `data-2.csv`, …), or of its covariates' (`covariates.csv`, …).
+pub fn input_copy(kind: &str, d: usize) -> String {
+    if d == 0 {
+        format!("{kind}.csv")
+    } else {
+        format!("{kind}-{}.csv", d + 1)
+    }
 }
 
 fn per_species<T: Copy>(
@@ -94,6 +107,91 @@ pub fn is_plain_name(name: &str) -> bool {
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+}
+
+/// The initial-state law `ini` describes (`field` names it in messages:
+/// `initial`, or `data[d].initial`); incidence counters start at 0.
+fn initial_prior(
+    path: &Path,
+    field: &str,
+    ini: &InitialSection,
+    network: &Network,
+    species: &[String],
+) -> Result<InitialPrior> {
+    for (part, keys) in [
+        ("means", ini.means.keys().collect::<Vec<_>>()),
+        ("counts", ini.counts.keys().collect()),
+    ] {
+        for k in keys {
+            if !species.iter().any(|s| s == k) {
+                return Err(input(
+                    path,
+                    format!(
+                        "{field}.{part}: {k:?} is not a species ({})",
+                        species.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    let mut counts = species
+        .iter()
+        .map(|s| match (ini.means.get(s), ini.counts.get(s)) {
+            (Some(_), Some(_)) => Err(input(
+                path,
+                format!("{field}.counts: {s:?} also has a mean in {field}.means; give one"),
+            )),
+            (Some(m), None) => Ok(InitialCount::Poisson(*m)),
+            (None, Some(n)) => Ok(InitialCount::Fixed(*n)),
+            (None, None) => Err(input(
+                path,
+                format!(
+                    "{field}.means: no mean for species {s:?} (or a fixed count in {field}.counts)"
+                ),
+            )),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    // Incidence counters start at 0.
+    counts.resize(network.species().len(), InitialCount::Fixed(0));
+    InitialPrior::with_counts(network, counts).map_err(|e| core_err(path, e))
+}
+
+/// Refuses a datum its noise cannot produce, naming its file, line and
+/// column.
+fn check_data_values(
+    obs: &[Observable],
+    data: &Data,
+    data_path: &Path,
+    legacy: bool,
+) -> Result<()> {
+    for (c, name) in data.names().iter().enumerate() {
+        let Some(o) = obs.iter().find(|o| &o.name == name) else {
+            continue;
+        };
+        for i in 0..data.len() {
+            let v = data.row(i)[c];
+            if v.is_nan() {
+                continue;
+            }
+            if let Some(why) = o.noise.refuses(v) {
+                let why = match (legacy, why.split_once(" (")) {
+                    (true, Some((head, _))) => format!(
+                        "{head} (observation.model = \"poisson\" needs non-negative integers)"
+                    ),
+                    _ => why.to_string(),
+                };
+                return Err(input(
+                    data_path,
+                    format!(
+                        "{}column {name:?}: {v} {why}",
+                        crate::data::line_of_row(data_path, i)
+                            .map_or(String::new(), |l| format!("line {l}, ")),
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn core_err(path: &Path, e: pcmc_core::Error) -> anyhow::Error {
@@ -218,43 +316,20 @@ impl Job {
         let truth = truth.iter().copied().collect::<Option<Vec<f64>>>();
 
         // Initial state.
-        let ini = &file.initial;
-        for (field, keys) in [
-            ("means", ini.means.keys().collect::<Vec<_>>()),
-            ("counts", ini.counts.keys().collect()),
-        ] {
-            for k in keys {
-                if !species.contains(k) {
+        let initial = initial_prior(path, "initial", &file.initial, &network, &species)?;
+        for (d, set) in file.data.iter().flat_map(|d| d.sets()).enumerate() {
+            if let Some(ini) = &set.initial {
+                initial_prior(path, &format!("data[{d}].initial"), ini, &network, &species)?;
+                if let Some(t) = ini.time
+                    && !t.is_finite()
+                {
                     return Err(input(
                         path,
-                        format!(
-                            "initial.{field}: {k:?} is not a species ({})",
-                            species.join(", ")
-                        ),
+                        format!("data[{d}].initial.time: must be finite"),
                     ));
                 }
             }
         }
-        let mut counts = species
-            .iter()
-            .map(|s| match (ini.means.get(s), ini.counts.get(s)) {
-                (Some(_), Some(_)) => Err(input(
-                    path,
-                    format!("initial.counts: {s:?} also has a mean in initial.means; give one"),
-                )),
-                (Some(m), None) => Ok(InitialCount::Poisson(*m)),
-                (None, Some(n)) => Ok(InitialCount::Fixed(*n)),
-                (None, None) => Err(input(
-                    path,
-                    format!(
-                        "initial.means: no mean for species {s:?} (or a fixed count in initial.counts)"
-                    ),
-                )),
-            })
-            .collect::<Result<Vec<_>>>()?;
-        // Incidence counters start at 0.
-        counts.resize(network.species().len(), InitialCount::Fixed(0));
-        let initial = InitialPrior::with_counts(&network, counts).map_err(|e| core_err(path, e))?;
         if let Some(t) = file.initial.time
             && !t.is_finite()
         {
@@ -462,6 +537,7 @@ impl Job {
             filter,
             mcmc,
             file,
+            inputs_from: None,
         })
     }
 
@@ -475,10 +551,48 @@ impl Job {
 
     /// The data path given in the job file, resolved.
     pub fn data_path(&self) -> Option<PathBuf> {
+        self.data_sets()
+            .first()
+            .map(|d| self.base_dir().join(&d.path))
+    }
+
+    /// Data set `d`'s initial law and time (its own `initial`, else the
+    /// job's `[initial]`).
+    ///
+    /// # Errors
+    /// An input error naming `data[d].initial`.
+    pub fn initial_of(&self, d: usize) -> Result<(InitialPrior, Option<f64>)> {
+        match self.data_sets().get(d).and_then(|s| s.initial.as_ref()) {
+            Some(ini) => {
+                let n = self.network.species().len() - self.network.counters().len();
+                let law = initial_prior(
+                    &self.path,
+                    &format!("data[{d}].initial"),
+                    ini,
+                    &self.network,
+                    &self.network.species()[..n],
+                )?;
+                Ok((law, ini.time.or(self.file.initial.time)))
+            }
+            None => Ok((self.initial.clone(), self.file.initial.time)),
+        }
+    }
+
+    /// The data sets (`[data]` or `[[data]]`), in order.
+    pub fn data_sets(&self) -> Vec<&DataSection> {
         self.file
             .data
             .as_ref()
-            .map(|d| self.base_dir().join(&d.path))
+            .map(DataSpec::sets)
+            .unwrap_or_default()
+    }
+
+    /// The name of data set `d` (its `name`, else `set d+1`).
+    pub fn set_name(&self, d: usize) -> String {
+        self.data_sets()
+            .get(d)
+            .and_then(|s| s.name.clone())
+            .unwrap_or_else(|| format!("set {}", d + 1))
     }
 
     /// The covariate table the rates need (`data.covariates`), or `None`
@@ -487,7 +601,25 @@ impl Job {
     /// # Errors
     /// An input error for a table that is missing, unused or unreadable.
     pub fn covariates(&self) -> Result<Option<pcmc_core::covariate::Covariates>> {
-        let file = self.file.data.as_ref().and_then(|d| d.covariates.as_ref());
+        self.covariates_of(0)
+    }
+
+    /// The covariate file of data set `d`, if it names one (resolved; the
+    /// run directory's copy when reading inputs from one).
+    pub fn covariate_path(&self, d: usize) -> Option<PathBuf> {
+        let f = self.data_sets().get(d).and_then(|s| s.covariates.clone())?;
+        Some(match &self.inputs_from {
+            Some(dir) => dir.join(input_copy("covariates", d)),
+            None => self.base_dir().join(f),
+        })
+    }
+
+    /// The covariate table of data set `set` (see [`Job::covariates`]).
+    ///
+    /// # Errors
+    /// As [`Job::covariates`].
+    pub fn covariates_of(&self, d: usize) -> Result<Option<pcmc_core::covariate::Covariates>> {
+        let file = self.covariate_path(d);
         let used = self.network.covariate_names();
         match (file, used.is_empty()) {
             (None, true) => Ok(None),
@@ -502,7 +634,7 @@ impl Job {
                     used.join(", ")
                 ),
             )),
-            (Some(f), false) => crate::data::read_covariates(&self.base_dir().join(f)).map(Some),
+            (Some(f), false) => crate::data::read_covariates(&f).map(Some),
         }
     }
 
@@ -570,60 +702,66 @@ impl Job {
         }
     }
 
-    /// The filtering problem for `data`.
+    /// The filtering problem for one data set read from `data_path`.
     ///
     /// # Errors
     /// An input error (naming `data_path` for data errors) if the data do not
     /// fit the job.
     pub fn problem(&self, data: Data, data_path: &Path) -> Result<FilterProblem> {
-        let obs = self.observables(data.names())?;
-        let t0 = self.file.initial.time.unwrap_or(data.times()[0]);
-        if t0 > data.times()[0] {
-            return Err(input(
-                &self.path,
-                format!(
-                    "initial.time: {t0} is after the first observation time {} in {}",
-                    data.times()[0],
-                    data_path.display()
-                ),
-            ));
-        }
-        // A datum its noise cannot produce, named by its line.
-        for (c, name) in data.names().iter().enumerate() {
-            let Some(o) = obs.iter().find(|o| &o.name == name) else {
-                continue;
+        self.problem_sets(vec![(data, data_path.to_path_buf())])
+    }
+
+    /// The filtering problem for the data sets `parts` (one per `[[data]]`
+    /// table, in order; or one set, possibly from `--data`), each read from
+    /// its path.
+    ///
+    /// # Errors
+    /// An input error (naming the data file for data errors) if the data do
+    /// not fit the job.
+    pub fn problem_sets(&self, parts: Vec<(Data, PathBuf)>) -> Result<FilterProblem> {
+        let sections = self.data_sets();
+        let mut sets = Vec::with_capacity(parts.len());
+        let mut obs = None;
+        for (d, (data, data_path)) in parts.iter().enumerate() {
+            let section = sections.get(d).copied();
+            let own = section.and_then(|s| s.initial.as_ref());
+            let field = match own {
+                Some(_) => format!("data[{d}].initial"),
+                None => "initial".to_string(),
             };
-            for i in 0..data.len() {
-                let v = data.row(i)[c];
-                if v.is_nan() {
-                    continue;
-                }
-                if let Some(why) = o.noise.refuses(v) {
-                    let why = match (&self.file.observation, why.split_once(" (")) {
-                        (Some(_), Some((head, _))) => format!(
-                            "{head} (observation.model = \"poisson\" needs non-negative integers)"
-                        ),
-                        _ => why.to_string(),
-                    };
-                    return Err(input(
-                        data_path,
-                        format!(
-                            "{}column {name:?}: {v} {why}",
-                            crate::data::line_of_row(data_path, i)
-                                .map_or(String::new(), |l| format!("line {l}, ")),
-                        ),
-                    ));
-                }
+            let (initial, time) = self.initial_of(d)?;
+            let t0 = time.unwrap_or(data.times()[0]);
+            if t0 > data.times()[0] {
+                return Err(input(
+                    &self.path,
+                    format!(
+                        "{field}.time: {t0} is after the first observation time {} in {}",
+                        data.times()[0],
+                        data_path.display()
+                    ),
+                ));
             }
+            let o = self.observables(data.names())?;
+            check_data_values(&o, data, data_path, self.file.observation.is_some())?;
+            obs.get_or_insert(o);
+            let covariates = self.covariates_of(d)?;
+            sets.push(DataSet {
+                initial,
+                t0,
+                covariates,
+            });
         }
+        let first_path = parts.first().map(|p| p.1.clone()).unwrap_or_default();
+        let data = Data::concat(parts.into_iter().map(|p| p.0).collect())
+            .map_err(|e| input(&first_path, e.to_string()))?;
         let observations = Observations::new(
-            obs,
+            obs.unwrap_or_default(),
             data,
             self.parameters.clone(),
             self.network.species().len(),
         )
         .map_err(|e| match e {
-            pcmc_core::Error::Data(_) => input(data_path, e.to_string()),
+            pcmc_core::Error::Data(_) => input(&first_path, e.to_string()),
             other => core_err(&self.path, other),
         })?;
         // Population caps: the job's, else derived from the data.
@@ -643,18 +781,11 @@ impl Job {
         for &c in self.network.counters() {
             filter.caps[c] = pcmc_core::model::COUNTER_CAP;
         }
-        let covariates = self.covariates()?;
-        FilterProblem::from_observations(
-            self.network.clone(),
-            observations,
-            self.initial.clone(),
-            t0,
-            filter,
-            covariates,
-        )
-        .map_err(|e| match e {
-            pcmc_core::Error::Data(_) => input(data_path, e.to_string()),
-            other => core_err(&self.path, other),
+        FilterProblem::from_sets(self.network.clone(), observations, sets, filter).map_err(|e| {
+            match e {
+                pcmc_core::Error::Data(_) => input(&first_path, e.to_string()),
+                other => core_err(&self.path, other),
+            }
         })
     }
 
@@ -798,15 +929,26 @@ impl Job {
             )
             .as_bytes(),
         );
-        for i in 0..data.len() {
-            h.update(data.times()[i].to_le_bytes());
-            for v in data.row(i) {
-                h.update(v.to_le_bytes());
-            }
-        }
-        h.update(data.names().join(",").as_bytes());
+        hash_data(&mut h, data);
         let d = h.finalize();
         d.iter().take(16).map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// Feeds the data to a hash: times, values, column names, and (with several
+/// data sets) each set's first row.
+fn hash_data(h: &mut Sha256, data: &Data) {
+    for i in 0..data.len() {
+        h.update(data.times()[i].to_le_bytes());
+        for v in data.row(i) {
+            h.update(v.to_le_bytes());
+        }
+    }
+    h.update(data.names().join(",").as_bytes());
+    if data.n_sets() > 1 {
+        for d in 0..data.n_sets() {
+            h.update((data.set_rows(d).start as u64).to_le_bytes());
+        }
     }
 }
 
@@ -1004,13 +1146,7 @@ impl Job {
 /// of different models on the same data share it (`pcmc compare-models`).
 pub fn data_fingerprint(data: &Data) -> String {
     let mut h = Sha256::new();
-    for i in 0..data.len() {
-        h.update(data.times()[i].to_le_bytes());
-        for v in data.row(i) {
-            h.update(v.to_le_bytes());
-        }
-    }
-    h.update(data.names().join(",").as_bytes());
+    hash_data(&mut h, data);
     let d = h.finalize();
     d.iter().take(16).map(|b| format!("{b:02x}")).collect()
 }

@@ -187,73 +187,84 @@ pub fn predictive_bands(
         return Vec::new();
     }
     let data = problem.data();
-    let t0 = problem.t0();
-    let t1 = *data.times().last().expect("non-empty data");
-    // Incidence counts events since the previous time: with incidence
-    // columns the bands are drawn at the data's own times, so that each
-    // simulated count covers the interval the datum covers.
-    let grid: Vec<f64> = if problem.network().counters().is_empty() {
-        (0..=100)
-            .map(|i| t0 + (t1 - t0) * f64::from(i) / 100.0)
-            .collect()
-    } else {
-        data.times().to_vec()
-    };
-    let m = draws.min(rows.len());
-    let observables = problem.observations().observables();
-    let obs_n = observables.len();
-    let mut sims: Vec<Vec<Vec<f64>>> = vec![vec![Vec::with_capacity(m); grid.len()]; obs_n];
-    let mut dropped = 0;
-    for d in 0..m {
-        let r = &rows[d * rows.len() / m];
-        let tr = simulate(
-            problem.network(),
-            &r.theta,
-            problem.initial(),
-            observables,
-            problem.covariates(),
-            t0,
-            &grid,
-            &problem.config().caps,
-            problem.config().max_events,
-            StreamKey::new(seed, 0, d as u64, 0, 0, Purpose::Predictive),
-        );
-        if tr.stopped {
-            dropped += 1;
-            continue;
-        }
-        for (g, obs) in tr.observations.iter().enumerate() {
-            for (s, v) in obs.iter().enumerate() {
-                sims[s][g].push(*v);
+    let n_sets = data.n_sets();
+    let mut bands = Vec::new();
+    for (d, set) in problem.sets().iter().enumerate() {
+        let range = data.set_rows(d);
+        let times = &data.times()[range.clone()];
+        let (t0, t1) = (set.t0, *times.last().expect("a data set has rows"));
+        // Incidence counts events since the previous time: with incidence
+        // columns the bands are drawn at the data's own times, so that each
+        // simulated count covers the interval the datum covers.
+        let grid: Vec<f64> = if problem.network().counters().is_empty() {
+            (0..=100)
+                .map(|i| t0 + (t1 - t0) * f64::from(i) / 100.0)
+                .collect()
+        } else {
+            times.to_vec()
+        };
+        let m = draws.min(rows.len());
+        let observables = problem.observations().observables();
+        let obs_n = observables.len();
+        let mut sims: Vec<Vec<Vec<f64>>> = vec![vec![Vec::with_capacity(m); grid.len()]; obs_n];
+        let mut dropped = 0;
+        for i in 0..m {
+            let r = &rows[i * rows.len() / m];
+            let tr = simulate(
+                problem.network(),
+                &r.theta,
+                &set.initial,
+                observables,
+                set.covariates.as_ref(),
+                t0,
+                &grid,
+                &problem.config().caps,
+                problem.config().max_events,
+                // Set 0 draws what a single data set drew.
+                StreamKey::new(seed, d as u64, i as u64, 0, 0, Purpose::Predictive),
+            );
+            if tr.stopped {
+                dropped += 1;
+                continue;
+            }
+            for (g, obs) in tr.observations.iter().enumerate() {
+                for (s, v) in obs.iter().enumerate() {
+                    sims[s][g].push(*v);
+                }
             }
         }
-    }
-    if dropped == m {
-        return Vec::new();
-    }
-    (0..obs_n)
-        .map(|s| {
+        if dropped == m {
+            continue;
+        }
+        for (s, sim) in sims.iter_mut().enumerate() {
             let mut lo = Vec::new();
             let mut mid = Vec::new();
             let mut hi = Vec::new();
-            for col in sims[s].iter_mut() {
+            for col in sim.iter_mut() {
                 col.sort_by(f64::total_cmp);
                 lo.push(quantile_sorted(col, 0.05));
                 mid.push(quantile_sorted(col, 0.5));
                 hi.push(quantile_sorted(col, 0.95));
             }
-            Band {
-                name: data.names()[s].clone(),
+            let name = if n_sets > 1 {
+                format!("{} (data set {})", data.names()[s], d + 1)
+            } else {
+                data.names()[s].clone()
+            };
+            bands.push(Band {
+                name,
                 times: grid.clone(),
                 lo,
                 mid,
                 hi,
-                data: (0..data.len())
+                data: range
+                    .clone()
                     .map(|i| (data.times()[i], data.row(i)[s]))
                     .collect(),
                 draws: m - dropped,
                 dropped,
-            }
-        })
-        .collect()
+            });
+        }
+    }
+    bands
 }

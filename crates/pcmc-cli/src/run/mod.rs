@@ -60,6 +60,10 @@ pub struct Overrides {
     pub seed: Option<u64>,
     /// `--data`.
     pub data: Option<PathBuf>,
+    /// Read every data set and covariate file from this run directory's
+    /// copies (`data.csv`, `data-2.csv`, …, `covariates.csv`, …):
+    /// `pcmc report`.
+    pub inputs_from: Option<PathBuf>,
     /// `--out`.
     pub out: Option<PathBuf>,
     /// `--scheduler`: a Ballista scheduler for the dataflow executor.

@@ -148,7 +148,7 @@ pub(super) fn open_run(s: &mut Setup, opts: RunOptions) -> Result<RunProgress> {
         None => {
             let writer = if s.root {
                 write_atomic(&dir.join("job.toml"), job.text.as_bytes())?;
-                write_atomic(&dir.join("data.csv"), &s.prep.data_bytes)?;
+                s.prep.write_inputs(dir)?;
                 let _ = std::fs::remove_file(dir.join(checkpoint::FILE));
                 Some(ChainWriter::create(dir, &s.names, job.file.output.parquet)?)
             } else {

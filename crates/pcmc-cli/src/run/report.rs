@@ -50,7 +50,7 @@ pub(super) fn report_locked(dir: &Path, quiet: bool) -> Result<()> {
     let record: RunRecord = serde_json::from_str(&text)
         .map_err(|e| input(&run_path, format!("malformed run record: {e}")))?;
     let ov = Overrides {
-        data: Some(dir.join("data.csv")),
+        inputs_from: Some(dir.to_path_buf()),
         particles: Some(record.particles),
         chains: Some(record.chains),
         first_chain: Some(record.first_chain),

@@ -220,7 +220,22 @@ pub fn claim_fresh(dir: &Path, opts: RunOptions, root: bool) -> Result<()> {
             ),
         ));
     }
-    for f in RUN_MARKS.iter().chain(STARTED_MARKS).chain(OTHER_OUTPUTS) {
+    // The copies of the inputs: data.csv, data-2.csv, …, covariates.csv, …
+    let copies = (0..).map_while(|d| {
+        let names = [
+            crate::job::input_copy("data", d),
+            crate::job::input_copy("covariates", d),
+        ];
+        names.iter().any(|n| dir.join(n).exists()).then_some(names)
+    });
+    let copies: Vec<String> = copies.flatten().collect();
+    for f in RUN_MARKS
+        .iter()
+        .chain(STARTED_MARKS)
+        .chain(OTHER_OUTPUTS)
+        .map(|s| s.to_string())
+        .chain(copies)
+    {
         let p = dir.join(f);
         if p.exists() {
             std::fs::remove_file(&p)

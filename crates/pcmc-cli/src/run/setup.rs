@@ -23,10 +23,25 @@ pub struct Prepared {
     pub data: Data,
     /// Where the data came from.
     pub data_path: PathBuf,
-    /// The raw data bytes (copied into the run directory).
-    pub data_bytes: Vec<u8>,
+    /// The input files to copy into the run directory: (name, bytes) —
+    /// `data.csv`, `data-2.csv`, …, `covariates.csv`, …
+    pub inputs: Vec<(String, Vec<u8>)>,
     /// The sampler.
     pub pmmh: Pmmh,
+}
+
+impl Prepared {
+    /// Copies the data and covariate files into the run directory `dir`
+    /// (what `pcmc report` reads back).
+    ///
+    /// # Errors
+    /// I/O failures.
+    pub fn write_inputs(&self, dir: &Path) -> Result<()> {
+        for (name, bytes) in &self.inputs {
+            crate::fsio::write_atomic(&dir.join(name), bytes)?;
+        }
+        Ok(())
+    }
 }
 
 /// Loads a job and its data, applying overrides.
@@ -67,9 +82,28 @@ pub fn prepare(job_path: &Path, ov: &Overrides) -> Result<Prepared> {
     if let Some(s) = ov.seed {
         job.mcmc.seed = s;
     }
-    let data_path = match (&ov.data, job.data_path()) {
-        (Some(p), _) => p.clone(),
-        (None, Some(p)) => p,
+    let n_sets = job.data_sets().len();
+    if ov.data.is_some() && n_sets > 1 {
+        return Err(InputError::flag(
+            "--data",
+            format!("the job has {n_sets} data sets ([[data]]): edit their paths in the job"),
+        )
+        .into());
+    }
+    job.inputs_from.clone_from(&ov.inputs_from);
+    let paths: Vec<PathBuf> = match (&ov.data, job.data_path()) {
+        (Some(p), _) => vec![p.clone()],
+        (None, Some(_)) if ov.inputs_from.is_some() => {
+            let dir = ov.inputs_from.as_ref().expect("checked");
+            (0..n_sets)
+                .map(|d| dir.join(crate::job::input_copy("data", d)))
+                .collect()
+        }
+        (None, Some(_)) => job
+            .data_sets()
+            .iter()
+            .map(|d| job.base_dir().join(&d.path))
+            .collect(),
         (None, None) => {
             return Err(input(
                 &job.path,
@@ -77,16 +111,28 @@ pub fn prepare(job_path: &Path, ov: &Overrides) -> Result<Prepared> {
             ));
         }
     };
-    let data = read_data(&data_path, &job.data_columns())?;
-    let data_bytes = std::fs::read(&data_path).unwrap_or_default();
-    let problem = job.problem(data.clone(), &data_path)?;
+    let columns = job.data_columns();
+    let mut parts = Vec::with_capacity(paths.len());
+    let mut inputs = Vec::new();
+    for (d, p) in paths.iter().enumerate() {
+        parts.push((read_data(p, &columns)?, p.clone()));
+        let copy = crate::job::input_copy("data", d);
+        inputs.push((copy, std::fs::read(p).unwrap_or_default()));
+        if let Some(c) = job.covariate_path(d) {
+            let copy = crate::job::input_copy("covariates", d);
+            inputs.push((copy, std::fs::read(c).unwrap_or_default()));
+        }
+    }
+    let data_path = paths[0].clone();
+    let problem = job.problem_sets(parts)?;
+    let data = problem.data().clone();
     let pmmh = Pmmh::new(problem, job.priors.clone(), job.mcmc.clone())
         .map_err(|e| input(&job.path, e.to_string()))?;
     Ok(Prepared {
         job,
         data,
         data_path,
-        data_bytes,
+        inputs,
         pmmh,
     })
 }

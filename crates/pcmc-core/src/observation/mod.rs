@@ -61,6 +61,13 @@ pub struct Data {
     names: Vec<String>,
     /// Row-major, NaN for a missing value.
     values: Vec<f64>,
+    /// The first row of each data set ([`Data::concat`]): `[0]` for one.
+    #[serde(default = "one_set")]
+    sets: Vec<usize>,
+}
+
+fn one_set() -> Vec<usize> {
+    vec![0]
 }
 
 impl Data {
@@ -153,6 +160,7 @@ impl Data {
             times,
             names: names.to_vec(),
             values: flat,
+            sets: one_set(),
         };
         for (c, name) in names.iter().enumerate() {
             if (0..data.len()).all(|i| data.row(i)[c].is_nan()) {
@@ -164,7 +172,55 @@ impl Data {
         Ok(data)
     }
 
-    /// Observation times.
+    /// Several data sets with the same columns, one after the other: each
+    /// keeps its own times (strictly increasing within a set), and a filter
+    /// starts every set from its own initial state.
+    ///
+    /// # Errors
+    /// [`Error::Data`] for no set, or sets with other columns.
+    pub fn concat(parts: Vec<Data>) -> Result<Data> {
+        let mut it = parts.into_iter();
+        let mut out = it.next().ok_or_else(|| Error::Data("no data set".into()))?;
+        for (i, d) in it.enumerate() {
+            if d.names != out.names {
+                return Err(Error::Data(format!(
+                    "data set {} has the columns {} where the first has {}",
+                    i + 2,
+                    d.names.join(", "),
+                    out.names.join(", ")
+                )));
+            }
+            let base = out.times.len();
+            out.sets.extend(d.sets.iter().map(|s| s + base));
+            out.times.extend(d.times);
+            out.values.extend(d.values);
+        }
+        Ok(out)
+    }
+
+    /// Number of data sets.
+    pub fn n_sets(&self) -> usize {
+        self.sets.len()
+    }
+
+    /// The rows of data set `d`.
+    pub fn set_rows(&self, d: usize) -> std::ops::Range<usize> {
+        let end = self.sets.get(d + 1).copied().unwrap_or(self.times.len());
+        self.sets[d]..end
+    }
+
+    /// The data set row `k` belongs to.
+    pub fn set_of(&self, k: usize) -> usize {
+        self.sets.partition_point(|s| *s <= k) - 1
+    }
+
+    /// Whether row `k` is the first of a data set.
+    pub fn starts_set(&self, k: usize) -> bool {
+        self.sets.binary_search(&k).is_ok()
+    }
+
+    /// Observation times (each data set's own; strictly increasing within
+    /// a set).
     pub fn times(&self) -> &[f64] {
         &self.times
     }
@@ -633,6 +689,15 @@ impl Observations {
         parameters: Vec<String>,
         n_species: usize,
     ) -> Result<Self> {
+        let starts = &data.sets;
+        if starts.first() != Some(&0)
+            || starts.windows(2).any(|w| w[0] >= w[1])
+            || starts.last().is_some_and(|s| *s >= data.len())
+        {
+            return Err(Error::Data(
+                "the data sets' first rows are out of order".into(),
+            ));
+        }
         let mut ordered = Vec::with_capacity(data.names().len());
         for name in data.names() {
             let mut found = observables.iter().filter(|o| &o.name == name);

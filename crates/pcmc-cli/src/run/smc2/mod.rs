@@ -408,7 +408,7 @@ pub fn run(job_path: &Path, ov: &Overrides, opts: RunOptions) -> Result<RunOutco
         l.announce()?;
     }
     if root {
-        write_atomic(&dir.join("data.csv"), &prep.data_bytes)?;
+        prep.write_inputs(&dir)?;
         write_atomic(&dir.join("job.toml"), job.text.as_bytes())?;
     }
     let clock = Instant::now();
