@@ -515,6 +515,16 @@ fn check(path: &std::path::Path, data: Option<PathBuf>) -> Result<()> {
         prep.data.len(),
         prep.data.names().join(", ")
     );
+    if prep.data.n_sets() > 1 {
+        let sets: Vec<String> = (0..prep.data.n_sets())
+            .map(|d| format!("{} ({} rows)", job.set_name(d), prep.data.set_rows(d).len()))
+            .collect();
+        println!(
+            "  {} data sets sharing θ: {}",
+            prep.data.n_sets(),
+            sets.join(", ")
+        );
+    }
     if job.method()? == job::Method::Smc2 {
         let (c, nx) = job.smc2_config()?;
         let replicates = job.smc2_replicates()?;

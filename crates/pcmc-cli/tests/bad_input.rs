@@ -796,6 +796,132 @@ fn cases() -> Vec<Case> {
             "not a run directory of pcmc run (PMMH) && run.json is missing",
         ),
     ]);
+    // Models and data (issue #29): [observables], noise parameters,
+    // incidence, initial counts, covariates, several data sets.
+    const OBS: &str = "[observation]\nmodel = \"gaussian\"\nsd = 10.0\n";
+    let obs = |table: &'static str| edit(move |j: &str| j.replace(OBS, table));
+    for (name, table, expect) in [
+        (
+            "an unknown noise model",
+            "[observables.prey]\nnoise = \"gamma\"\n",
+            "observables.prey.noise: \"gamma\" is not one of",
+        ),
+        (
+            "gaussian noise without sd",
+            "[observables.prey]\nnoise = \"gaussian\"\n",
+            "observables.prey.sd: required for gaussian noise",
+        ),
+        (
+            "a field the noise does not use",
+            "[observables.prey]\nnoise = \"poisson\"\nsd = 2.0\n",
+            "observables.prey.sd: not used by poisson noise",
+        ),
+        (
+            "both k and phi",
+            "[observables.prey]\nnoise = \"negative-binomial\"\nk = 2.0\nphi = 0.5\n",
+            "give k or phi",
+        ),
+        (
+            "a noise parameter named like a rate",
+            "[observables.prey]\nnoise = \"gaussian\"\nsd = \"birth\"\n",
+            "observables.prey.sd: \"birth\" is a rate parameter",
+        ),
+        (
+            "a noise parameter without a prior",
+            "[observables.prey]\nnoise = \"gaussian\"\nsd = \"sigma\"\n",
+            "parameters.sigma: missing",
+        ),
+        (
+            "a binomial rho above 1",
+            "[observables.prey]\nnoise = \"binomial\"\nrho = 1.5\n",
+            "observables.prey.rho: 1.5 is not a probability in (0, 1]",
+        ),
+        (
+            "a sum naming no species",
+            "[observables.prey]\nof = \"prey + wolf\"\nnoise = \"poisson\"\n",
+            "observables.prey.of && \"wolf\" is not a species",
+        ),
+        (
+            "a zero coefficient",
+            "[observables.prey]\nof = \"0*prey\"\nnoise = \"poisson\"\n",
+            "observables.prey.of && not a whole coefficient",
+        ),
+        (
+            "incidence of no reaction",
+            "[observables.prey]\nincidence = \"eating\"\nnoise = \"poisson\"\n",
+            "observables.prey.incidence: \"eating\" is not a reaction",
+        ),
+        (
+            "both of and incidence",
+            "[observables.prey]\nof = \"prey\"\nincidence = \"birth\"\nnoise = \"poisson\"\n",
+            "not both",
+        ),
+        (
+            "a column named time",
+            "[observables.time]\nof = \"prey\"\nnoise = \"poisson\"\n",
+            "observables.time",
+        ),
+        (
+            "a data column that is not an observable",
+            "[observables.pred1]\nnoise = \"poisson\"\n",
+            "\"prey\" is not an observable of the job",
+        ),
+        (
+            "both [observation] and [observables]",
+            "[observation]\nmodel = \"poisson\"\n[observables.prey]\nnoise = \"poisson\"\n",
+            "not both",
+        ),
+    ] {
+        all.push(c(name, obs(table), None, run(), expect));
+    }
+    all.push(c(
+        "log-normal noise with a zero datum",
+        obs("[observables.prey]\nnoise = \"log-normal\"\nsd = 0.5\n"),
+        Some(b"time,prey\n0,50\n2,0\n"),
+        run(),
+        "line 3, column \"prey\": 0 is not positive",
+    ));
+    all.push(c(
+        "a fixed count and a mean for one species",
+        edit(|j: &str| {
+            j.replace(
+                "means = { prey = 50, pred1 = 100 }",
+                "means = { prey = 50, pred1 = 100 }\ncounts = { prey = 50 }",
+            )
+        }),
+        None,
+        run(),
+        "initial.counts: \"prey\" also has a mean",
+    ));
+    all.push(c(
+        "a covariate file no rate uses",
+        edit(|j: &str| j.replace("[observation]", "covariates = \"cov.csv\"\n[observation]")),
+        None,
+        run(),
+        "data.covariates: no reaction rate uses a covariate",
+    ));
+    all.push(c(
+        "--data for a job with several data sets",
+        edit(|j: &str| {
+            let path = j
+                .lines()
+                .find(|l| l.starts_with("path = "))
+                .unwrap()
+                .to_string();
+            j.replace("[data]", &format!("[[data]]\n{path}\n[[data]]"))
+        }),
+        None,
+        vec![
+            "run",
+            "{job}",
+            "--out",
+            "{dir}/out",
+            "--quiet",
+            "--data",
+            "{dir}/x.csv",
+        ],
+        "(--data): the job has 2 data sets",
+    ));
     all
 }
 

@@ -138,9 +138,12 @@ impl FilterConfig {
 /// Everything a filter pass needs except θ and the random key.
 ///
 /// Serialisable so that it can travel to remote executors inside their
-/// plans (a wire format between pcmc processes: deserialising does not
-/// validate again).
+/// plans (a wire format between pcmc processes). Deserialising checks the
+/// parts against each other again ([`FilterProblem::from_sets`]: the data
+/// sets, their initial laws and covariates, the observables); the network
+/// itself is taken as sent.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(try_from = "FilterProblemWire")]
 pub struct FilterProblem {
     network: Network,
     /// The data and their observables.
@@ -148,6 +151,22 @@ pub struct FilterProblem {
     /// Per data set: the initial law and time, the covariates.
     sets: Vec<DataSet>,
     config: FilterConfig,
+}
+
+/// The wire form of a [`FilterProblem`], checked on arrival.
+#[derive(Deserialize)]
+struct FilterProblemWire {
+    network: Network,
+    observations: Observations,
+    sets: Vec<DataSet>,
+    config: FilterConfig,
+}
+
+impl TryFrom<FilterProblemWire> for FilterProblem {
+    type Error = Error;
+    fn try_from(w: FilterProblemWire) -> Result<Self> {
+        FilterProblem::from_sets(w.network, w.observations, w.sets, w.config)
+    }
 }
 
 /// What a data set brings besides its rows: its initial-state law and time,

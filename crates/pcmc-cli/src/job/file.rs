@@ -26,6 +26,7 @@ pub struct JobFile {
     /// (the first versions' form).
     pub observation: Option<ObservationSection>,
     /// What each data column observes and through which noise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observables: Option<BTreeMap<String, super::observation::ObservableSection>>,
     /// The initial-state prior.
     pub initial: InitialSection,
@@ -131,14 +132,17 @@ pub struct ReactionSection {
 #[serde(deny_unknown_fields)]
 pub struct DataSection {
     /// A name for messages and plots (`[[data]]`; default `set N`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// CSV path, relative to the job file.
     pub path: PathBuf,
     /// This data set's own initial state (`[[data]]`; default: the job's
     /// `[initial]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub initial: Option<InitialSection>,
     /// Covariate CSV (`time,<name…>`, piecewise constant), relative to the
     /// job file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub covariates: Option<PathBuf>,
 }
 
@@ -220,7 +224,9 @@ pub struct InitialSection {
     #[serde(default)]
     pub means: BTreeMap<String, f64>,
     /// A species' fixed initial count.
-    #[serde(default)]
+    // Left out when empty: the job's fingerprint and SMC²'s stream tag
+    // (hashes of these sections) stay those of jobs written before it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub counts: BTreeMap<String, u64>,
     /// Time of the initial state (default: the first observation time).
     pub time: Option<f64>,
@@ -630,5 +636,6 @@ pub struct SimulateSection {
     pub seed: Option<u64>,
     /// Times whose values are written as missing (`NA`), to make data
     /// with gaps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub missing: Option<Vec<f64>>,
 }

@@ -16,12 +16,65 @@ pub enum InitialCount {
     Fixed(u64),
 }
 
-/// The initial-state prior: independent counts per species.
+/// The initial-state prior: independent counts per species. (On the wire
+/// only the laws travel; each is checked again on arrival.)
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "InitialWire", into = "InitialWire")]
 pub struct InitialPrior {
     counts: Vec<InitialCount>,
     /// Each species' mean (the fixed count for a fixed one).
     means: Vec<f64>,
+}
+
+/// The wire form of an [`InitialPrior`].
+#[derive(Serialize, Deserialize)]
+struct InitialWire {
+    counts: Vec<InitialCount>,
+}
+
+impl TryFrom<InitialWire> for InitialPrior {
+    type Error = Error;
+    fn try_from(w: InitialWire) -> Result<Self> {
+        let means = w
+            .counts
+            .iter()
+            .map(|c| check_count(c, "a species"))
+            .collect::<Result<Vec<f64>>>()?;
+        Ok(InitialPrior {
+            counts: w.counts,
+            means,
+        })
+    }
+}
+
+impl From<InitialPrior> for InitialWire {
+    fn from(p: InitialPrior) -> Self {
+        InitialWire { counts: p.counts }
+    }
+}
+
+/// The mean of one species' law, if it is in range.
+fn check_count(c: &InitialCount, s: &str) -> Result<f64> {
+    match *c {
+        InitialCount::Poisson(m) => {
+            if !(m.is_finite() && (0.0..=MAX_INITIAL).contains(&m)) {
+                return Err(Error::setting(
+                    "initial.means",
+                    format!("{s}: {m} is not a mean in [0, 1e12]"),
+                ));
+            }
+            Ok(m)
+        }
+        InitialCount::Fixed(n) => {
+            if n as f64 > MAX_INITIAL {
+                return Err(Error::setting(
+                    "initial.counts",
+                    format!("{s}: {n} is above 1e12"),
+                ));
+            }
+            Ok(n as f64)
+        }
+    }
 }
 
 /// Largest initial mean or count.
@@ -53,30 +106,11 @@ impl InitialPrior {
                 ),
             ));
         }
-        let mut means = Vec::with_capacity(counts.len());
-        for (c, s) in counts.iter().zip(net.species()) {
-            let m = match *c {
-                InitialCount::Poisson(m) => {
-                    if !(m.is_finite() && (0.0..=MAX_INITIAL).contains(&m)) {
-                        return Err(Error::setting(
-                            "initial.means",
-                            format!("{s}: {m} is not a mean in [0, 1e12]"),
-                        ));
-                    }
-                    m
-                }
-                InitialCount::Fixed(n) => {
-                    if n as f64 > MAX_INITIAL {
-                        return Err(Error::setting(
-                            "initial.counts",
-                            format!("{s}: {n} is above 1e12"),
-                        ));
-                    }
-                    n as f64
-                }
-            };
-            means.push(m);
-        }
+        let means = counts
+            .iter()
+            .zip(net.species())
+            .map(|(c, s)| check_count(c, s))
+            .collect::<Result<Vec<f64>>>()?;
         Ok(InitialPrior { counts, means })
     }
 

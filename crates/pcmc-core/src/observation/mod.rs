@@ -59,7 +59,9 @@ pub fn poisson_ln_pmf(y: f64, lambda: f64) -> f64 {
 pub struct Data {
     times: Vec<f64>,
     names: Vec<String>,
-    /// Row-major, NaN for a missing value.
+    /// Row-major, NaN for a missing value (`null` in JSON, which has no
+    /// NaN).
+    #[serde(with = "nan_as_null")]
     values: Vec<f64>,
     /// The first row of each data set ([`Data::concat`]): `[0]` for one.
     #[serde(default = "one_set")]
@@ -68,6 +70,22 @@ pub struct Data {
 
 fn one_set() -> Vec<usize> {
     vec![0]
+}
+
+/// Missing values (NaN) travel as `null`: JSON has no NaN, and serde_json
+/// writes NaN as `null`, which would not read back as a number.
+mod nan_as_null {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[f64], s: S) -> Result<S::Ok, S::Error> {
+        let o: Vec<Option<f64>> = v.iter().map(|x| (!x.is_nan()).then_some(*x)).collect();
+        o.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
+        let o = Vec::<Option<f64>>::deserialize(d)?;
+        Ok(o.into_iter().map(|x| x.unwrap_or(f64::NAN)).collect())
+    }
 }
 
 impl Data {
@@ -1035,6 +1053,9 @@ mod tests {
         assert_eq!(s.log_density(2, x), g(7.0, 9.0, 2.0) + g(5.0, 4.0, 3.0));
         assert!(s.observes(0) && !s.observes(1) && s.observes(2));
         assert_eq!(s.bound_from(1), s.bound_from(2));
+        // Missing values survive the (JSON) wire.
+        let back: Observations = serde_json::from_str(&serde_json::to_string(&o).unwrap()).unwrap();
+        assert!(back.data().row(1)[0].is_nan() && back.data().row(2)[0] == 7.0);
         // A column with no value at all is refused, naming it.
         let e = Data::new(
             &net,
