@@ -69,6 +69,8 @@ def job_fields():
             path = f'{prefix}{field}'
             out.add(path)
             sub = re.findall(r'(\w+(?:Section))\b', ty)
+            if 'DataSpec' in ty:  # [data] or [[data]]: DataSection tables
+                sub = ['DataSection']
             if 'BTreeMap<String, ' in ty and sub:
                 out.add(f'{path}.NAME')
                 walk(sub[-1], f'{path}.NAME.')

@@ -15,9 +15,8 @@
 //! exactly what it drew before.
 
 use crate::error::{Error, Result};
-use crate::filter::FilterKey;
 use crate::model::Network;
-use crate::rng::{Purpose, StreamKey};
+use crate::rng::StreamKey;
 use crate::ssa::{BlockScratch, KernelChoice, Outcome, Ssa, SsaCounters};
 use serde::{Deserialize, Serialize};
 
@@ -223,10 +222,11 @@ impl Dynamics {
         &self.ssas[r]
     }
 
-    /// Propagates particles `0..len` of a block from `t0` to `t1` at
-    /// `step`, particle `j` being global particle `first + j`, stopping at
-    /// every breakpoint inside `(t0, t1)`. Writes each particle's outcome
-    /// (the first that is not [`Outcome::Reached`]) and returns the summed
+    /// Propagates particles `0..len` of a block from `t0` to `t1`,
+    /// stopping at every breakpoint inside `(t0, t1)`; particle `j` draws
+    /// segment `m` from `stream(j, m)` (the particle's `Propagate` stream
+    /// at index [`segment_index`]). Writes each particle's outcome (the
+    /// first that is not [`Outcome::Reached`]) and returns the summed
     /// counters.
     #[allow(clippy::too_many_arguments)]
     pub fn propagate(
@@ -237,15 +237,10 @@ impl Dynamics {
         len: usize,
         t0: f64,
         t1: f64,
-        key: FilterKey,
-        step: u64,
-        first: impl Fn(usize) -> u64,
+        stream: impl Fn(usize, u64) -> StreamKey,
         outcomes: &mut [Outcome],
         scratch: &mut BlockScratch,
     ) -> SsaCounters {
-        let stream = |j: usize, m: u64| -> StreamKey {
-            key.stream(Purpose::Propagate, step, segment_index(first(j), m))
-        };
         let start = self.breaks.partition_point(|s| *s <= t0);
         let end = self.breaks.partition_point(|s| *s < t1);
         if start >= end {
@@ -288,100 +283,5 @@ impl Dynamics {
             }
         }
         total
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::filter::{DataSet, FilterConfig, FilterProblem};
-    use crate::observation::{Data, InitialPrior, ObservationModel, Observations};
-
-    fn table() -> Covariates {
-        Covariates::new(
-            vec!["open".into()],
-            vec![0.0, 2.0],
-            vec![vec![1.0], vec![0.5]],
-        )
-        .unwrap()
-    }
-
-    #[test]
-    fn rows_and_refusals() {
-        let c = table();
-        assert_eq!(c.row_at(-1.0), None);
-        assert_eq!(c.row_at(0.0), Some(0));
-        assert_eq!(c.row_at(1.999), Some(0));
-        assert_eq!(c.row_at(2.0), Some(1));
-        for (times, values, needle) in [
-            (
-                vec![0.0, 0.0],
-                vec![vec![1.0], vec![1.0]],
-                "after the previous",
-            ),
-            (vec![0.0], vec![vec![-1.0]], "≥ 0"),
-            (vec![0.0], vec![vec![f64::NAN]], "≥ 0"),
-            (vec![0.0], vec![vec![1.0, 2.0]], "2 values"),
-        ] {
-            let e = Covariates::new(vec!["open".into()], times, values).unwrap_err();
-            assert!(e.to_string().contains(needle), "{e}");
-        }
-    }
-
-    /// A problem travels with its data sets, initial laws and covariates,
-    /// and is checked again on arrival: a covariate table out of range or
-    /// a set without its description is refused.
-    #[test]
-    fn problems_are_checked_again_on_the_wire() {
-        let base = Network::immigration_death();
-        let net = base.with_covariate(0, "open").unwrap();
-        let x = ["X".to_string()];
-        let d1 = Data::new(&net, vec![1.0, 3.0], &x, vec![vec![5.0], vec![7.0]]).unwrap();
-        let d2 = Data::new(&net, vec![0.5], &x, vec![vec![2.0]]).unwrap();
-        let data = Data::concat(vec![d1, d2]).unwrap();
-        let obs = Observations::from_model(&net, &ObservationModel::Poisson, data).unwrap();
-        let set = |m: f64| DataSet {
-            initial: InitialPrior::new(&net, vec![m]).unwrap(),
-            t0: 0.0,
-            covariates: Some(table()),
-        };
-        let p = FilterProblem::from_sets(
-            net.clone(),
-            obs.clone(),
-            vec![set(5.0), set(2.0)],
-            FilterConfig::new(8, 1),
-        )
-        .unwrap();
-        let wire = serde_json::to_value(&p).unwrap();
-        let back: FilterProblem = serde_json::from_value(wire.clone()).unwrap();
-        assert_eq!(back.sets(), p.sets());
-        let mut bad = wire.clone();
-        bad["sets"].as_array_mut().unwrap().pop();
-        let e = serde_json::from_value::<FilterProblem>(bad).unwrap_err();
-        assert!(e.to_string().contains("1 set descriptions for 2"), "{e}");
-        let mut bad = wire.clone();
-        bad["sets"][1]["covariates"]["values"][0][0] = serde_json::json!(-3.0);
-        assert!(serde_json::from_value::<FilterProblem>(bad).is_err());
-        let mut bad = wire;
-        bad["sets"][0]["initial"]["counts"][0] = serde_json::json!({ "Poisson": -1.0 });
-        assert!(serde_json::from_value::<FilterProblem>(bad).is_err());
-        // Without a table the covariate cannot be honoured.
-        let e = FilterProblem::from_sets(
-            net.clone(),
-            obs,
-            vec![
-                set(5.0),
-                DataSet {
-                    covariates: None,
-                    ..set(2.0)
-                },
-            ],
-            FilterConfig::new(8, 1),
-        )
-        .unwrap_err();
-        assert!(
-            e.to_string().contains("data set 2") && e.to_string().contains("open"),
-            "{e}"
-        );
     }
 }

@@ -35,7 +35,7 @@
 //!    only the work of hopeless proposals is saved.
 
 use crate::accept::AcceptTest;
-use crate::covariate::{Covariates, Dynamics};
+use crate::covariate::{Covariates, Dynamics, segment_index};
 use crate::error::{Error, Result};
 use crate::model::Network;
 use crate::observation::{
@@ -1280,9 +1280,7 @@ fn propagate_block(
         it.len,
         t0,
         t1,
-        key,
-        step,
-        |j| first + j as u64,
+        |j, m| key.stream(Purpose::Propagate, step, segment_index(first + j as u64, m)),
         &mut w.outcomes,
         &mut w.scratch,
     );

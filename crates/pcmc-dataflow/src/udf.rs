@@ -14,6 +14,7 @@ use datafusion::logical_expr::{
     Accumulator, AggregateUDFImpl, ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature,
     Volatility,
 };
+use pcmc_core::covariate::segment_index;
 use pcmc_core::filter::{BLOCK, rank_slice};
 use pcmc_core::resample::quantise;
 use pcmc_core::rng::{Purpose, StreamKey};
@@ -208,9 +209,13 @@ impl ScalarUDFImpl for Propagate {
                     len,
                     p.t0,
                     p.t1,
-                    key,
-                    p.step,
-                    |j| idx.value(start + j),
+                    |j, m| {
+                        key.stream(
+                            Purpose::Propagate,
+                            p.step,
+                            segment_index(idx.value(start + j), m),
+                        )
+                    },
                     &mut outcomes,
                     &mut scratch,
                 );

@@ -27,7 +27,7 @@ pub struct JobFile {
     pub observation: Option<ObservationSection>,
     /// What each data column observes and through which noise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub observables: Option<BTreeMap<String, super::observation::ObservableSection>>,
+    pub observables: Option<BTreeMap<String, ObservableSection>>,
     /// The initial-state prior.
     pub initial: InitialSection,
     /// Per-parameter settings: prior, start, true value, proposal scale.
@@ -638,4 +638,84 @@ pub struct SimulateSection {
     /// with gaps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub missing: Option<Vec<f64>>,
+}
+
+/// `[observables.NAME]`: the data column `NAME`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObservableSection {
+    /// The value observed: a species, or a sum of species with whole
+    /// coefficients (`"I + R"`, `"2*dimer + monomer"`). Default: the column's
+    /// name, which must then be a species.
+    pub of: Option<String>,
+    /// The *incidence* of these reactions (by name): how often they fired
+    /// since the previous observation time (since the initial time for the
+    /// first row). Instead of `of`.
+    pub incidence: Option<Names>,
+    /// `gaussian`, `poisson`, `negative-binomial`, `binomial` or `log-normal`.
+    pub noise: String,
+    /// Standard deviation (gaussian; of `ln y` for log-normal).
+    pub sd: Option<ParamSpec>,
+    /// Reporting rate (poisson and negative-binomial, default 1) or
+    /// ascertainment probability (binomial, required).
+    pub rho: Option<ParamSpec>,
+    /// Negative-binomial size `k` (variance `μ + μ²/k`).
+    pub k: Option<ParamSpec>,
+    /// Negative-binomial over-dispersion `φ = 1/k` (variance `μ + φμ²`).
+    pub phi: Option<ParamSpec>,
+}
+
+/// One name or a list of names.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(transparent)]
+pub struct Names(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for Names {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let v = serde_json::Value::deserialize(d)?;
+        let bad = || {
+            D::Error::custom(format!(
+                "{} is not allowed: expected a reaction name or a list of them",
+                found(&v)
+            ))
+        };
+        match &v {
+            serde_json::Value::String(s) => Ok(Names(vec![s.clone()])),
+            serde_json::Value::Array(a) => a
+                .iter()
+                .map(|x| x.as_str().map(str::to_string))
+                .collect::<Option<Vec<_>>>()
+                .map(Names)
+                .ok_or_else(bad),
+            _ => Err(bad()),
+        }
+    }
+}
+
+/// A noise parameter as written: a number, or the name of a parameter
+/// (with its own `[parameters.NAME]`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum ParamSpec {
+    /// A fixed value.
+    Value(f64),
+    /// An inferred parameter.
+    Name(String),
+}
+
+impl<'de> Deserialize<'de> for ParamSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let v = serde_json::Value::deserialize(d)?;
+        match &v {
+            serde_json::Value::String(s) => Ok(ParamSpec::Name(s.clone())),
+            other => other.as_f64().map(ParamSpec::Value).ok_or_else(|| {
+                D::Error::custom(format!(
+                    "{} is not allowed: expected a number or the name of a parameter",
+                    found(other)
+                ))
+            }),
+        }
+    }
 }
