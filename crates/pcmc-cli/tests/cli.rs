@@ -100,8 +100,8 @@ fn run_outputs_agree_and_report_reproduces_them() {
 /// A job with two data sets, covariates, incidence and a noise parameter:
 /// the run directory keeps a copy of every input (data.csv, data-2.csv,
 /// covariates.csv, covariates-2.csv), `pcmc report` rebuilds the summary
-/// and the predictive plot from them byte for byte, and summary.json marks
-/// the noise parameter.
+/// and the predictive plot from them byte for byte, `pcmc merge` carries
+/// them, and summary.json marks the noise parameter.
 #[test]
 fn a_run_with_two_data_sets_and_covariates_reports_from_its_copies() {
     let tmp = tempfile::tempdir().unwrap();
@@ -142,6 +142,35 @@ fn a_run_with_two_data_sets_and_covariates_reports_from_its_copies() {
         std::fs::read(dir.join("predictive.svg")).unwrap(),
         predictive
     );
+    // Two one-chain runs merge into the two-chain run, copies and all.
+    let (a, b, m) = (
+        tmp.path().join("a"),
+        tmp.path().join("b"),
+        tmp.path().join("m"),
+    );
+    run_quick(
+        "sir-incidence-quick.toml",
+        &a,
+        &["--quiet", "--chains", "1"],
+    );
+    run_quick(
+        "sir-incidence-quick.toml",
+        &b,
+        &["--quiet", "--chains", "1", "--first-chain", "1"],
+    );
+    ok(&pcmc()
+        .arg("merge")
+        .arg(&m)
+        .arg(&a)
+        .arg(&b)
+        .arg("--quiet")
+        .output()
+        .unwrap());
+    assert_eq!(
+        std::fs::read(m.join("chain.csv")).unwrap(),
+        std::fs::read(dir.join("chain.csv")).unwrap()
+    );
+    assert!(m.join("data-2.csv").is_file() && m.join("covariates-2.csv").is_file());
     // --force removes the copies with the rest of the old run.
     std::fs::write(dir.join("data-3.csv"), "stale").unwrap();
     run_quick("lv11-quick.toml", &dir, &["--quiet", "--force"]);

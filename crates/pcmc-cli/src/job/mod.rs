@@ -58,6 +58,20 @@ pub struct Job {
     pub inputs_from: Option<PathBuf>,
 }
 
+/// The copies of a run's inputs present in `dir`: `data.csv`, `data-2.csv`,
+/// …, `covariates.csv`, `covariates-2.csv`, … (data set by data set, up to
+/// the first set with neither).
+pub fn input_copies_in(dir: &Path) -> Vec<String> {
+    (0..)
+        .map_while(|d| {
+            let names = [input_copy("data", d), input_copy("covariates", d)];
+            names.iter().any(|n| dir.join(n).exists()).then_some(names)
+        })
+        .flatten()
+        .filter(|n| dir.join(n).exists())
+        .collect()
+}
+
 /// The name of data set `d`'s copy in a run directory (`data.csv`,
 /// `data-2.csv`, …), or of its covariates' (`covariates.csv`, …).
 pub fn input_copy(kind: &str, d: usize) -> String {

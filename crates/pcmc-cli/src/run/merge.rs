@@ -99,9 +99,12 @@ pub fn merge(out: &Path, dirs: &[PathBuf], quiet: bool) -> Result<()> {
     create_output_dir(out)?;
     let mut lock = RunLock::acquire(out)?;
     lock.announce()?;
-    for f in ["job.toml", "data.csv"] {
-        std::fs::copy(dirs[0].join(f), out.join(f))
-            .map_err(|e| input(dirs[0].join(f), format!("cannot copy: {e}")))?;
+    // The job and every copy of its inputs (data sets, covariates).
+    let files =
+        std::iter::once("job.toml".to_string()).chain(crate::job::input_copies_in(&dirs[0]));
+    for f in files {
+        std::fs::copy(dirs[0].join(&f), out.join(&f))
+            .map_err(|e| input(dirs[0].join(&f), format!("cannot copy: {e}")))?;
     }
     let mut text = crate::output::header(&names);
     text.push('\n');

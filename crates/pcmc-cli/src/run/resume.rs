@@ -221,14 +221,7 @@ pub fn claim_fresh(dir: &Path, opts: RunOptions, root: bool) -> Result<()> {
         ));
     }
     // The copies of the inputs: data.csv, data-2.csv, …, covariates.csv, …
-    let copies = (0..).map_while(|d| {
-        let names = [
-            crate::job::input_copy("data", d),
-            crate::job::input_copy("covariates", d),
-        ];
-        names.iter().any(|n| dir.join(n).exists()).then_some(names)
-    });
-    let copies: Vec<String> = copies.flatten().collect();
+    let copies = crate::job::input_copies_in(dir);
     for f in RUN_MARKS
         .iter()
         .chain(STARTED_MARKS)
