@@ -773,6 +773,7 @@ impl LikelihoodExecutor for DataflowExecutor {
             let mut p = self.shared.write();
             p.problem = Some(Arc::new(problem.clone()));
             p.ssa = Some(Arc::new(problem.dynamics_of(0, theta)));
+            p.scoring = scoring.as_ref().map(|s| Arc::new(s.as_ref().clone()));
             p.theta = theta.to_vec();
             p.key = Some(key);
         }

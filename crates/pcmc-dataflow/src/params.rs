@@ -6,6 +6,7 @@
 
 use pcmc_core::covariate::Dynamics;
 use pcmc_core::filter::{FilterKey, FilterProblem};
+use pcmc_core::observation::Scoring;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -17,6 +18,9 @@ pub struct StepParams {
     pub problem: Option<Arc<FilterProblem>>,
     /// The dynamics (SSA per covariate row) at the pass's θ.
     pub ssa: Option<Arc<Dynamics>>,
+    /// The observations' densities and bounds at the pass's θ (`None`: a
+    /// noise parameter out of range), resolved once per pass.
+    pub scoring: Option<Arc<Scoring>>,
     /// The pass's θ.
     pub theta: Vec<f64>,
     /// The pass's random streams.
@@ -149,9 +153,15 @@ impl Shared {
     pub fn from_wire(wire: StepWire) -> SharedRef {
         let set = wire.problem.data().set_of(wire.step as usize);
         let ssa = wire.problem.dynamics_of(set, &wire.theta);
+        let scoring = wire
+            .problem
+            .observations()
+            .at(&wire.theta)
+            .map(|s| Arc::new(s.into_owned()));
         let shared = Shared::new(0.0);
         *shared.write() = StepParams {
             ssa: Some(Arc::new(ssa)),
+            scoring,
             problem: Some(Arc::new(wire.problem)),
             theta: wire.theta,
             key: Some(wire.key),

@@ -317,7 +317,7 @@ impl ScalarUDFImpl for LogWeight {
                 "pcmc_log_weight: the species columns do not fit the problem",
             ));
         }
-        let scoring = observations.at(&p.theta);
+        let scoring = &p.scoring;
         let mut x = vec![0u64; problem.network().species().len()];
         let lw: Float64Array = (0..alive.len())
             .map(|r| {

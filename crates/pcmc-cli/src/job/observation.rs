@@ -302,23 +302,13 @@ pub fn build(
                 },
             };
             for (f, p) in noise.params() {
-                if let Param::Fixed(v) = p {
-                    let ok = match (o.noise.as_str(), f) {
-                        ("binomial", "rho") => v > 0.0 && v <= 1.0,
-                        (_, "phi") => v.is_finite() && v >= 0.0,
-                        _ => v.is_finite() && v > 0.0,
-                    };
-                    if !ok {
-                        let range = match (o.noise.as_str(), f) {
-                            ("binomial", "rho") => "a probability in (0, 1]",
-                            (_, "phi") => "a finite number ≥ 0",
-                            _ => "a finite number > 0",
-                        };
-                        return Err(input(
-                            path,
-                            format!("observables.{col}.{f}: {v} is not {range}"),
-                        ));
-                    }
+                if let Param::Fixed(v) = p
+                    && let Err(range) = noise.check_value(f, v)
+                {
+                    return Err(input(
+                        path,
+                        format!("observables.{col}.{f}: {v} is not {range}"),
+                    ));
                 }
             }
             Ok(Observable {

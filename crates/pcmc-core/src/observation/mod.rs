@@ -393,6 +393,21 @@ impl Noise {
         })
     }
 
+    /// Checks a value of the parameter `field` (as [`Noise::params`] names
+    /// it); on failure, the allowed range in words. A binomial `rho` is a
+    /// probability in (0, 1], `phi` is ≥ 0, every other parameter > 0.
+    ///
+    /// # Errors
+    /// The range, in words, when `v` is outside it.
+    pub fn check_value(&self, field: &str, v: f64) -> std::result::Result<(), &'static str> {
+        let (ok, range) = match (self, field) {
+            (Noise::Binomial { .. }, "rho") => (v > 0.0 && v <= 1.0, "a probability in (0, 1]"),
+            (_, "phi") => (v.is_finite() && v >= 0.0, "a finite number ≥ 0"),
+            _ => (v.is_finite() && v > 0.0, "a finite number > 0"),
+        };
+        if ok { Ok(()) } else { Err(range) }
+    }
+
     /// Why a datum `y` cannot come from this noise, if it cannot.
     pub fn refuses(&self, y: f64) -> Option<&'static str> {
         match self {
@@ -679,15 +694,6 @@ impl From<Observations> for ObservationsWire {
     }
 }
 
-/// Whether a fixed noise parameter is in its range.
-fn fixed_in_range(noise: &Noise, field: &str, v: f64) -> bool {
-    match (noise, field) {
-        (Noise::Binomial { .. }, "rho") => v > 0.0 && v <= 1.0,
-        (_, "phi") => v.is_finite() && v >= 0.0,
-        _ => v.is_finite() && v > 0.0,
-    }
-}
-
 impl Observations {
     /// Checks `observables` against `data` and the parameter list, and puts
     /// them in the data's column order.
@@ -771,11 +777,13 @@ impl Observations {
                             ),
                         ));
                     }
-                    Param::Fixed(v) if !fixed_in_range(&o.noise, name, v) => {
-                        return Err(Error::setting(
-                            format!("{field}.{name}"),
-                            format!("{v} is out of range for {} noise", o.noise.name()),
-                        ));
+                    Param::Fixed(v) => {
+                        if let Err(range) = o.noise.check_value(name, v) {
+                            return Err(Error::setting(
+                                format!("{field}.{name}"),
+                                format!("{v} is not {range} ({} noise)", o.noise.name()),
+                            ));
+                        }
                     }
                     _ => {}
                 }
