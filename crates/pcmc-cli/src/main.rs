@@ -509,6 +509,17 @@ fn check(path: &std::path::Path, data: Option<PathBuf>) -> Result<()> {
         job.network.reactions().len(),
         job.parameters.join(", ")
     );
+    if let Some(file) = &job.file.model.sbml {
+        let fixed = job
+            .network
+            .reactions()
+            .iter()
+            .filter(|r| r.rate.is_none())
+            .count();
+        println!(
+            "  SBML: {file}; {fixed} reaction(s) at the file's fixed rate constants, initial amounts from the file where [initial] gives none"
+        );
+    }
     println!(
         "  data: {} ({} rows, observing {})",
         prep.data_path.display(),

@@ -334,15 +334,19 @@ fn check_consistent(s: &SummaryInput<'_>) -> Result<(), InconsistentSummary> {
     Ok(())
 }
 
-/// Marks each parameter of a summary as a reaction `rate` or an
-/// `observation` parameter (a noise parameter of `[observables]`), and lists
-/// the latter under `observation_parameters`.
-pub fn mark_parameter_kinds(v: &mut Value, noise: &[String]) {
+/// Marks each parameter of a summary as a reaction `rate`, an
+/// `observation` parameter (a noise parameter of `[observables]`) or an
+/// `initial` count, and lists the observation parameters under
+/// `observation_parameters` (and the initial counts under
+/// `initial_parameters`, when there are any).
+pub fn mark_parameter_kinds(v: &mut Value, noise: &[String], initial: &[String]) {
     if let Some(ps) = v.get_mut("parameters").and_then(Value::as_object_mut) {
         for (name, p) in ps.iter_mut() {
             if let Some(o) = p.as_object_mut() {
                 let kind = if noise.contains(name) {
                     "observation"
+                } else if initial.contains(name) {
+                    "initial"
                 } else {
                     "rate"
                 };
@@ -352,6 +356,9 @@ pub fn mark_parameter_kinds(v: &mut Value, noise: &[String]) {
     }
     if let Some(o) = v.as_object_mut() {
         o.insert("observation_parameters".into(), json!(noise));
+        if !initial.is_empty() {
+            o.insert("initial_parameters".into(), json!(initial));
+        }
     }
 }
 

@@ -900,6 +900,121 @@ fn cases() -> Vec<Case> {
         run(),
         "data.covariates: no reaction rate uses a covariate",
     ));
+    // Initial counts given by parameters.
+    let count = |expr: &'static str| {
+        edit(move |j: &str| {
+            j.replace(
+                "means = { prey = 50, pred1 = 100 }",
+                &format!("means = {{ pred1 = 100 }}\ncounts = {{ prey = {expr} }}"),
+            )
+        })
+    };
+    all.push(c(
+        "an initial count that is not a sum of terms",
+        count("\"N I0\""),
+        None,
+        run(),
+        "initial.counts.prey: \"N I0\" is not a sum of terms",
+    ));
+    all.push(c(
+        "an initial count adding and subtracting one parameter",
+        count("\"N - N\""),
+        None,
+        run(),
+        "initial.counts.prey: \"N - N\" adds and subtracts the same parameter",
+    ));
+    all.push(c(
+        "an initial count with two parameters added",
+        count("\"N + M\""),
+        None,
+        run(),
+        "adds or subtracts more than one parameter",
+    ));
+    all.push(c(
+        "an initial count with no parameter",
+        count("\"40 + 2\""),
+        None,
+        run(),
+        "names no parameter",
+    ));
+    all.push(c(
+        "an initial count named like a rate",
+        count("\"birth\""),
+        None,
+        run(),
+        "\"birth\" is already a rate or noise parameter",
+    ));
+    all.push(c(
+        "an initial-count parameter without a prior",
+        count("\"N0\""),
+        None,
+        run(),
+        "parameters.N0: missing",
+    ));
+    all.push(c(
+        "an initial count that is negative at the start",
+        edit(|j: &str| {
+            j.replace(
+                "means = { prey = 50, pred1 = 100 }",
+                "means = { pred1 = 100 }\ncounts = { prey = \"10 - N0\" }",
+            ) + "[parameters.N0]\nprior = { dist = \"uniform\", lower = 20.0, upper = 30.0 }\n"
+        }),
+        None,
+        run(),
+        "mcmc.init",
+    ));
+    // SBML models ([model] sbml).
+    let sbml = |to: &'static str| {
+        edit(move |j: &str| {
+            j.replace(
+                "preset = \"lotka-volterra\"\npredators = 1",
+                &format!("sbml = \"{to}\""),
+            )
+        })
+    };
+    all.push(c(
+        "sbml and a preset together",
+        edit(|j: &str| j.replace("preset = ", "sbml = \"m.xml\"\npreset = ")),
+        None,
+        run(),
+        "model.sbml: give either `sbml` or `preset`",
+    ));
+    all.push(c(
+        "an SBML file that does not exist",
+        sbml("missing.xml"),
+        None,
+        run(),
+        "model.sbml: cannot read && missing.xml",
+    ));
+    all.push(c(
+        "an SBML path that is a directory",
+        sbml("."),
+        None,
+        run(),
+        "is not a regular file",
+    ));
+    all.push(c(
+        "an SBML file that is not XML",
+        sbml("data.csv"),
+        None,
+        run(),
+        "data.csv: line 1: <xml>: not well-formed XML",
+    ));
+    all.push(c(
+        "an SBML model with a rule",
+        sbml("data.csv"),
+        Some(
+            br#"<sbml level="3" version="1"><model id="m">
+<listOfCompartments><compartment id="c" size="1" constant="true"/></listOfCompartments>
+<listOfSpecies><species id="X" compartment="c" initialAmount="5" hasOnlySubstanceUnits="true" boundaryCondition="false" constant="false"/></listOfSpecies>
+<listOfRules>
+  <rateRule id="grow" variable="X"/>
+</listOfRules>
+</model></sbml>"#,
+        ),
+        run(),
+        "data.csv: line 5: <rateRule id=\"grow\">: rules (assignment, rate, algebraic) are not supported",
+    ));
     all.push(c(
         "--data for a job with several data sets",
         edit(|j: &str| {

@@ -128,6 +128,8 @@ fn ballista_chains_equal_rayon_with_1_2_3_executors_and_1_3_8_partitions() {
     // The particle count adapted during burn-in: the same counts and checks.
     let auto = reference(tmp.path(), "lv11-auto-quick.toml");
     let sir = reference(tmp.path(), "sir-incidence-quick.toml");
+    // An SBML model: fixed and scaled rate constants travel to executors.
+    let vilar = reference(tmp.path(), "vilar2002-quick.toml");
     let auto_checks =
         summary(&tmp.path().join("rayon-lv11-auto-quick.toml"))["burn_in_checks"].clone();
     assert!(auto_checks.is_array(), "{auto_checks}");
@@ -141,6 +143,7 @@ fn ballista_chains_equal_rayon_with_1_2_3_executors_and_1_3_8_partitions() {
         (3, 8, "lv11-quick.toml", &lv11),
         (3, 1, "lv12-quick.toml", &lv12),
         (2, 3, "sir-incidence-quick.toml", &sir),
+        (2, 3, "vilar2002-quick.toml", &vilar),
     ] {
         while cluster.executors().len() < executors {
             cluster.add_executor().unwrap();
@@ -165,10 +168,12 @@ fn ballista_chains_equal_rayon_with_1_2_3_executors_and_1_3_8_partitions() {
         assert_eq!(c["jobs_resubmitted"], 0, "{c}");
         assert_eq!(c["tasks_rerun"], 0, "{c}");
         assert!(c["scheduling_seconds"].as_f64().unwrap() >= 0.0, "{c}");
-        assert!(
-            s["early_rejection"]["passes_stopped"].as_u64().unwrap() > 0,
-            "{s}"
-        );
+        if job_name != "vilar2002-quick.toml" {
+            assert!(
+                s["early_rejection"]["passes_stopped"].as_u64().unwrap() > 0,
+                "{s}"
+            );
+        }
         if parts > 1 {
             assert!(s["rows_moved"].as_u64().unwrap() > 0, "{s}");
         } else {

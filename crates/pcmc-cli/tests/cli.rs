@@ -256,6 +256,10 @@ fn early_rejection_does_not_change_the_chain() {
         ("lv12-quick.toml", vec!["--particles", "7"]),
         ("hare-lynx-quick.toml", vec![]),
         ("sir-incidence-quick.toml", vec![]),
+        (
+            "vilar2002-quick.toml",
+            vec!["--iterations", "10", "--particles", "8"],
+        ),
     ] {
         let full = tmp.path().join(format!("full-{job}"));
         let mut args = vec!["--quiet", "--no-early-rejection", "--threads", "2"];
@@ -625,4 +629,128 @@ fn the_complete_job_example_in_the_docs_passes_check() {
     common::ok(&out);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("beta, gamma, k"), "{text}");
+}
+
+/// An SBML job (vilar2002-quick): the run directory keeps a copy of the
+/// model (`model.xml`) that `pcmc report` reads when the original is gone;
+/// the same chain on 1 and 2 threads; `pcmc simulate` regenerates the
+/// shipped data; a resume after the SBML file changed is refused, naming
+/// the model's hash.
+#[test]
+fn an_sbml_job_runs_reports_from_its_copy_and_refuses_a_changed_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    // The job and its model in a directory of their own.
+    let jobs = tmp.path().join("jobs");
+    std::fs::create_dir_all(&jobs).unwrap();
+    let text = std::fs::read_to_string(job("vilar2002-quick.toml"))
+        .unwrap()
+        .replace(
+            "../data/vilar2002.csv",
+            &root().join("data/vilar2002.csv").display().to_string(),
+        );
+    let job_path = jobs.join("vilar2002-quick.toml");
+    std::fs::write(&job_path, text).unwrap();
+    let xml = std::fs::read(job("vilar2002.xml")).unwrap();
+    std::fs::write(jobs.join("vilar2002.xml"), &xml).unwrap();
+    let run = |dir: &Path, extra: &[&str]| {
+        let out = pcmc()
+            .arg("run")
+            .arg(&job_path)
+            .arg("--out")
+            .arg(dir)
+            .args(["--quiet", "--iterations", "12"])
+            .args(extra)
+            .output()
+            .unwrap();
+        ok(&out);
+    };
+    let (one, two) = (tmp.path().join("t1"), tmp.path().join("t2"));
+    run(&one, &["--threads", "1"]);
+    run(&two, &["--threads", "2"]);
+    let chain = std::fs::read(one.join("chain.csv")).unwrap();
+    assert_eq!(chain, std::fs::read(two.join("chain.csv")).unwrap());
+    assert_eq!(std::fs::read(one.join("model.xml")).unwrap(), xml);
+    // The report reads the copy.
+    std::fs::write(jobs.join("vilar2002.xml"), "<not-sbml/>").unwrap();
+    let summary = std::fs::read(one.join("summary.json")).unwrap();
+    std::fs::remove_file(one.join("summary.json")).unwrap();
+    ok(&pcmc()
+        .arg("report")
+        .arg(&one)
+        .arg("--quiet")
+        .output()
+        .unwrap());
+    assert_eq!(std::fs::read(one.join("summary.json")).unwrap(), summary);
+    // A changed model (a rate in the file) refuses the resume.
+    let changed = String::from_utf8(xml.clone()).unwrap().replace(
+        r#"<parameter id="alphaA" value="50"/>"#,
+        r#"<parameter id="alphaA" value="51"/>"#,
+    );
+    assert_ne!(changed.as_bytes(), xml.as_slice());
+    std::fs::write(jobs.join("vilar2002.xml"), changed).unwrap();
+    let out = pcmc()
+        .arg("run")
+        .arg(&job_path)
+        .arg("--out")
+        .arg(&one)
+        .args(["--quiet", "--resume", "--extend", "--iterations", "20"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("model.sbml_sha256"), "{err}");
+    // The shipped data regenerate.
+    let out = pcmc()
+        .arg("simulate")
+        .arg(job("vilar2002.toml"))
+        .output()
+        .unwrap();
+    ok(&out);
+    assert_eq!(
+        out.stdout,
+        std::fs::read(root().join("data/vilar2002.csv")).unwrap()
+    );
+}
+
+/// Inferred initial counts (sir-incidence-quick infers school A's `I0`,
+/// with `S = "503 - I0"`): the chain is the same on 1 and 2 threads;
+/// `summary.json` marks I0 as an initial count, the last entry of θ, its
+/// draws inside the prior. (`pcmc simulate` of sir-incidence at I0's true
+/// value 3 regenerates the data simulated from the fixed counts: see
+/// `simulate_reproduces_the_shipped_datasets`.)
+#[test]
+fn inferred_initial_counts_run_like_fixed_ones() {
+    let tmp = tempfile::tempdir().unwrap();
+    let job_path = job("sir-incidence-quick.toml");
+    assert!(
+        std::fs::read_to_string(&job_path)
+            .unwrap()
+            .contains("\"503 - I0\"")
+    );
+    let run = |dir: &Path, threads: &str| {
+        ok(&pcmc()
+            .arg("run")
+            .arg(&job_path)
+            .arg("--out")
+            .arg(dir)
+            .args(["--quiet", "--iterations", "15", "--threads", threads])
+            .output()
+            .unwrap());
+    };
+    let (one, two) = (tmp.path().join("t1"), tmp.path().join("t2"));
+    run(&one, "1");
+    run(&two, "2");
+    assert_eq!(
+        std::fs::read(one.join("chain.csv")).unwrap(),
+        std::fs::read(two.join("chain.csv")).unwrap()
+    );
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(one.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(v["parameters"]["I0"]["kind"], "initial");
+    assert_eq!(v["initial_parameters"], serde_json::json!(["I0"]));
+    assert_eq!(v["observation_parameters"], serde_json::json!(["k"]));
+    let (names, rows) = read_chain_csv(&one.join("chain.csv")).unwrap();
+    let i0 = names.iter().position(|n| n == "I0").unwrap();
+    assert_eq!(i0, names.len() - 1, "initial counts come last in θ");
+    assert!(rows.iter().all(|r| (0.5..12.5).contains(&r.theta[i0])));
 }

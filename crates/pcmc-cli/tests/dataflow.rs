@@ -126,13 +126,22 @@ fn dataflow_chains_equal_rayon_at_1_2_3_8_64_partitions() {
     }
 }
 
-/// Incidence, a covariate breakpoint, missing values and a noise parameter
-/// in θ (sir-incidence-quick, one short chain: 40 steps per pass).
+/// Incidence, a covariate breakpoint, missing values, a noise parameter
+/// and an initial count in θ (sir-incidence-quick, one short chain: 40
+/// steps per pass), and an SBML model (vilar2002-quick).
 #[test]
-fn dataflow_equals_rayon_on_the_sir_incidence_job() {
+fn dataflow_equals_rayon_on_the_sir_incidence_and_sbml_jobs() {
+    for (job_name, iterations) in [
+        ("sir-incidence-quick.toml", "40"),
+        ("vilar2002-quick.toml", "6"),
+    ] {
+        dataflow_equals_rayon(job_name, iterations);
+    }
+}
+
+fn dataflow_equals_rayon(job_name: &str, iterations: &str) {
     let tmp = tempfile::tempdir().unwrap();
-    let job_name = "sir-incidence-quick.toml";
-    let short = ["--chains", "1", "--iterations", "40"];
+    let short = ["--chains", "1", "--iterations", iterations];
     let rdir = tmp.path().join("rayon");
     let mut args = vec!["--threads", "2", "--no-early-rejection"];
     args.extend(short);
@@ -143,7 +152,7 @@ fn dataflow_equals_rayon_on_the_sir_incidence_job() {
         let mut args = vec!["--executor", "dataflow", "--partitions", parts];
         args.extend(short);
         ok(&run(&dir, job_name, &args, &[]));
-        assert_eq!(chain(&dir), reference, "{parts} partitions");
+        assert_eq!(chain(&dir), reference, "{job_name} on {parts} partitions");
     }
 }
 

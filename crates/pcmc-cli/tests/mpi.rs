@@ -123,7 +123,8 @@ fn mpi_chains_equal_rayon_at_1_2_3_ranks() {
         "lv12-quick on 2 ranks, every pass to the end"
     );
     assert_eq!(summary["early_rejection"]["passes_stopped"], 0);
-    // Incidence, a covariate, missing values, a noise parameter in θ.
+    // Incidence, a covariate, missing values, a noise parameter and an
+    // initial count in θ.
     let reference = rayon_chain(
         tmp.path(),
         "sir-incidence-quick.toml",
@@ -133,6 +134,11 @@ fn mpi_chains_equal_rayon_at_1_2_3_ranks() {
         let (chain, _) = mpi_chain(tmp.path(), "sir-incidence-quick.toml", ranks, &[]);
         assert_eq!(chain, reference, "sir-incidence-quick on {ranks} ranks");
     }
+    // An SBML model (fixed and inferred rate constants from the file).
+    let short = ["--iterations", "8"];
+    let reference = rayon_chain(tmp.path(), "vilar2002-quick.toml", &short);
+    let (chain, _) = mpi_chain(tmp.path(), "vilar2002-quick.toml", 2, &short);
+    assert_eq!(chain, reference, "vilar2002-quick on 2 ranks");
 }
 
 #[test]

@@ -315,6 +315,19 @@ impl FilterProblem {
                 "one mean per species is needed",
             ));
         }
+        if let Some(i) = initial
+            .theta_indices()
+            .into_iter()
+            .find(|&i| i >= observations.parameters().len())
+        {
+            return Err(Error::setting(
+                "initial.counts",
+                format!(
+                    "θ index {i} is out of range ({} parameters)",
+                    observations.parameters().len()
+                ),
+            ));
+        }
         if !t0.is_finite() || t0 > data.times()[first] {
             return Err(Error::setting(
                 "initial.time",
@@ -454,7 +467,9 @@ impl FilterProblem {
     /// Whether `theta` has one finite, non-negative entry per parameter
     /// (anything else has likelihood zero).
     pub fn theta_is_valid(&self, theta: &[f64]) -> bool {
-        theta.len() == self.parameters().len() && theta.iter().all(|t| t.is_finite() && *t >= 0.0)
+        theta.len() == self.parameters().len()
+            && theta.iter().all(|t| t.is_finite() && *t >= 0.0)
+            && self.sets.iter().all(|s| s.initial.valid_at(theta))
     }
     /// The first data set's covariate table, if the rates use covariates.
     pub fn covariates(&self) -> Option<&Covariates> {
@@ -1081,37 +1096,26 @@ fn run_filter_steps<R: BlockRunner, C: Collective + ?Sized, S: KeySchedule + ?Si
                     let mut rng = key.stream(Purpose::Initial, k as u64, i).rng();
                     let counts = &mut *it.counts;
                     set.initial
-                        .sample_into(&mut rng, |s, v| counts[s * stride + j] = v);
+                        .sample_into(&mut rng, theta, |s, v| counts[s * stride + j] = v);
                     it.lw[j] = 0.0;
                 }
             });
             out.times.propagate += elapsed(t);
         }
-        // Propagate.
-        if t_k > t_prev {
-            let t = Instant::now();
-            let mut items = ws.items(first, local, species);
-            let done = runner.map(&mut items, |it| {
-                let t = Instant::now();
-                net.reset_counters(it.counts, it.stride, it.len);
-                let c = propagate_block(&ssa, cfg.kernel, it, key, k as u64, t_prev, t_k);
-                (c, runner.current_worker(), elapsed(t))
-            });
-            busy.clear();
-            busy.resize(runner.workers(), 0.0);
-            let last = busy.len() - 1;
-            for (c, w, secs) in &done {
-                out.counters.add(c);
-                busy[(*w).min(last)] += secs;
-            }
-            out.times.propagate += elapsed(t);
-        } else {
-            busy.clear();
-        }
-        // Weight.
+        // Propagate, then weigh: each block is weighed right after it is
+        // propagated, in the same task (one dispatch to the workers per
+        // step instead of two; the same arithmetic, particle by particle).
+        let propagating = t_k > t_prev;
         let t = Instant::now();
         let mut items = ws.items(first, local, species);
-        let maxes = runner.map(&mut items, |it| {
+        let done = runner.map(&mut items, |it| {
+            let t = Instant::now();
+            let c = propagating.then(|| {
+                net.reset_counters(it.counts, it.stride, it.len);
+                propagate_block(&ssa, cfg.kernel, it, key, k as u64, t_prev, t_k)
+            });
+            let propagated = elapsed(t);
+            let t = Instant::now();
             let mut m = f64::NEG_INFINITY;
             for j in 0..it.len {
                 if it.lw[j] == f64::NEG_INFINITY {
@@ -1122,10 +1126,34 @@ fn run_filter_steps<R: BlockRunner, C: Collective + ?Sized, S: KeySchedule + ?Si
                 it.lw[j] = lw;
                 m = m.max(lw);
             }
-            m
+            (c, runner.current_worker(), propagated, elapsed(t), m)
         });
-        let local_max = maxes.into_iter().fold(f64::NEG_INFINITY, f64::max);
-        out.times.weight += elapsed(t);
+        busy.clear();
+        if propagating {
+            busy.resize(runner.workers(), 0.0);
+        }
+        let last = busy.len().saturating_sub(1);
+        let (mut in_propagate, mut in_weight) = (0.0, 0.0);
+        let mut local_max = f64::NEG_INFINITY;
+        for (c, w, secs, weigh_secs, m) in &done {
+            if let Some(c) = c {
+                out.counters.add(c);
+                busy[(*w).min(last)] += secs;
+            }
+            in_propagate += secs;
+            in_weight += weigh_secs;
+            local_max = local_max.max(*m);
+        }
+        // The stage's wall time, split by the workers' time in each part.
+        let wall = elapsed(t);
+        let share = if in_propagate + in_weight > 0.0 {
+            in_propagate / (in_propagate + in_weight)
+        } else {
+            0.0
+        };
+        out.times.propagate += wall * share;
+        out.times.weight += wall * (1.0 - share);
+
         let t = Instant::now();
         let max = comm.max_f64(local_max)?;
         out.times.communicate += elapsed(t);

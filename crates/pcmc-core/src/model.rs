@@ -46,8 +46,15 @@ pub struct ReactionSpec {
 pub struct Reaction {
     /// Name for messages.
     pub name: String,
-    /// Index of the rate parameter in [`Network::parameters`].
-    pub rate: usize,
+    /// Index of the rate parameter in [`Network::parameters`]; `None` for a
+    /// reaction whose rate constant is fixed ([`Network::with_fixed`]).
+    pub rate: Option<usize>,
+    /// A known factor of the rate constant, `c_j = factor · θ_rate` (or
+    /// `factor` alone when `rate` is `None`): 1 unless set by
+    /// [`Network::with_factor`] or [`Network::with_fixed`] (an SBML
+    /// kinetic law's compartment volume and fixed parameters).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub factor: f64,
     /// `(species index, order)` for each distinct reactant.
     pub reactants: Vec<(usize, u32)>,
     /// `(species index, net change)` for each species whose count changes.
@@ -72,6 +79,15 @@ pub struct Network {
     /// ([`Network::with_covariate`]).
     #[serde(default)]
     covariates: Vec<Option<String>>,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref, clippy::float_cmp)]
+fn is_one(x: &f64) -> bool {
+    *x == 1.0
 }
 
 /// The population cap of an incidence counter: far above any count, and
@@ -187,13 +203,14 @@ impl Network {
                 } else {
                     spec.name.clone()
                 },
-                rate,
+                rate: Some(rate),
+                factor: 1.0,
                 reactants,
                 change,
             });
         }
         for (i, p) in parameters.iter().enumerate() {
-            if !out.iter().any(|r| r.rate == i) {
+            if !out.iter().any(|r| r.rate == Some(i)) {
                 return Err(Error::Model(format!(
                     "parameter {p:?} is not the rate of any reaction"
                 )));
@@ -473,7 +490,82 @@ impl Network {
     /// # Panics
     /// If `theta` is shorter than the parameter list (a programming error).
     pub fn rates(&self, theta: &[f64]) -> Vec<f64> {
-        self.reactions.iter().map(|r| theta[r.rate]).collect()
+        self.reactions
+            .iter()
+            .map(|r| match r.rate {
+                Some(i) => r.factor * theta[i],
+                None => r.factor,
+            })
+            .collect()
+    }
+
+    /// The network with reaction `j`'s rate constant multiplied by the
+    /// known `factor`: `c_j = factor · θ_j` (a kinetic law's compartment
+    /// volume or fixed parameters folded in).
+    ///
+    /// # Errors
+    /// [`Error::Model`] for a reaction index out of range or a factor that
+    /// is not finite and positive.
+    pub fn with_factor(&self, j: usize, factor: f64) -> Result<Network> {
+        if !(factor.is_finite() && factor > 0.0) {
+            return Err(Error::Model(format!(
+                "a rate factor must be finite and positive, got {factor}"
+            )));
+        }
+        let mut net = self.clone();
+        let r = net
+            .reactions
+            .get_mut(j)
+            .ok_or_else(|| Error::Model(format!("no reaction {j}")))?;
+        let f = r.factor * factor;
+        if !(f.is_finite() && f > 0.0) {
+            return Err(Error::Model(format!(
+                "reaction {:?}: its rate factor {f} is not finite and positive",
+                r.name
+            )));
+        }
+        r.factor = f;
+        Ok(net)
+    }
+
+    /// The network with parameter `name` fixed at `value`: it leaves θ
+    /// (the parameters after it move down one place), and each reaction
+    /// whose rate it was gets the constant rate `factor · value`.
+    ///
+    /// # Errors
+    /// [`Error::Model`] for an unknown parameter or a value that is not
+    /// finite and positive.
+    pub fn with_fixed(&self, name: &str, value: f64) -> Result<Network> {
+        let i = self
+            .parameters
+            .iter()
+            .position(|p| p == name)
+            .ok_or_else(|| Error::Model(format!("no rate parameter {name:?}")))?;
+        if !(value.is_finite() && value > 0.0) {
+            return Err(Error::Model(format!(
+                "parameter {name:?}: a fixed rate must be finite and positive, got {value}"
+            )));
+        }
+        let mut net = self.clone();
+        net.parameters.remove(i);
+        for r in &mut net.reactions {
+            match r.rate {
+                Some(k) if k == i => {
+                    let f = r.factor * value;
+                    if !(f.is_finite() && f > 0.0) {
+                        return Err(Error::Model(format!(
+                            "reaction {:?}: its fixed rate {f} is not finite and positive",
+                            r.name
+                        )));
+                    }
+                    r.rate = None;
+                    r.factor = f;
+                }
+                Some(k) if k > i => r.rate = Some(k - 1),
+                _ => {}
+            }
+        }
+        Ok(net)
     }
 }
 

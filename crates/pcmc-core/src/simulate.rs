@@ -47,7 +47,7 @@ pub fn simulate(
     let laws: Option<Vec<Law>> = observables.iter().map(|o| o.noise.resolve(theta)).collect();
     let mut x = vec![0u64; net.species().len()];
     let mut rng0 = key.with_index(0).rng();
-    initial.sample_into(&mut rng0, |s, v| x[s] = v);
+    initial.sample_into(&mut rng0, theta, |s, v| x[s] = v);
     let mut path_rng = key.with_index(1).rng();
     let mut noise_rng = key.with_index(2).rng();
     let mut cum = vec![0.0; net.reactions().len()];

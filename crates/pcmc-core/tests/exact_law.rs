@@ -158,7 +158,7 @@ fn exact_transient_law(
     while i < states.len() {
         let x = states[i].clone();
         for r in net.reactions() {
-            let h = theta[r.rate]
+            let h = theta[r.rate.expect("a parameter rate")]
                 * r.reactants
                     .iter()
                     .map(|&(s, k)| binom(x[s], k))

@@ -631,7 +631,6 @@ fn a_covariate_breakpoint_matches_its_exact_likelihood() {
 /// 4 Monte Carlo standard errors from the ESS.
 #[test]
 fn pmmh_over_a_reporting_probability_matches_the_exact_posterior() {
-    use pcmc_core::diagnostics::ess_bulk;
     let case = Case {
         name: "binomial",
         theta: vec![10.0, 0.5, 0.5],
@@ -710,24 +709,7 @@ fn pmmh_over_a_reporting_probability_matches_the_exact_posterior() {
         Ok(())
     })
     .unwrap();
-    let refs: Vec<&[f64]> = draws.iter().map(|c| c.as_slice()).collect();
-    let ess = ess_bulk(&refs).unwrap();
-    let all: Vec<f64> = draws.iter().flatten().copied().collect();
-    let n = all.len() as f64;
-    let pm = all.iter().sum::<f64>() / n;
-    let psd = (all.iter().map(|x| (x - pm).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
-    eprintln!(
-        "ln ρ: exact mean {mean:.4} sd {sd:.4}; PMMH mean {pm:.4} sd {psd:.4} (ESS {ess:.0})"
-    );
-    assert!(ess > 500.0, "ESS {ess}");
-    assert!(
-        (pm - mean).abs() < 4.0 * sd / ess.sqrt(),
-        "mean {pm} vs {mean}"
-    );
-    assert!(
-        (psd - sd).abs() < 4.0 * sd / (2.0 * ess).sqrt(),
-        "sd {psd} vs {sd}"
-    );
+    common::assert_posterior("ln ρ", &draws, mean, sd, 500.0);
 }
 
 /// Two data sets sharing θ (their own initial laws and times): the

@@ -94,3 +94,47 @@ fn problems_are_checked_again_on_the_wire() {
         "{e}"
     );
 }
+
+/// A network with fixed and scaled rate constants (an SBML model's) and an
+/// initial law with θ-given counts survive the JSON wire: the same rates at
+/// every θ, the same counts.
+#[test]
+fn fixed_rates_and_theta_counts_round_trip() {
+    use pcmc_core::observation::InitialCount;
+    let net = Network::lotka_volterra(1)
+        .unwrap()
+        .with_fixed("predation1", 0.005)
+        .unwrap()
+        .with_factor(0, 2.0)
+        .unwrap();
+    assert_eq!(net.parameters(), ["birth", "death1"]);
+    assert_eq!(net.rates(&[0.5, 0.3]), vec![1.0, 0.005, 0.3]);
+    let back: Network = serde_json::from_str(&serde_json::to_string(&net).unwrap()).unwrap();
+    assert_eq!(back, net);
+    assert_eq!(back.rates(&[0.7, 0.1]), net.rates(&[0.7, 0.1]));
+    // A plain network's wire form has no trace of the new fields.
+    let plain = serde_json::to_string(&Network::lotka_volterra(1).unwrap()).unwrap();
+    assert!(!plain.contains("factor"), "{plain}");
+    let law = InitialPrior::with_counts(
+        &net,
+        vec![
+            InitialCount::Theta {
+                constant: 50,
+                plus: None,
+                minus: Some(1),
+            },
+            InitialCount::Theta {
+                constant: 0,
+                plus: Some(1),
+                minus: None,
+            },
+        ],
+    )
+    .unwrap();
+    let back: InitialPrior = serde_json::from_str(&serde_json::to_string(&law).unwrap()).unwrap();
+    assert_eq!(back.counts(), law.counts());
+    assert!(back.valid_at(&[0.1, 49.4]) && !back.valid_at(&[0.1, 50.5]));
+    // Refused on arrival: one parameter added and subtracted.
+    let bad = r#"{"counts":[{"Theta":{"constant":1,"plus":0,"minus":0}},{"Fixed":0}]}"#;
+    assert!(serde_json::from_str::<InitialPrior>(bad).is_err());
+}

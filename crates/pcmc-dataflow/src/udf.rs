@@ -189,7 +189,7 @@ impl ScalarUDFImpl for Propagate {
                     let set = &problem.sets()[problem.data().set_of(p.step as usize)];
                     let mut rng = key.stream(Purpose::Initial, p.step, i).rng();
                     set.initial
-                        .sample_into(&mut rng, |s, v| block[s * BLOCK + j] = v);
+                        .sample_into(&mut rng, &p.theta, |s, v| block[s * BLOCK + j] = v);
                 } else {
                     for (s, col) in input.iter().enumerate() {
                         block[s * BLOCK + j] = col.value(start + j);

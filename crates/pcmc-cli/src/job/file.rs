@@ -28,7 +28,9 @@ pub struct JobFile {
     /// What each data column observes and through which noise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observables: Option<BTreeMap<String, ObservableSection>>,
-    /// The initial-state prior.
+    /// The initial-state prior (optional when an SBML model gives every
+    /// species' initial amount).
+    #[serde(default)]
     pub initial: InitialSection,
     /// Per-parameter settings: prior, start, true value, proposal scale.
     pub parameters: BTreeMap<String, ParameterSection>,
@@ -109,6 +111,15 @@ pub struct ModelSection {
     pub species: Option<Vec<String>>,
     /// Reactions of a declared network.
     pub reactions: Option<Vec<ReactionSection>>,
+    /// An SBML file (Level 2 or 3 core, mass-action subset), relative to
+    /// the job file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sbml: Option<String>,
+    /// The SHA-256 of the SBML file's bytes, set when it is read (never
+    /// written by a user): the job's fingerprint and SMC²'s stream tag
+    /// change when the file does.
+    #[serde(skip_deserializing, skip_serializing_if = "Option::is_none")]
+    pub sbml_sha256: Option<String>,
 }
 
 /// `[[model.reactions]]`.
@@ -217,19 +228,31 @@ pub struct ObservationSection {
 }
 
 /// `[initial]`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct InitialSection {
     /// Poisson mean of a species' initial count.
     #[serde(default)]
     pub means: BTreeMap<String, f64>,
-    /// A species' fixed initial count.
+    /// A species' initial count: a number (`S = 762`), a parameter
+    /// (`I = "I0"`, inferred), or a total (`S = "N - I0"`).
     // Left out when empty: the job's fingerprint and SMC²'s stream tag
     // (hashes of these sections) stay those of jobs written before it.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub counts: BTreeMap<String, u64>,
+    pub counts: BTreeMap<String, CountSpec>,
     /// Time of the initial state (default: the first observation time).
     pub time: Option<f64>,
+}
+
+/// One species' initial count in `[initial] counts`: a number, or an
+/// expression in parameters (`"I0"`, `"N - I0"`, `"762 - I0"`).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum CountSpec {
+    /// A fixed count.
+    Count(u64),
+    /// A parameter, or a whole number and parameters added or subtracted.
+    Expr(String),
 }
 
 /// `[parameters.NAME]`.

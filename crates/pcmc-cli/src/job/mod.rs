@@ -22,10 +22,13 @@ use std::path::{Path, PathBuf};
 
 mod file;
 mod model;
+pub mod sbml;
+
+/// The name of a run directory's copy of the job's SBML file.
+pub const SBML_COPY: &str = "model.xml";
 pub mod observation;
 
 pub use file::*;
-use model::build_network;
 
 /// A validated job, with every default filled in.
 #[derive(Debug, Clone)]
@@ -56,11 +59,19 @@ pub struct Job {
     /// A run directory whose copies of the data and covariate files replace
     /// the job's (`pcmc report`).
     pub inputs_from: Option<PathBuf>,
+    /// Each model species' initial count given by the model file (SBML),
+    /// used where `[initial]` gives none.
+    pub model_initial: Vec<Option<u64>>,
+    /// The SBML file's bytes, for the run directory's copy.
+    pub sbml: Option<Vec<u8>>,
+    /// The parameters that give initial counts (`[initial] counts = { I =
+    /// "I0" }`): the last entries of θ.
+    pub initial_parameters: Vec<String>,
 }
 
 /// The copies of a run's inputs present in `dir`: `data.csv`, `data-2.csv`,
 /// …, `covariates.csv`, `covariates-2.csv`, … (data set by data set, up to
-/// the first set with neither).
+/// the first set with neither), and `model.xml` (the SBML model).
 pub fn input_copies_in(dir: &Path) -> Vec<String> {
     (0..)
         .map_while(|d| {
@@ -68,6 +79,7 @@ pub fn input_copies_in(dir: &Path) -> Vec<String> {
             names.iter().any(|n| dir.join(n).exists()).then_some(names)
         })
         .flatten()
+        .chain(std::iter::once(SBML_COPY.to_string()))
         .filter(|n| dir.join(n).exists())
         .collect()
 }
@@ -123,14 +135,96 @@ pub fn is_plain_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
 }
 
+/// The parameters the initial counts of `ini` name (`"I0"`, `"N - I0"`),
+/// in species order, each once, appended to `out`.
+fn count_parameters(
+    path: &Path,
+    field: &str,
+    ini: &InitialSection,
+    out: &mut Vec<String>,
+) -> Result<()> {
+    for (s, c) in &ini.counts {
+        if let CountSpec::Expr(e) = c {
+            let (_, plus, minus) = parse_count(path, &format!("{field}.counts.{s}"), e)?;
+            for p in [plus, minus].into_iter().flatten() {
+                if !out.contains(&p) {
+                    out.push(p);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Parses a count expression: whole numbers and at most one parameter
+/// added and one subtracted (`"I0"`, `"N - I0"`, `"500 - I0"`, `"I0 + 2"`).
+fn parse_count(path: &Path, field: &str, e: &str) -> Result<(i64, Option<String>, Option<String>)> {
+    let bad = |why: &str| {
+        input(
+            path,
+            format!(
+                "{field}: {e:?} {why} (a count is a number, a parameter, or a total such as \"N - I0\")"
+            ),
+        )
+    };
+    let mut constant: i64 = 0;
+    let (mut plus, mut minus): (Option<String>, Option<String>) = (None, None);
+    let spaced = e.replace('+', " + ").replace('-', " - ");
+    let mut sign = 1i64;
+    let mut expect_term = true;
+    for tok in spaced.split_whitespace() {
+        match (tok, expect_term) {
+            ("+", false) => (sign, expect_term) = (1, true),
+            ("-", false) => (sign, expect_term) = (-1, true),
+            ("-", true) => sign = -sign,
+            (t, true) => {
+                if let Ok(n) = t.parse::<i64>() {
+                    constant = n
+                        .checked_mul(sign)
+                        .and_then(|v| constant.checked_add(v))
+                        .filter(|v| v.unsigned_abs() <= 1_000_000_000_000)
+                        .ok_or_else(|| bad("is out of range"))?;
+                } else if is_plain_name(t) {
+                    let slot = if sign > 0 { &mut plus } else { &mut minus };
+                    if slot.is_some() {
+                        return Err(bad("adds or subtracts more than one parameter"));
+                    }
+                    *slot = Some(t.to_string());
+                } else {
+                    return Err(bad(&format!(
+                        "has {t:?}, neither a whole number nor a parameter name"
+                    )));
+                }
+                (sign, expect_term) = (1, false);
+            }
+            _ => return Err(bad("is not a sum of terms")),
+        }
+    }
+    if expect_term {
+        return Err(bad("is incomplete"));
+    }
+    if plus.is_none() && minus.is_none() {
+        return Err(bad("names no parameter (write a fixed count as a number)"));
+    }
+    if plus.is_some() && plus == minus {
+        return Err(bad("adds and subtracts the same parameter"));
+    }
+    Ok((constant, plus, minus))
+}
+
 /// The initial-state law `ini` describes (`field` names it in messages:
-/// `initial`, or `data[d].initial`); incidence counters start at 0.
+/// `initial`, or `data[d].initial`); incidence counters start at 0. A
+/// species that `ini` leaves out takes its count from `defaults` (an SBML
+/// model's initial amounts); `params` are θ's names, which count
+/// expressions refer to.
 fn initial_prior(
     path: &Path,
     field: &str,
     ini: &InitialSection,
     network: &Network,
     species: &[String],
+    defaults: &[Option<u64>],
+    params: &[String],
 ) -> Result<InitialPrior> {
     for (part, keys) in [
         ("means", ini.means.keys().collect::<Vec<_>>()),
@@ -148,15 +242,30 @@ fn initial_prior(
             }
         }
     }
+    let index = |name: Option<String>| -> Option<usize> {
+        name.and_then(|n| params.iter().position(|p| *p == n))
+    };
     let mut counts = species
         .iter()
-        .map(|s| match (ini.means.get(s), ini.counts.get(s)) {
+        .zip(defaults.iter().chain(std::iter::repeat(&None)))
+        .map(|(s, default)| match (ini.means.get(s), ini.counts.get(s)) {
             (Some(_), Some(_)) => Err(input(
                 path,
                 format!("{field}.counts: {s:?} also has a mean in {field}.means; give one"),
             )),
             (Some(m), None) => Ok(InitialCount::Poisson(*m)),
-            (None, Some(n)) => Ok(InitialCount::Fixed(*n)),
+            (None, Some(CountSpec::Count(n))) => Ok(InitialCount::Fixed(*n)),
+            (None, Some(CountSpec::Expr(e))) => {
+                let (constant, plus, minus) = parse_count(path, &format!("{field}.counts.{s}"), e)?;
+                Ok(InitialCount::Theta {
+                    constant,
+                    plus: index(plus),
+                    minus: index(minus),
+                })
+            }
+            (None, None) if default.is_some() => {
+                Ok(InitialCount::Fixed(default.unwrap_or_default()))
+            }
             (None, None) => Err(input(
                 path,
                 format!(
@@ -219,6 +328,23 @@ impl Job {
     /// An input error (exit status 2) naming the file, the field (with line
     /// and column for TOML syntax and schema errors) and the reason.
     pub fn load(path: &Path) -> Result<Job> {
+        Job::load_with(path, None)
+    }
+
+    /// Validates job-file text read from `path`.
+    ///
+    /// # Errors
+    /// As [`Job::load`].
+    pub fn parse(path: &Path, text: String) -> Result<Job> {
+        Job::parse_with(path, text, None)
+    }
+
+    /// [`Job::load`], reading the model's SBML file from the run directory
+    /// `inputs` (its copy `model.xml`) when given.
+    ///
+    /// # Errors
+    /// As [`Job::load`].
+    pub fn load_with(path: &Path, inputs: Option<&Path>) -> Result<Job> {
         let meta = std::fs::metadata(path)
             .map_err(|e| input(path, format!("cannot read the job file: {e}")))?;
         if meta.is_dir() {
@@ -228,15 +354,16 @@ impl Job {
             .map_err(|e| input(path, format!("cannot read the job file: {e}")))?;
         let text =
             String::from_utf8(bytes).map_err(|_| input(path, "the job file is not UTF-8 text"))?;
-        Job::parse(path, text)
+        let inputs = inputs.filter(|d| d.join(SBML_COPY).is_file());
+        Job::parse_with(path, text, inputs)
     }
 
-    /// Validates job-file text read from `path`.
+    /// [`Job::parse`], reading the SBML file from `inputs` when given.
     ///
     /// # Errors
     /// As [`Job::load`].
-    pub fn parse(path: &Path, text: String) -> Result<Job> {
-        let file = parse_file(path, &text)?;
+    pub fn parse_with(path: &Path, text: String, inputs: Option<&Path>) -> Result<Job> {
+        let mut file = parse_file(path, &text)?;
         let name = file.name.clone().unwrap_or_else(|| {
             path.file_stem()
                 .map_or("job".into(), |s| s.to_string_lossy().into_owned())
@@ -247,7 +374,17 @@ impl Job {
                 "name: must be 1–100 characters without '/' or '\\'",
             ));
         }
-        let mut network = build_network(path, &file.model)?;
+        let infer: Vec<String> = file.parameters.keys().cloned().collect();
+        let built = model::build(path, &file.model, &infer, inputs)?;
+        let mut network = built.network;
+        let model_initial = built.initial;
+        let sbml_bytes = built.sbml.map(|(_, b)| b);
+        file.model.sbml_sha256 = sbml_bytes.as_ref().map(|b| {
+            Sha256::digest(b)
+                .iter()
+                .map(|x| format!("{x:02x}"))
+                .collect()
+        });
         // The model's own species (incidence counters come after them).
         let species = network.species().to_vec();
         if let Some(obs) = &file.observables {
@@ -272,6 +409,30 @@ impl Job {
             }
             (Some(_), None) => {}
         }
+        // Initial counts given by parameters, after the noise parameters.
+        let mut initial_parameters: Vec<String> = Vec::new();
+        count_parameters(path, "initial", &file.initial, &mut initial_parameters)?;
+        for (d, set) in file.data.iter().flat_map(|d| d.sets()).enumerate() {
+            if let Some(ini) = &set.initial {
+                count_parameters(
+                    path,
+                    &format!("data[{d}].initial"),
+                    ini,
+                    &mut initial_parameters,
+                )?;
+            }
+        }
+        for p in &initial_parameters {
+            if params.contains(p) {
+                return Err(input(
+                    path,
+                    format!(
+                        "initial.counts: {p:?} is already a rate or noise parameter: an initial count needs a parameter of its own"
+                    ),
+                ));
+            }
+        }
+        params.extend(initial_parameters.iter().cloned());
 
         // Parameters.
         for k in file.parameters.keys() {
@@ -330,10 +491,26 @@ impl Job {
         let truth = truth.iter().copied().collect::<Option<Vec<f64>>>();
 
         // Initial state.
-        let initial = initial_prior(path, "initial", &file.initial, &network, &species)?;
+        let initial = initial_prior(
+            path,
+            "initial",
+            &file.initial,
+            &network,
+            &species,
+            &model_initial,
+            &params,
+        )?;
         for (d, set) in file.data.iter().flat_map(|d| d.sets()).enumerate() {
             if let Some(ini) = &set.initial {
-                initial_prior(path, &format!("data[{d}].initial"), ini, &network, &species)?;
+                initial_prior(
+                    path,
+                    &format!("data[{d}].initial"),
+                    ini,
+                    &network,
+                    &species,
+                    &model_initial,
+                    &params,
+                )?;
                 if let Some(t) = ini.time
                     && !t.is_finite()
                 {
@@ -552,6 +729,9 @@ impl Job {
             mcmc,
             file,
             inputs_from: None,
+            model_initial,
+            sbml: sbml_bytes,
+            initial_parameters,
         })
     }
 
@@ -585,6 +765,8 @@ impl Job {
                     ini,
                     &self.network,
                     &self.network.species()[..n],
+                    &self.model_initial,
+                    &self.parameters,
                 )?;
                 Ok((law, ini.time.or(self.file.initial.time)))
             }
@@ -663,9 +845,11 @@ impl Job {
         }
     }
 
-    /// The noise parameters (θ's entries after the rate parameters).
+    /// The noise parameters (θ's entries after the rate parameters, before
+    /// the initial counts').
     pub fn noise_parameters(&self) -> &[String] {
-        &self.parameters[self.network.parameters().len()..]
+        &self.parameters
+            [self.network.parameters().len()..self.parameters.len() - self.initial_parameters.len()]
     }
 
     /// The observables of data whose columns are `names`.
@@ -1166,7 +1350,8 @@ pub fn data_fingerprint(data: &Data) -> String {
 }
 
 /// The sections every job file needs.
-/// (`[observation]` may be replaced by `[observables.NAME]` sections.)
+/// (`[observation]` may be replaced by `[observables.NAME]` sections, and
+/// `[initial]` left out when an SBML model gives the initial amounts.)
 const REQUIRED_SECTIONS: [&str; 4] = ["model", "observation", "initial", "parameters"];
 
 /// Parses job-file text: a wrong value names its field as written
@@ -1179,7 +1364,13 @@ fn parse_file(path: &Path, text: &str) -> Result<JobFile> {
         .iter()
         .copied()
         .filter(|s| {
-            !(table.contains_key(*s) || (*s == "observation" && table.contains_key("observables")))
+            !(table.contains_key(*s)
+                || (*s == "observation" && table.contains_key("observables"))
+                || (*s == "initial"
+                    && table
+                        .get("model")
+                        .and_then(|m| m.as_table())
+                        .is_some_and(|m| m.contains_key("sbml"))))
         })
         .collect();
     if !missing.is_empty() {
@@ -1187,7 +1378,7 @@ fn parse_file(path: &Path, text: &str) -> Result<JobFile> {
             path,
             format!(
                 "{}: missing; a job needs the sections [model], [observation] (or [observables.NAME]), [initial] \
-                 and [parameters.NAME] (and [data] or --data): see docs/jobs.md",
+                 (unless an SBML model gives it) and [parameters.NAME] (and [data] or --data): see docs/jobs.md",
                 missing
                     .iter()
                     .map(|s| format!("[{s}]"))

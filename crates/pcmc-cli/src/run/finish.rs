@@ -142,7 +142,11 @@ pub(super) fn finish_outputs(
         thin: record.thin,
         stats: record.stats.as_ref(),
     })?;
-    crate::summary::mark_parameter_kinds(&mut summary, job.noise_parameters());
+    crate::summary::mark_parameter_kinds(
+        &mut summary,
+        job.noise_parameters(),
+        &job.initial_parameters,
+    );
     write_atomic(
         &dir.join("summary.json"),
         serde_json::to_string_pretty(&summary)?.as_bytes(),

@@ -49,7 +49,7 @@ impl Prepared {
 /// # Errors
 /// Input errors for the job, the data and the overrides.
 pub fn prepare(job_path: &Path, ov: &Overrides) -> Result<Prepared> {
-    let mut job = Job::load(job_path)?;
+    let mut job = Job::load_with(job_path, ov.inputs_from.as_deref())?;
     if let Some(n) = ov.particles {
         check_particles(Path::new("command line"), "--particles", n)?;
         job.filter.particles = n;
@@ -122,6 +122,9 @@ pub fn prepare(job_path: &Path, ov: &Overrides) -> Result<Prepared> {
             let copy = crate::job::input_copy("covariates", d);
             inputs.push((copy, std::fs::read(c).unwrap_or_default()));
         }
+    }
+    if let Some(b) = &job.sbml {
+        inputs.push((crate::job::SBML_COPY.to_string(), b.clone()));
     }
     let data_path = paths[0].clone();
     let problem = job.problem_sets(parts)?;

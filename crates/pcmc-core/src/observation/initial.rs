@@ -1,5 +1,13 @@
-//! The initial-state law: per species a Poisson count around a mean, or a
-//! fixed count.
+//! The initial-state law: per species a Poisson count around a mean, a
+//! fixed count, or a count given by θ.
+//!
+//! An inferred count is a continuous parameter rounded to the nearest
+//! whole number, `n = ⌊θ_i + ½⌋`: a prior on θ_i puts on `n` the mass of
+//! `[n − ½, n + ½)` (a uniform prior on `[a − ½, b + ½)` is uniform on
+//! `a..=b`), and PMMH's random walk moves θ_i as any other parameter (the
+//! likelihood is a step function of it). A total ties two species: `S = N −
+//! I0` is `constant + n_plus − n_minus` with either part a number or a
+//! parameter. A θ that makes a count negative has likelihood 0.
 
 use super::poisson::draw;
 use crate::error::{Error, Result};
@@ -14,6 +22,48 @@ pub enum InitialCount {
     Poisson(f64),
     /// Exactly this count.
     Fixed(u64),
+    /// `constant + round(θ[plus]) − round(θ[minus])` ([`round_count`]).
+    Theta {
+        /// The whole-number part.
+        constant: i64,
+        /// A parameter added, rounded.
+        plus: Option<usize>,
+        /// A parameter subtracted, rounded.
+        minus: Option<usize>,
+    },
+}
+
+/// The whole count an inferred initial-count parameter stands for: the
+/// nearest whole number, halves rounded up (`⌊x + ½⌋`).
+pub fn round_count(x: f64) -> f64 {
+    (x + 0.5).floor()
+}
+
+impl InitialCount {
+    /// The count at `theta`, if this law is a fixed or θ-given count in
+    /// `0..=10^12` (`None` for a Poisson law, or a θ-given count out of
+    /// range or reading past θ).
+    pub fn count_at(&self, theta: &[f64]) -> Option<u64> {
+        match *self {
+            InitialCount::Poisson(_) => None,
+            InitialCount::Fixed(n) => Some(n),
+            InitialCount::Theta {
+                constant,
+                plus,
+                minus,
+            } => {
+                let part = |i: Option<usize>| match i {
+                    None => Some(0.0),
+                    Some(i) => theta
+                        .get(i)
+                        .filter(|v| v.is_finite() && **v >= 0.0)
+                        .map(|v| round_count(*v)),
+                };
+                let n = constant as f64 + part(plus)? - part(minus)?;
+                (0.0..=MAX_INITIAL).contains(&n).then_some(n as u64)
+            }
+        }
+    }
 }
 
 /// The initial-state prior: independent counts per species. (On the wire
@@ -74,6 +124,22 @@ fn check_count(c: &InitialCount, s: &str) -> Result<f64> {
             }
             Ok(n as f64)
         }
+        InitialCount::Theta {
+            constant,
+            plus,
+            minus,
+        } => {
+            if (constant as f64).abs() > MAX_INITIAL || (plus.is_some() && plus == minus) {
+                return Err(Error::setting(
+                    "initial.counts",
+                    format!(
+                        "{s}: {constant} is out of range, or one parameter is added and subtracted"
+                    ),
+                ));
+            }
+            // Its mean depends on θ.
+            Ok(f64::NAN)
+        }
     }
 }
 
@@ -114,7 +180,8 @@ impl InitialPrior {
         Ok(InitialPrior { counts, means })
     }
 
-    /// Each species' initial mean (its count, when fixed).
+    /// Each species' initial mean (its count, when fixed; NaN when θ gives
+    /// it).
     pub fn means(&self) -> &[f64] {
         &self.means
     }
@@ -124,13 +191,45 @@ impl InitialPrior {
         &self.counts
     }
 
-    /// Draws one initial state into `x` through `set(species, count)`. A
-    /// fixed count draws nothing.
-    pub fn sample_into<R: Rng + ?Sized>(&self, rng: &mut R, mut set: impl FnMut(usize, u64)) {
+    /// The θ indices the counts read (sorted, each once).
+    pub fn theta_indices(&self) -> Vec<usize> {
+        let mut v: Vec<usize> = self
+            .counts
+            .iter()
+            .flat_map(|c| match *c {
+                InitialCount::Theta { plus, minus, .. } => [plus, minus],
+                _ => [None, None],
+            })
+            .flatten()
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    /// Whether every θ-given count is in range at `theta` (anything else
+    /// has likelihood 0).
+    pub fn valid_at(&self, theta: &[f64]) -> bool {
+        self.counts.iter().all(|c| match c {
+            InitialCount::Theta { .. } => c.count_at(theta).is_some(),
+            _ => true,
+        })
+    }
+
+    /// Draws one initial state at `theta` into `x` through `set(species,
+    /// count)`. A fixed or θ-given count draws nothing (a θ-given count out
+    /// of range, which [`InitialPrior::valid_at`] refuses first, is 0).
+    pub fn sample_into<R: Rng + ?Sized>(
+        &self,
+        rng: &mut R,
+        theta: &[f64],
+        mut set: impl FnMut(usize, u64),
+    ) {
         for (s, c) in self.counts.iter().enumerate() {
             match *c {
                 InitialCount::Poisson(m) => set(s, draw(m, rng)),
                 InitialCount::Fixed(n) => set(s, n),
+                InitialCount::Theta { .. } => set(s, c.count_at(theta).unwrap_or(0)),
             }
         }
     }

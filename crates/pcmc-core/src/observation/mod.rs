@@ -32,7 +32,7 @@ pub mod log_normal;
 pub mod negative_binomial;
 pub mod poisson;
 
-pub use initial::{InitialCount, InitialPrior};
+pub use initial::{InitialCount, InitialPrior, round_count};
 pub use poisson::draw as poisson_draw;
 
 use crate::error::{Error, Result};

@@ -172,6 +172,7 @@ pub fn forward_with(
         InitialCount::Fixed(n) => (0..=k)
             .map(|x| f64::from(u8::from(x as u64 == n)))
             .collect(),
+        other => panic!("the forward algorithm takes a Poisson or fixed count, not {other:?}"),
     };
     let mut t = problem.t0();
     let mut ll = 0.0;
@@ -273,4 +274,30 @@ pub fn grid_posterior(problem: &FilterProblem) -> Grid {
         sd: [cov[0].sqrt(), cov[3].sqrt()],
         cov,
     }
+}
+
+/// Checks per-chain draws of one quantity against its exact posterior
+/// mean and sd: at least `min_ess` effective draws (bulk ESS), the mean
+/// within 4 Monte Carlo standard errors (`sd/√ESS`) and the sd within 4 of
+/// its own (`sd/√(2 ESS)`). `label` names the quantity in messages.
+#[allow(dead_code)] // not every test binary that includes `common` uses it
+pub fn assert_posterior(label: &str, draws: &[Vec<f64>], mean: f64, sd: f64, min_ess: f64) {
+    let refs: Vec<&[f64]> = draws.iter().map(|c| c.as_slice()).collect();
+    let ess = pcmc_core::diagnostics::ess_bulk(&refs).unwrap();
+    let all: Vec<f64> = draws.iter().flatten().copied().collect();
+    let n = all.len() as f64;
+    let pm = all.iter().sum::<f64>() / n;
+    let psd = (all.iter().map(|x| (x - pm).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
+    eprintln!(
+        "{label}: exact mean {mean:.4} sd {sd:.4}; PMMH mean {pm:.4} sd {psd:.4} (ESS {ess:.0})"
+    );
+    assert!(ess > min_ess, "{label}: ESS {ess}");
+    assert!(
+        (pm - mean).abs() < 4.0 * sd / ess.sqrt(),
+        "{label}: mean {pm} vs {mean}"
+    );
+    assert!(
+        (psd - sd).abs() < 4.0 * sd / (2.0 * ess).sqrt(),
+        "{label}: sd {psd} vs {sd}"
+    );
 }

@@ -48,7 +48,11 @@ pub(super) fn write_outputs(
         None => run.single(&outs[0]),
         Some((pooled, ev)) => run.replicated(outs, pooled, ev),
     };
-    crate::summary::mark_parameter_kinds(&mut summary, job.noise_parameters());
+    crate::summary::mark_parameter_kinds(
+        &mut summary,
+        job.noise_parameters(),
+        &job.initial_parameters,
+    );
     write_atomic(
         &dir.join("summary.json"),
         serde_json::to_string_pretty(&summary)?.as_bytes(),
