@@ -5,7 +5,7 @@
   or `#anchor`, the target page has a heading with that GitHub-style anchor;
 - every job field named in inline code (`filter.particles`, `[filter.auto]`,
   `parameters.NAME.prior`) exists in the job file schema (the `*Section`
-  structs of crates/pcmc-cli/src/job.rs);
+  structs of crates/pcmc-job/src/job/);
 - with `--pcmc BINARY`: every flag of a `pcmc …` command (inline or in a
   code block) exists in that subcommand's `--help`, and every lone `--flag`
   in inline code exists in some subcommand's.
@@ -43,9 +43,9 @@ def anchors(path):
 
 def job_fields():
     """Every job field path, from the structs of the job module (the files of
-    crates/pcmc-cli/src/job/): {'filter.particles', 'filter.auto',
+    crates/pcmc-job/src/job/): {'filter.particles', 'filter.auto',
     'filter.auto.min', 'parameters.NAME.prior', 'observables.NAME.noise', ...}."""
-    d = os.path.join(ROOT, 'crates/pcmc-cli/src/job')
+    d = os.path.join(ROOT, 'crates/pcmc-job/src/job')
     src = ''.join(open(os.path.join(d, f), encoding='utf-8').read()
                   for f in sorted(os.listdir(d)) if f.endswith('.rs'))
     structs = {}

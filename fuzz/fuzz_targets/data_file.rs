@@ -3,19 +3,19 @@
 //! observables' checks and densities under every noise model.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use pcmc_cli::data::Columns;
+use pcmc_job::data::Columns;
 use pcmc_core::model::Network;
 use pcmc_core::observation::{Noise, Observable, Observations, Param};
 use std::path::Path;
 
 fuzz_target!(|data: &[u8]| {
     // The same bytes as a covariate file.
-    if let Ok(c) = pcmc_cli::data::parse_covariates(Path::new("cov.csv"), data) {
+    if let Ok(c) = pcmc_job::data::parse_covariates(Path::new("cov.csv"), data) {
         let _ = c.row_at(0.0);
     }
     let net = Network::lotka_volterra(2).expect("preset");
     let cols = Columns::species(&net);
-    if let Ok(d) = pcmc_cli::data::parse_data(Path::new("fuzz.csv"), data, &cols) {
+    if let Ok(d) = pcmc_job::data::parse_data(Path::new("fuzz.csv"), data, &cols) {
         let _ = d.max_per_column();
         let rho = Param::Theta(5);
         for noise in [

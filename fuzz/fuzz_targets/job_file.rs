@@ -7,7 +7,7 @@ use std::path::Path;
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data).into_owned();
-    if let Ok(job) = pcmc_cli::job::Job::parse(Path::new("fuzz.toml"), text) {
+    if let Ok(job) = pcmc_job::job::Job::parse(Path::new("fuzz.toml"), text) {
         let _ = job.simulate_times();
         let cols = job.data_columns();
         let _ = job.observables(&cols.names);
@@ -15,7 +15,7 @@ fuzz_target!(|data: &[u8]| {
         let _ = job.model_tag();
         let _ = job.data_path();
         let _ = job.result_fields();
-        let _ = job.ignored_fields(pcmc_cli::job::Method::Smc2);
-        let _ = job.ignored_fields(pcmc_cli::job::Method::Pmmh);
+        let _ = job.ignored_fields(pcmc_job::job::Method::Smc2);
+        let _ = job.ignored_fields(pcmc_job::job::Method::Pmmh);
     }
 });

@@ -12,7 +12,7 @@ fuzz_target!(|data: &[u8]| {
         .iter()
         .map(|s| s.to_string())
         .collect();
-    if let Ok(m) = pcmc_cli::job::sbml::read(&text, &infer) {
+    if let Ok(m) = pcmc_job::job::sbml::read(&text, &infer) {
         let net = &m.network;
         let theta = vec![0.5; net.parameters().len()];
         let rates = net.rates(&theta);

@@ -4,17 +4,15 @@
 //! outputs, summaries and plots. The binary is a thin clap front end.
 #![deny(missing_docs)]
 
+pub use pcmc_job::{data, job, output, summary};
+
 pub mod bench;
 pub mod checkpoint;
 pub mod cluster;
-pub mod data;
 pub mod error;
 pub mod fsio;
-pub mod job;
 pub mod launch;
-pub mod output;
 pub mod plots;
 pub mod run;
 pub mod settings;
-pub mod summary;
 pub mod tools;

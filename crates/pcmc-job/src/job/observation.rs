@@ -3,8 +3,8 @@
 //! the first versions' `[observation]`, which still means what it meant.
 
 use super::file::{Names, ObservableSection, ParamSpec};
+use crate::error::Result;
 use crate::error::input;
-use anyhow::Result;
 use pcmc_core::model::Network;
 use pcmc_core::observation::{Noise, Observable, Param};
 use std::collections::BTreeMap;

@@ -1,8 +1,8 @@
 //! `[model]`: a preset or a declared network.
 
 use super::ModelSection;
+use crate::error::Result;
 use crate::error::input;
-use anyhow::Result;
 use pcmc_core::model::{Network, ReactionSpec, Term};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -1,8 +1,8 @@
 //! Job files: TOML descriptions of a model, its data, priors and run settings.
 //! The README documents every field.
 
+use crate::error::Result;
 use crate::error::input;
-use anyhow::Result;
 use pcmc_core::filter::{
     DEFAULT_CAP, DEFAULT_MAX_EVENTS, DataSet, FilterConfig, FilterProblem, KernelChoice,
 };
@@ -317,7 +317,7 @@ fn check_data_values(
     Ok(())
 }
 
-fn core_err(path: &Path, e: pcmc_core::Error) -> anyhow::Error {
+fn core_err(path: &Path, e: pcmc_core::Error) -> crate::error::InputError {
     input(path, e.to_string())
 }
 

@@ -13,10 +13,10 @@
 //! `|Y| < 5` at each time. Here 5 times per species are checked, so `|Z| <
 //! 4` (two-sided tail 6·10⁻⁵ per check) and `|Y| < 5`.
 
-use pcmc_cli::job::sbml::{Imported, read};
 use pcmc_core::model::{Network, ReactionSpec, Term};
 use pcmc_core::rng::{Purpose, StreamKey};
 use pcmc_core::ssa::{Outcome, Ssa};
+use pcmc_job::job::sbml::{Imported, read};
 
 fn fixture(name: &str) -> String {
     let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))

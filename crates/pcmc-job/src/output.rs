@@ -3,7 +3,11 @@
 //! `pcmc report` rebuilds it from the CSV).
 
 use crate::error::input;
-use anyhow::{Context, Result};
+use crate::error::{InputError, OutputError};
+use std::path::PathBuf;
+
+/// The result of writing or reading a chain file.
+pub type Result<T, E = OutputError> = std::result::Result<T, E>;
 use arrow::array::{ArrayRef, BooleanArray, Float64Array, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
@@ -60,6 +64,8 @@ pub fn format_row(r: &ChainRow) -> String {
 /// Streams rows to `chain.csv` and `chain.parquet`.
 pub struct ChainWriter {
     csv: BufWriter<File>,
+    /// `chain.csv`'s path, for messages.
+    path: PathBuf,
     parquet: Option<ArrowWriter<File>>,
     schema: Arc<Schema>,
     pending: Vec<ChainRow>,
@@ -109,7 +115,7 @@ fn batch(schema: &Arc<Schema>, rows: &[ChainRow]) -> Result<RecordBatch> {
 /// I/O and encoding failures.
 pub fn write_parquet(path: &Path, names: &[String], rows: &[ChainRow]) -> Result<()> {
     let schema = schema(names);
-    let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let file = File::create(path).map_err(OutputError::io(path))?;
     let mut w = ArrowWriter::try_new(
         file,
         schema.clone(),
@@ -133,7 +139,7 @@ impl ChainWriter {
         let f = File::create(&p)
             .map_err(|e| input(&p, format!("cannot create the chain file: {e}")))?;
         let mut csv = BufWriter::new(f);
-        writeln!(csv, "{}", header(names))?;
+        writeln!(csv, "{}", header(names)).map_err(OutputError::io(&p))?;
         let schema = schema(names);
         let parquet = if parquet {
             let p = dir.join("chain.parquet");
@@ -147,9 +153,10 @@ impl ChainWriter {
         } else {
             None
         };
-        csv.flush()?;
+        csv.flush().map_err(OutputError::io(&p))?;
         Ok(ChainWriter {
             csv,
+            path: p,
             parquet,
             schema,
             pending: Vec::new(),
@@ -175,6 +182,7 @@ impl ChainWriter {
             .open(&p)
             .map_err(|e| input(&p, format!("cannot reopen the chain file: {e}")))?;
         let schema = schema(names);
+        let csv_path = p;
         let parquet = if parquet {
             let p = dir.join("chain.parquet");
             let f = File::create(&p)
@@ -191,6 +199,7 @@ impl ChainWriter {
         };
         Ok(ChainWriter {
             csv: BufWriter::new(f),
+            path: csv_path,
             parquet,
             schema,
             pending: Vec::new(),
@@ -204,8 +213,11 @@ impl ChainWriter {
     /// # Errors
     /// I/O failures.
     pub fn sync(&mut self) -> Result<()> {
-        self.csv.flush()?;
-        self.csv.get_ref().sync_data()?;
+        self.csv.flush().map_err(OutputError::io(&self.path))?;
+        self.csv
+            .get_ref()
+            .sync_data()
+            .map_err(OutputError::io(&self.path))?;
         self.last_flush = Instant::now();
         Ok(())
     }
@@ -216,7 +228,7 @@ impl ChainWriter {
     /// # Errors
     /// I/O failures.
     pub fn write(&mut self, row: &ChainRow) -> Result<()> {
-        writeln!(self.csv, "{}", format_row(row))?;
+        writeln!(self.csv, "{}", format_row(row)).map_err(OutputError::io(&self.path))?;
         if self.parquet.is_some() {
             self.pending.push(row.clone());
             if self.pending.len() >= 10_000 {
@@ -224,7 +236,7 @@ impl ChainWriter {
             }
         }
         if self.last_flush.elapsed() > Duration::from_secs(2) {
-            self.csv.flush()?;
+            self.csv.flush().map_err(OutputError::io(&self.path))?;
             self.last_flush = Instant::now();
         }
         Ok(())
@@ -247,8 +259,11 @@ impl ChainWriter {
     /// I/O failures.
     pub fn finish(mut self) -> Result<()> {
         self.flush_parquet()?;
-        self.csv.flush()?;
-        self.csv.get_ref().sync_all()?;
+        self.csv.flush().map_err(OutputError::io(&self.path))?;
+        self.csv
+            .get_ref()
+            .sync_all()
+            .map_err(OutputError::io(&self.path))?;
         if let Some(w) = self.parquet.take() {
             w.close()?;
         }
@@ -260,7 +275,7 @@ impl ChainWriter {
 ///
 /// # Errors
 /// An input error naming the file and line.
-pub fn read_chain_csv(path: &Path) -> Result<(Vec<String>, Vec<ChainRow>)> {
+pub fn read_chain_csv(path: &Path) -> Result<(Vec<String>, Vec<ChainRow>), InputError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| input(path, format!("cannot read the chain: {e}")))?;
     let mut lines = text.lines();
@@ -307,7 +322,7 @@ pub fn read_chain_csv(path: &Path) -> Result<(Vec<String>, Vec<ChainRow>)> {
 pub fn read_chain_parquet(path: &Path) -> Result<Vec<ChainRow>> {
     use arrow::array::AsArray;
     use arrow::datatypes::{Float64Type, UInt64Type};
-    let f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let f = File::open(path).map_err(OutputError::io(path))?;
     let reader =
         parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)?.build()?;
     let mut rows = Vec::new();

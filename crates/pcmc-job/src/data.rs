@@ -2,8 +2,8 @@
 //! (with `[observation]`) or an observable (`[observables.NAME]`). An empty
 //! cell, `NA` or `nan` is a value not observed.
 
+use crate::error::Result;
 use crate::error::input;
-use anyhow::Result;
 use pcmc_core::model::Network;
 use pcmc_core::observation::Data;
 use std::path::Path;
