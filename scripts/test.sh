@@ -43,3 +43,16 @@ fi
 "$VENV/bin/python" -c "import pandas, pyarrow, arviz" 2>/dev/null ||
     "$VENV/bin/pip" install -q pandas pyarrow arviz
 python3 scripts/run-doc.py docs/walkthrough.md --pcmc "$TARGET/release/pcmc" --python "$VENV/bin/python"
+
+# The Python entry (crates/pcmc-py, import name `pcmc`, distribution
+# pcmc-rs): built by maturin into the same virtual environment (editable),
+# then its pytest suite, with the binary above as the command line to match.
+"$VENV/bin/python" -c "import maturin, pytest" 2>/dev/null ||
+    "$VENV/bin/pip" install -q "maturin>=1.5,<2" pytest
+(
+    cd crates/pcmc-py
+    VIRTUAL_ENV="$VENV" PATH="$VENV/bin:$PATH" \
+        CARGO_TARGET_DIR="${PCMC_PY_TARGET:-$HOME/.cache/pcmc-py-target}" \
+        "$VENV/bin/maturin" develop --release --quiet
+)
+PCMC_BIN="$TARGET/release/pcmc" "$VENV/bin/python" -m pytest -q crates/pcmc-py/tests

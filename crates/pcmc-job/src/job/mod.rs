@@ -909,6 +909,34 @@ impl Job {
         self.problem_sets(vec![(data, data_path.to_path_buf())])
     }
 
+    /// The filtering problem of the job's own data files (its `[data]` or
+    /// `[[data]]` paths, or a run directory's copies when `inputs_from` is
+    /// set).
+    ///
+    /// # Errors
+    /// An input error naming the data file, line and column, or the job
+    /// field.
+    pub fn read_problem(&self) -> Result<FilterProblem> {
+        let n = self.data_sets().len();
+        if n == 0 {
+            return Err(input(
+                &self.path,
+                "data.path: the job names no data file",
+            ));
+        }
+        let columns = self.data_columns();
+        let parts = (0..n)
+            .map(|d| {
+                let p = match &self.inputs_from {
+                    Some(dir) => dir.join(input_copy("data", d)),
+                    None => self.base_dir().join(&self.data_sets()[d].path),
+                };
+                Ok((crate::data::read_data(&p, &columns)?, p))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.problem_sets(parts)
+    }
+
     /// The filtering problem for the data sets `parts` (one per `[[data]]`
     /// table, in order; or one set, possibly from `--data`), each read from
     /// its path.

@@ -1,0 +1,320 @@
+//! pcmc's Python entry, the extension module `pcmc._pcmc` (the package
+//! `pcmc` wraps it): load a job, estimate log-likelihoods with the particle
+//! filter, simulate the model. The GIL is released while Rust computes;
+//! bad input raises `ValueError` (or `TypeError`) naming the argument, with
+//! the command line's own message for a bad job or data file.
+
+use numpy::ndarray::Array3;
+use numpy::{IntoPyArray, PyArray1, PyArray3, PyReadonlyArray2};
+use pcmc_core::LikelihoodExecutor;
+use pcmc_core::filter::{FilterKey, FilterProblem};
+use pcmc_core::rng::{Purpose, StreamKey};
+use pcmc_job::job::Job as JobFile;
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use rayon::prelude::*;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+fn value_error(e: impl std::fmt::Display) -> PyErr {
+    PyValueError::new_err(e.to_string())
+}
+
+/// A pcmc job: the model, its data, priors and settings, as `pcmc check`
+/// validates them. Load one with `Job.from_toml(path)`.
+#[pyclass(frozen, module = "pcmc._pcmc")]
+struct Job {
+    job: Arc<JobFile>,
+    /// The filtering problem of the job's data, read on first use.
+    problem: OnceLock<Arc<FilterProblem>>,
+}
+
+impl Job {
+    fn problem(&self) -> PyResult<Arc<FilterProblem>> {
+        if let Some(p) = self.problem.get() {
+            return Ok(p.clone());
+        }
+        let p = Arc::new(self.job.read_problem().map_err(value_error)?);
+        Ok(self.problem.get_or_init(|| p).clone())
+    }
+}
+
+#[pymethods]
+impl Job {
+    /// Loads and checks a job file (TOML), as `pcmc check` does; a bad file
+    /// raises `ValueError` with the command line's message.
+    #[staticmethod]
+    fn from_toml(path: PathBuf) -> PyResult<Job> {
+        let job = JobFile::load(&path).map_err(value_error)?;
+        Ok(Job {
+            job: Arc::new(job),
+            problem: OnceLock::new(),
+        })
+    }
+
+    /// Reads the job's data and checks them against the model (what `pcmc
+    /// check` does after the job file); raises `ValueError` with the
+    /// command line's message.
+    fn check(&self) -> PyResult<()> {
+        self.problem().map(|_| ())
+    }
+
+    /// The job's name.
+    #[getter]
+    fn name(&self) -> String {
+        self.job.name.clone()
+    }
+
+    /// The names of θ's entries: rate parameters, then noise parameters,
+    /// then initial counts.
+    #[getter]
+    fn parameters(&self) -> Vec<String> {
+        self.job.parameters.clone()
+    }
+
+    /// The state's species (incidence counters last).
+    #[getter]
+    fn species(&self) -> Vec<String> {
+        self.job.network.species().to_vec()
+    }
+
+    /// θ's true values, if the job gives every one (`true = …`).
+    #[getter]
+    fn truth(&self) -> Option<Vec<f64>> {
+        self.job.truth.clone()
+    }
+
+    /// The job's particle count (`filter.particles`).
+    #[getter]
+    fn particles(&self) -> usize {
+        self.job.filter.particles
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Job(name={:?}, parameters={:?}, species={:?})",
+            self.job.name,
+            self.job.parameters,
+            self.job.network.species()
+        )
+    }
+}
+
+/// Checks θ: one finite value per parameter.
+fn check_theta(job: &JobFile, theta: &[f64], arg: &str) -> PyResult<()> {
+    let d = job.parameters.len();
+    if theta.len() != d {
+        return Err(PyValueError::new_err(format!(
+            "{arg}: {} values for {d} parameters ({})",
+            theta.len(),
+            job.parameters.join(", ")
+        )));
+    }
+    if let Some((i, v)) = theta.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+        return Err(PyValueError::new_err(format!(
+            "{arg}: {} = {v} is not a finite number",
+            job.parameters[i]
+        )));
+    }
+    Ok(())
+}
+
+fn with_particles(
+    problem: &Arc<FilterProblem>,
+    particles: Option<usize>,
+) -> PyResult<Arc<FilterProblem>> {
+    match particles {
+        None => Ok(problem.clone()),
+        Some(0) => Err(PyValueError::new_err("particles: must be at least 1")),
+        Some(n) => {
+            Ok(Arc::new(problem.with_particles(n).map_err(|e| {
+                PyValueError::new_err(format!("particles: {e}"))
+            })?))
+        }
+    }
+}
+
+fn pool(threads: Option<usize>) -> PyResult<rayon::ThreadPool> {
+    let n = match threads {
+        Some(0) => return Err(PyValueError::new_err("threads: must be at least 1")),
+        Some(n) => n,
+        None => pcmc_rayon::default_threads(),
+    };
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build()
+        .map_err(|e| PyValueError::new_err(format!("threads: {e}")))
+}
+
+/// One particle-filter estimate of the log-likelihood at `theta` (its
+/// parameters in `Job.parameters` order), with the job's particle count
+/// (or `particles`) and the random streams of `seed`: the estimate `pcmc`
+/// computes for chain 0, iteration `iteration`, bit for bit, whatever
+/// `threads` is. −inf when θ is outside the model (a negative rate, a
+/// noise parameter out of range) or every particle fails.
+#[pyfunction]
+#[pyo3(signature = (job, theta, *, particles=None, seed=0, iteration=0, threads=None))]
+fn loglik(
+    py: Python<'_>,
+    job: &Job,
+    theta: Vec<f64>,
+    particles: Option<usize>,
+    seed: u64,
+    iteration: u64,
+    threads: Option<usize>,
+) -> PyResult<f64> {
+    check_theta(&job.job, &theta, "theta")?;
+    let problem = with_particles(&job.problem()?, particles)?;
+    let threads = match threads {
+        Some(0) => return Err(PyValueError::new_err("threads: must be at least 1")),
+        Some(n) => n,
+        None => pcmc_rayon::default_threads(),
+    };
+    py.detach(move || {
+        let mut exec = pcmc_rayon::rayon_executor(threads).map_err(|e| e.to_string())?;
+        let key = FilterKey {
+            seed,
+            chain: 0,
+            iteration,
+        };
+        exec.log_likelihood(&problem, &theta, key)
+            .map(|o| o.loglik)
+            .map_err(|e| e.to_string())
+    })
+    .map_err(PyValueError::new_err)
+}
+
+/// Log-likelihood estimates at each row of `thetas` (shape `[B, d]`), the
+/// passes spread over `threads` threads: row `b` is `loglik(job,
+/// thetas[b], seed=seed, iteration=b)`, bit for bit.
+#[pyfunction]
+#[pyo3(signature = (job, thetas, *, particles=None, seed=0, threads=None))]
+fn loglik_batch<'py>(
+    py: Python<'py>,
+    job: &Job,
+    thetas: PyReadonlyArray2<'py, f64>,
+    particles: Option<usize>,
+    seed: u64,
+    threads: Option<usize>,
+) -> PyResult<Bound<'py, PyArray1<f64>>> {
+    let view = thetas.as_array();
+    let rows: Vec<Vec<f64>> = view.outer_iter().map(|r| r.to_vec()).collect();
+    for (b, r) in rows.iter().enumerate() {
+        check_theta(&job.job, r, &format!("thetas[{b}]"))?;
+    }
+    let problem = with_particles(&job.problem()?, particles)?;
+    let pool = pool(threads)?;
+    let out: Result<Vec<f64>, String> = py.detach(move || {
+        pool.install(|| {
+            rows.par_iter()
+                .enumerate()
+                .map_init(pcmc_core::serial, |exec, (b, theta)| {
+                    let key = FilterKey {
+                        seed,
+                        chain: 0,
+                        iteration: b as u64,
+                    };
+                    exec.log_likelihood(&problem, theta, key)
+                        .map(|o| o.loglik)
+                        .map_err(|e| e.to_string())
+                })
+                .collect()
+        })
+    });
+    Ok(out.map_err(PyValueError::new_err)?.into_pyarray(py))
+}
+
+/// Simulates the job's model at each row of `thetas` (shape `[B, d]`),
+/// recording the state at `times` (increasing, at or after the initial
+/// time): an array of counts of shape `[B, len(times), S]` (species in
+/// `Job.species` order), handed to NumPy without a copy. Trajectory `b`
+/// draws from the streams of (`seed`, `b`); its initial state is drawn
+/// from data set `set`'s initial law (counted from 0). Spread over
+/// `threads` threads; the result does not depend on their number.
+#[pyfunction]
+#[pyo3(signature = (job, thetas, times, *, seed=0, set=0, threads=None))]
+fn simulate<'py>(
+    py: Python<'py>,
+    job: &Job,
+    thetas: PyReadonlyArray2<'py, f64>,
+    times: Vec<f64>,
+    seed: u64,
+    set: usize,
+    threads: Option<usize>,
+) -> PyResult<Bound<'py, PyArray3<u64>>> {
+    let j = job.job.clone();
+    let view = thetas.as_array();
+    let rows: Vec<Vec<f64>> = view.outer_iter().map(|r| r.to_vec()).collect();
+    for (b, r) in rows.iter().enumerate() {
+        check_theta(&j, r, &format!("thetas[{b}]"))?;
+    }
+    let n_sets = j.data_sets().len().max(1);
+    if set >= n_sets {
+        return Err(PyValueError::new_err(format!(
+            "set: {set} is not a data set of the job (0..{n_sets})"
+        )));
+    }
+    if times.is_empty() {
+        return Err(PyValueError::new_err("times: give at least one time"));
+    }
+    if let Some((i, t)) = times.iter().enumerate().find(|(_, t)| !t.is_finite()) {
+        return Err(PyValueError::new_err(format!(
+            "times[{i}]: {t} is not a finite number"
+        )));
+    }
+    if let Some(i) = (1..times.len()).find(|&i| times[i] <= times[i - 1]) {
+        return Err(PyValueError::new_err(format!(
+            "times[{i}]: {} is not after times[{}] = {}",
+            times[i],
+            i - 1,
+            times[i - 1]
+        )));
+    }
+    let (initial, time) = j.initial_of(set).map_err(value_error)?;
+    let t0 = time.unwrap_or(times[0]);
+    if t0 > times[0] {
+        return Err(PyValueError::new_err(format!(
+            "times[0]: {} is before the initial time {t0}",
+            times[0]
+        )));
+    }
+    let covariates = j.covariates_of(set).map_err(value_error)?;
+    let pool = pool(threads)?;
+    let (b_n, t_n, s_n) = (rows.len(), times.len(), j.network.species().len());
+    let flat: Vec<u64> = py.detach(move || {
+        pool.install(|| {
+            rows.par_iter()
+                .enumerate()
+                .flat_map_iter(|(b, theta)| {
+                    let tr = pcmc_core::simulate::simulate(
+                        &j.network,
+                        theta,
+                        &initial,
+                        &[],
+                        covariates.as_ref(),
+                        t0,
+                        &times,
+                        &j.filter.caps,
+                        j.filter.max_events,
+                        StreamKey::new(seed, set as u64, b as u64, 0, 0, Purpose::Simulate),
+                    );
+                    tr.states.into_iter().flatten()
+                })
+                .collect()
+        })
+    });
+    let arr = Array3::from_shape_vec((b_n, t_n, s_n), flat)
+        .map_err(|e| PyValueError::new_err(format!("internal shape error: {e}")))?;
+    Ok(arr.into_pyarray(py))
+}
+
+/// The extension module.
+#[pymodule]
+fn _pcmc(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Job>()?;
+    m.add_function(wrap_pyfunction!(loglik, m)?)?;
+    m.add_function(wrap_pyfunction!(loglik_batch, m)?)?;
+    m.add_function(wrap_pyfunction!(simulate, m)?)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}
