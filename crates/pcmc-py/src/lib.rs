@@ -308,6 +308,175 @@ fn simulate<'py>(
     Ok(arr.into_pyarray(py))
 }
 
+/// The kept draws of a PMMH run: one entry per kept row, in the order
+/// `pcmc run` writes `chain.csv` (iteration by iteration, chains in order).
+#[pyclass(frozen, module = "pcmc._pcmc")]
+struct Draws {
+    /// Chain of each row.
+    #[pyo3(get)]
+    chain: Py<PyArray1<u64>>,
+    /// Iteration of each row (counting burn-in).
+    #[pyo3(get)]
+    iteration: Py<PyArray1<u64>>,
+    /// The log-likelihood estimate of the row's θ.
+    #[pyo3(get)]
+    loglik: Py<PyArray1<f64>>,
+    /// Whether the row's proposal was accepted.
+    #[pyo3(get)]
+    accepted: Py<PyArray1<bool>>,
+    /// The particle count of the row's chain at that iteration.
+    #[pyo3(get)]
+    particles: Py<PyArray1<u64>>,
+    /// θ, one row per draw: shape `[N, d]`.
+    #[pyo3(get)]
+    theta: Py<numpy::PyArray2<f64>>,
+    /// θ's names.
+    #[pyo3(get)]
+    names: Vec<String>,
+    /// Burn-in iterations and kept iterations per chain.
+    #[pyo3(get)]
+    burn_in: u64,
+    /// Kept iterations per chain.
+    #[pyo3(get)]
+    iterations: u64,
+    /// Thinning.
+    #[pyo3(get)]
+    thin: u64,
+}
+
+/// Runs PMMH on the job as `pcmc run` does (the same chains, bit for bit,
+/// for the same seed, chain count, iterations and particle count, whatever
+/// `threads` is), the GIL released between iterations; Ctrl-C stops it
+/// within one iteration and raises `KeyboardInterrupt`. `None` keeps the
+/// job's value (`iterations` counts the kept iterations after burn-in, as
+/// `pcmc run --iterations` does; `particles` fixes the count, as
+/// `--particles` does).
+#[pyfunction]
+#[pyo3(signature = (job, *, seed=None, chains=None, iterations=None, particles=None, threads=None, first_chain=0))]
+fn sample_pmmh(
+    py: Python<'_>,
+    job: &Job,
+    seed: Option<u64>,
+    chains: Option<usize>,
+    iterations: Option<u64>,
+    particles: Option<usize>,
+    threads: Option<usize>,
+    first_chain: u64,
+) -> PyResult<Draws> {
+    let mut j = (*job.job).clone();
+    if let Some(n) = particles {
+        if n == 0 {
+            return Err(PyValueError::new_err("particles: must be at least 1"));
+        }
+        j.filter.particles = n;
+        j.mcmc.checks.auto = None;
+    }
+    if let Some(s) = seed {
+        j.mcmc.seed = s;
+    }
+    if let Some(c) = chains {
+        if !(1..=1024).contains(&c) {
+            return Err(PyValueError::new_err(format!(
+                "chains: {c} is not in 1..=1024"
+            )));
+        }
+        j.mcmc.chains = c;
+    }
+    if let Some(n) = iterations {
+        if n == 0 {
+            return Err(PyValueError::new_err("iterations: must be at least 1"));
+        }
+        j.mcmc.iterations = n;
+    }
+    let threads = match threads {
+        Some(0) => return Err(PyValueError::new_err("threads: must be at least 1")),
+        Some(n) => n,
+        None => pcmc_rayon::default_threads(),
+    };
+    let problem = if particles.is_some() {
+        j.read_problem().map_err(value_error)?
+    } else {
+        (*job.problem()?).clone()
+    };
+    let pmmh = pcmc_core::pmmh::Pmmh::new(problem, j.priors.clone(), j.mcmc.clone())
+        .map_err(|e| PyValueError::new_err(format!("{}: {e}", j.path.display())))?;
+    let pmmh = Arc::new(pmmh);
+    let exec = Arc::new(std::sync::Mutex::new(
+        pcmc_rayon::rayon_executor(threads).map_err(value_error)?,
+    ));
+    let err = |e: pcmc_core::Error| PyValueError::new_err(e.to_string());
+    // Starting points.
+    let (p, x) = (pmmh.clone(), exec.clone());
+    let first = first_chain;
+    let n_chains = j.mcmc.chains as u64;
+    let mut states = py
+        .detach(move || {
+            let mut exec = x.lock().expect("the executor's lock");
+            (first..first + n_chains)
+                .map(|c| p.init_chain(&mut *exec, c).map(|(st, _)| st))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .map_err(|e| match e {
+            pcmc_core::Error::NoStart { .. } => {
+                PyValueError::new_err(format!("{}: mcmc.init: {e}", j.path.display()))
+            }
+            other => err(other),
+        })?;
+    let total = pmmh.total_iterations();
+    let d = j.parameters.len();
+    let (mut chain, mut iteration, mut loglik, mut accepted, mut parts, mut theta) = (
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+    );
+    for _ in 1..=total {
+        let (p, x) = (pmmh.clone(), exec.clone());
+        let (next, rows) = py
+            .detach(move || {
+                let mut exec = x.lock().expect("the executor's lock");
+                let mut rows = Vec::new();
+                for st in states.iter_mut() {
+                    let rec = p.step(&mut *exec, st)?;
+                    if rec.kept {
+                        rows.push((st.clone(), rec.accepted, p.particles_of(st)));
+                    }
+                }
+                p.relocate(&mut states);
+                Ok::<_, pcmc_core::Error>((states, rows))
+            })
+            .map_err(err)?;
+        states = next;
+        for (st, acc, np) in rows {
+            chain.push(st.chain);
+            iteration.push(st.iteration);
+            loglik.push(st.loglik);
+            accepted.push(acc);
+            parts.push(np);
+            theta.extend_from_slice(&st.theta);
+        }
+        // Ctrl-C (SIGINT) raises KeyboardInterrupt here.
+        py.check_signals()?;
+    }
+    let n = chain.len();
+    let theta = numpy::ndarray::Array2::from_shape_vec((n, d), theta)
+        .map_err(|e| PyValueError::new_err(format!("internal shape error: {e}")))?;
+    Ok(Draws {
+        chain: chain.into_pyarray(py).unbind(),
+        iteration: iteration.into_pyarray(py).unbind(),
+        loglik: loglik.into_pyarray(py).unbind(),
+        accepted: accepted.into_pyarray(py).unbind(),
+        particles: parts.into_pyarray(py).unbind(),
+        theta: theta.into_pyarray(py).unbind(),
+        names: j.parameters.clone(),
+        burn_in: j.mcmc.burn_in,
+        iterations: j.mcmc.iterations,
+        thin: j.mcmc.thin,
+    })
+}
+
 /// The extension module.
 #[pymodule]
 fn _pcmc(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -315,6 +484,8 @@ fn _pcmc(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(loglik, m)?)?;
     m.add_function(wrap_pyfunction!(loglik_batch, m)?)?;
     m.add_function(wrap_pyfunction!(simulate, m)?)?;
+    m.add_function(wrap_pyfunction!(sample_pmmh, m)?)?;
+    m.add_class::<Draws>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -185,3 +185,89 @@ def test_the_gil_is_released_while_rust_computes():
     # With the GIL held the other thread could not tick at all.
     assert end - start > 0.05
     assert len(during) >= 5, (len(during), end - start)
+
+
+@pytest.mark.skipif(not PCMC_BIN, reason="PCMC_BIN names the pcmc binary")
+def test_sample_is_pcmc_run_bit_for_bit_and_arviz_agrees_with_its_summary(tmp_path):
+    import arviz as az
+    import json
+
+    out = tmp_path / "run"
+    subprocess.run(
+        [PCMC_BIN, "run", str(JOBS / "lv11-quick.toml"), "--out", str(out),
+         "--quiet", "--iterations", "60", "--threads", "2"],
+        check=True,
+    )
+    j = job("lv11-quick.toml")
+    d = pcmc.sample_pmmh(j, iterations=60, threads=1)
+    rows = [l.split(",") for l in (out / "chain.csv").read_text().splitlines()[1:]]
+    assert len(rows) == len(d.chain) == 2 * 60
+    for r, c, i, ll, acc, th in zip(rows, d.chain, d.iteration, d.loglik, d.accepted, d.theta):
+        assert (int(r[0]), int(r[1]), float(r[2]), r[3] == "1") == (c, i, ll, acc)
+        assert [float(x) for x in r[4:]] == list(th)
+    # The ArviZ object: sample's and read_run's are the same draws.
+    idata = pcmc.sample(j, iterations=60)
+    run = pcmc.read_run(out)
+    for n in j.parameters:
+        assert idata.posterior[n].shape == (2, 60)
+        assert np.array_equal(idata.posterior[n].values, run.posterior[n].values)
+    assert np.array_equal(idata.sample_stats["loglik"].values, run.sample_stats["loglik"].values)
+    # ArviZ's R-hat and ESS are pcmc's summary.json's.
+    s = json.loads((out / "summary.json").read_text())["parameters"]
+    rhat, bulk, tail = az.rhat(run), az.ess(run, method="bulk"), az.ess(run, method="tail")
+    for n in j.parameters:
+        assert abs(float(rhat[n]) - s[n]["rhat"]) < 1e-10
+        assert abs(float(bulk[n]) - s[n]["ess"]) < 1e-10
+        if s[n]["ess_tail"] is not None:
+            assert abs(float(tail[n]) - s[n]["ess_tail"]) < 1e-10
+
+
+def test_sample_refuses_bad_arguments_and_unknown_methods(tmp_path):
+    j = job("lv11-quick.toml")
+    with pytest.raises(ValueError, match="method"):
+        pcmc.sample(j, method="nuts")
+    with pytest.raises(ValueError, match="chains: 0"):
+        pcmc.sample(j, chains=0)
+    with pytest.raises(ValueError, match="iterations"):
+        pcmc.sample(j, iterations=0)
+    with pytest.raises(ValueError, match="not a run directory"):
+        pcmc.read_run(tmp_path)
+
+
+def test_ctrl_c_stops_a_sample_within_seconds():
+    import signal
+    import sys
+
+    code = (
+        "import sys, pcmc\n"
+        f"j = pcmc.Job.from_toml({str(JOBS / 'lv11-quick.toml')!r})\n"
+        "print('started', flush=True)\n"
+        "try:\n"
+        "    pcmc.sample(j, iterations=10**7, threads=1)\n"
+        "except KeyboardInterrupt:\n"
+        "    print('interrupted', flush=True)\n"
+        "    sys.exit(3)\n"
+    )
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    def cpu_seconds():
+        fields = Path(f"/proc/{p.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    try:
+        assert p.stdout.readline().strip() == "started"
+        # Inside the sampler: a second of CPU after the start (polled,
+        # bounded).
+        deadline = time.perf_counter() + 30
+        while cpu_seconds() < 1.0:
+            assert time.perf_counter() < deadline, "the sampler did not start"
+            time.sleep(0.02)
+        sent = time.perf_counter()
+        p.send_signal(signal.SIGINT)
+        rc = p.wait(timeout=30)
+        took = time.perf_counter() - sent
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert rc == 3, rc
+    assert "interrupted" in p.stdout.read()
+    assert took < 5.0, took

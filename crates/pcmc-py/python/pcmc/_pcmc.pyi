@@ -57,3 +57,29 @@ def simulate(
     threads: int | None = None,
 ) -> npt.NDArray[np.uint64]:
     """States at times for each row of thetas: shape [B, len(times), S]."""
+
+class Draws:
+    """The kept rows of a PMMH run, in `chain.csv`'s order."""
+
+    chain: npt.NDArray[np.uint64]
+    iteration: npt.NDArray[np.uint64]
+    loglik: npt.NDArray[np.float64]
+    accepted: npt.NDArray[np.bool_]
+    particles: npt.NDArray[np.uint64]
+    theta: npt.NDArray[np.float64]
+    names: list[str]
+    burn_in: int
+    iterations: int
+    thin: int
+
+def sample_pmmh(
+    job: Job,
+    *,
+    seed: int | None = None,
+    chains: int | None = None,
+    iterations: int | None = None,
+    particles: int | None = None,
+    threads: int | None = None,
+    first_chain: int = 0,
+) -> Draws:
+    """PMMH as `pcmc run` runs it; the kept rows."""
