@@ -56,3 +56,5 @@ python3 scripts/run-doc.py docs/walkthrough.md --pcmc "$TARGET/release/pcmc" --p
         "$VENV/bin/maturin" develop --release --quiet
 )
 PCMC_BIN="$TARGET/release/pcmc" "$VENV/bin/python" -m pytest -q crates/pcmc-py/tests
+# The notebook-style example.
+"$VENV/bin/python" examples/python/first_model.py

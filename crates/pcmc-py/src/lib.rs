@@ -52,6 +52,18 @@ impl Job {
         })
     }
 
+    /// The job of a `pcmc run` directory: its `job.toml`, with the copies
+    /// of its inputs (data, covariates, SBML model) the run kept.
+    #[staticmethod]
+    fn from_run(dir: PathBuf) -> PyResult<Job> {
+        let mut job = JobFile::load_with(&dir.join("job.toml"), Some(&dir)).map_err(value_error)?;
+        job.inputs_from = Some(dir);
+        Ok(Job {
+            job: Arc::new(job),
+            problem: OnceLock::new(),
+        })
+    }
+
     /// Reads the job's data and checks them against the model (what `pcmc
     /// check` does after the job file); raises `ValueError` with the
     /// command line's message.
@@ -88,6 +100,22 @@ impl Job {
     #[getter]
     fn particles(&self) -> usize {
         self.job.filter.particles
+    }
+
+    /// The job's data: `time`, one array per observed column (NaN where a
+    /// value is missing) and `set` (the data set of each row, from 0).
+    fn observed<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
+        let problem = self.problem()?;
+        let data = problem.data();
+        let out = pyo3::types::PyDict::new(py);
+        out.set_item("time", data.times().to_vec().into_pyarray(py))?;
+        for (c, name) in data.names().iter().enumerate() {
+            let col: Vec<f64> = (0..data.len()).map(|i| data.row(i)[c]).collect();
+            out.set_item(name, col.into_pyarray(py))?;
+        }
+        let sets: Vec<u64> = (0..data.len()).map(|i| data.set_of(i) as u64).collect();
+        out.set_item("set", sets.into_pyarray(py))?;
+        Ok(out)
     }
 
     fn __repr__(&self) -> String {

@@ -271,3 +271,18 @@ def test_ctrl_c_stops_a_sample_within_seconds():
     assert rc == 3, rc
     assert "interrupted" in p.stdout.read()
     assert took < 5.0, took
+
+
+def test_observed_data_holds_the_jobs_data_with_gaps():
+    j = job("sir-incidence-quick.toml")
+    o = j.observed()
+    assert set(o) == {"time", "cases", "set"}
+    assert len(o["time"]) == len(o["cases"]) == 80
+    # Days 9 and 17 of school A are missing; school B's rows come second.
+    assert np.isnan(o["cases"][8]) and np.isnan(o["cases"][16])
+    assert list(o["set"][:40]) == [0] * 40 and list(o["set"][40:]) == [1] * 40
+    idata = pcmc.sample(j, iterations=3, chains=1, threads=1)
+    assert idata.observed_data["cases"].dims == ("row",)
+    assert np.array_equal(
+        idata.observed_data["time"].values, o["time"]
+    )

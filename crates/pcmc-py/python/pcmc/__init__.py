@@ -74,13 +74,20 @@ def sample(
             "particles": np.asarray(d.particles),
         },
         {"job": job.name, "burn_in": d.burn_in, "thin": d.thin, "method": "pmmh"},
+        observed=_observed(job),
     )
 
 
-def _from_rows(names, chain, theta, stats, attrs):
+def _observed(job):
+    """The job's data columns for ArviZ's `observed_data` (with `time`)."""
+    data = job.observed()
+    return {k: np.asarray(v) for k, v in data.items() if k != "set"}
+
+
+def _from_rows(names, chain, theta, stats, attrs, observed=None):
     from ._arviz import to_arviz
 
-    return to_arviz(names, chain, theta, stats, attrs=attrs)
+    return to_arviz(names, chain, theta, stats, observed=observed, attrs=attrs)
 
 
 def read_run(path):
@@ -110,4 +117,11 @@ def read_run(path):
         "thin": run.get("thin", 1),
         "method": "pmmh",
     }
-    return _from_rows(head[4:], chain, theta, stats, attrs)
+    observed = None
+    job_toml = path / "job.toml"
+    if job_toml.is_file():
+        try:
+            observed = _observed(Job.from_run(path))
+        except ValueError:
+            observed = None
+    return _from_rows(head[4:], chain, theta, stats, attrs, observed=observed)

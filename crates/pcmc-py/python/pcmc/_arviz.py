@@ -27,12 +27,15 @@ def to_arviz(names, chain, theta, stats, observed=None, attrs=None):
     sample_stats = {k: _by_chain(chain, np.asarray(v))[1] for k, v in stats.items()}
     coords = {"chain": ids.astype(np.int64)}
     groups = {"posterior": posterior, "sample_stats": sample_stats}
+    # The data rows share one dimension, `row` (times may repeat across
+    # data sets); `time` is a variable along it.
+    dims = {k: ["row"] for k in (observed or {})}
     if observed is not None:
         groups["observed_data"] = observed
     attrs = dict(attrs or {})
     major = int(az.__version__.split(".")[0])
     if major >= 1:
-        tree = az.from_dict(groups, coords=coords)
+        tree = az.from_dict(groups, coords=coords, dims=dims)
         for k, v in attrs.items():
             tree.attrs[k] = v
         return tree
@@ -41,6 +44,7 @@ def to_arviz(names, chain, theta, stats, observed=None, attrs=None):
         sample_stats=sample_stats,
         observed_data=observed,
         coords=coords,
+        dims=dims,
         attrs=attrs,
     )
     return idata

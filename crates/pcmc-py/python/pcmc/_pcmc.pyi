@@ -1,5 +1,5 @@
 from os import PathLike
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -12,6 +12,11 @@ class Job:
     @staticmethod
     def from_toml(path: str | PathLike[str]) -> Job:
         """Loads and checks a job file; ValueError with pcmc check's message."""
+    @staticmethod
+    def from_run(path: str | PathLike[str]) -> Job:
+        """The job of a `pcmc run` directory, with its kept input copies."""
+    def observed(self) -> dict[str, npt.NDArray[Any]]:
+        """The data: time, one array per column (NaN: missing), set."""
     def check(self) -> None:
         """Reads the job's data and checks them against the model."""
     @property
