@@ -919,10 +919,7 @@ impl Job {
     pub fn read_problem(&self) -> Result<FilterProblem> {
         let n = self.data_sets().len();
         if n == 0 {
-            return Err(input(
-                &self.path,
-                "data.path: the job names no data file",
-            ));
+            return Err(input(&self.path, "data.path: the job names no data file"));
         }
         let columns = self.data_columns();
         let parts = (0..n)
