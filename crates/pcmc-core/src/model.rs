@@ -64,9 +64,12 @@ pub struct Reaction {
 /// A validated mass-action reaction network.
 ///
 /// Serialisable so that a filtering problem can travel to remote executors
-/// (the Ballista executor); deserialising does not validate again, so it is
-/// a wire format between pcmc processes, not an input format.
+/// (the Ballista executor); a decoded network is checked again on arrival
+/// (indices in range, orders and changes in bounds, rate factors finite
+/// and positive), so a hostile peer cannot hand a kernel an index out of
+/// range or a negative hazard.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "NetworkWire", into = "NetworkWire")]
 pub struct Network {
     species: Vec<String>,
     parameters: Vec<String>,
@@ -79,6 +82,109 @@ pub struct Network {
     /// ([`Network::with_covariate`]).
     #[serde(default)]
     covariates: Vec<Option<String>>,
+}
+
+/// The wire form of a [`Network`]: the same fields, checked on arrival.
+#[derive(Serialize, Deserialize)]
+struct NetworkWire {
+    species: Vec<String>,
+    parameters: Vec<String>,
+    reactions: Vec<Reaction>,
+    #[serde(default)]
+    counters: Vec<usize>,
+    #[serde(default)]
+    covariates: Vec<Option<String>>,
+}
+
+impl From<Network> for NetworkWire {
+    fn from(n: Network) -> Self {
+        NetworkWire {
+            species: n.species,
+            parameters: n.parameters,
+            reactions: n.reactions,
+            counters: n.counters,
+            covariates: n.covariates,
+        }
+    }
+}
+
+impl TryFrom<NetworkWire> for Network {
+    type Error = Error;
+    fn try_from(w: NetworkWire) -> Result<Self> {
+        let bad = |why: String| Err(Error::Model(format!("a network on the wire: {why}")));
+        let n = w.species.len();
+        if n == 0 || w.reactions.is_empty() {
+            return bad("no species or no reactions".into());
+        }
+        for (kind, list) in [("species", &w.species), ("parameter", &w.parameters)] {
+            for (i, name) in list.iter().enumerate() {
+                check_name(kind, name)?;
+                if list[..i].contains(name) {
+                    return bad(format!("{kind} {name:?} twice"));
+                }
+            }
+        }
+        for (j, r) in w.reactions.iter().enumerate() {
+            if r.rate.is_some_and(|i| i >= w.parameters.len()) {
+                return bad(format!("reaction {j}: rate index out of range"));
+            }
+            if !(r.factor.is_finite() && r.factor > 0.0) {
+                return bad(format!(
+                    "reaction {j}: rate factor {} is not finite and positive",
+                    r.factor
+                ));
+            }
+            for (k, &(s, o)) in r.reactants.iter().enumerate() {
+                if s >= n || !(1..=1000).contains(&o) || r.reactants[..k].iter().any(|t| t.0 == s) {
+                    return bad(format!(
+                        "reaction {j}: reactant ({s}, {o}) out of range or repeated"
+                    ));
+                }
+            }
+            if r.change.is_empty() {
+                return bad(format!("reaction {j}: no change"));
+            }
+            for (k, &(s, d)) in r.change.iter().enumerate() {
+                if s >= n
+                    || d == 0
+                    || d.unsigned_abs() > 1000
+                    || r.change[..k].iter().any(|t| t.0 == s)
+                {
+                    return bad(format!(
+                        "reaction {j}: change ({s}, {d}) out of range or repeated"
+                    ));
+                }
+            }
+        }
+        for (i, _) in w.parameters.iter().enumerate() {
+            if !w.reactions.iter().any(|r| r.rate == Some(i)) {
+                return bad(format!("parameter {i} is the rate of no reaction"));
+            }
+        }
+        for (k, &c) in w.counters.iter().enumerate() {
+            if c >= n
+                || w.counters[..k].contains(&c)
+                || w.reactions
+                    .iter()
+                    .any(|r| r.reactants.iter().any(|t| t.0 == c))
+            {
+                return bad(format!("counter {c} out of range, repeated or a reactant"));
+            }
+        }
+        if w.covariates.len() > w.reactions.len() {
+            return bad("more covariates than reactions".into());
+        }
+        for c in w.covariates.iter().flatten() {
+            check_name("covariate", c)?;
+        }
+        Ok(Network {
+            species: w.species,
+            parameters: w.parameters,
+            reactions: w.reactions,
+            counters: w.counters,
+            covariates: w.covariates,
+        })
+    }
 }
 
 fn one() -> f64 {

@@ -138,3 +138,56 @@ fn fixed_rates_and_theta_counts_round_trip() {
     let bad = r#"{"counts":[{"Theta":{"constant":1,"plus":0,"minus":0}},{"Fixed":0}]}"#;
     assert!(serde_json::from_str::<InitialPrior>(bad).is_err());
 }
+
+/// A network decoded from the wire is checked again: every hostile edit
+/// of a valid one (an index out of range, a negative or NaN rate factor, a
+/// zero order, a counter that is a reactant…) is refused, and the valid
+/// one decodes to itself.
+#[test]
+fn hostile_networks_are_refused_on_arrival() {
+    let net = Network::lotka_volterra(1)
+        .unwrap()
+        .with_fixed("predation1", 0.005)
+        .unwrap()
+        .with_counter("births", &[0])
+        .unwrap();
+    let text = serde_json::to_string(&net).unwrap();
+    let back: Network = serde_json::from_str(&text).unwrap();
+    assert_eq!(back, net);
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    type Edit = fn(&mut serde_json::Value);
+    let edits: [(&str, Edit); 10] = [
+        ("rate index", |v| v["reactions"][0]["rate"] = 7.into()),
+        ("negative factor", |v| {
+            v["reactions"][1]["factor"] = (-0.5).into()
+        }),
+        ("zero factor", |v| v["reactions"][1]["factor"] = 0.0.into()),
+        ("reactant species", |v| {
+            v["reactions"][0]["reactants"][0][0] = 9.into()
+        }),
+        ("zero order", |v| {
+            v["reactions"][0]["reactants"][0][1] = 0.into()
+        }),
+        ("change species", |v| {
+            v["reactions"][2]["change"][0][0] = 99.into()
+        }),
+        ("zero change", |v| {
+            v["reactions"][2]["change"][0][1] = 0.into()
+        }),
+        ("counter out of range", |v| v["counters"][0] = 5.into()),
+        ("counter is a reactant", |v| v["counters"][0] = 0.into()),
+        ("no species", |v| v["species"] = serde_json::json!([])),
+    ];
+    for (what, edit) in edits {
+        let mut w = v.clone();
+        edit(&mut w);
+        assert!(
+            serde_json::from_value::<Network>(w).is_err(),
+            "{what}: accepted"
+        );
+    }
+    // NaN travels as null, which is not a number: refused too.
+    let mut w = v.clone();
+    w["reactions"][1]["factor"] = serde_json::Value::Null;
+    assert!(serde_json::from_value::<Network>(w).is_err());
+}
