@@ -191,6 +191,19 @@ fn one() -> f64 {
     1.0
 }
 
+/// Reaction `r`'s rate factor times `x`, if finite and positive.
+fn scaled(r: &Reaction, x: f64) -> Result<f64> {
+    let f = r.factor * x;
+    if f.is_finite() && f > 0.0 {
+        Ok(f)
+    } else {
+        Err(Error::Model(format!(
+            "reaction {:?}: its rate factor {f} is not finite and positive",
+            r.name
+        )))
+    }
+}
+
 #[allow(clippy::trivially_copy_pass_by_ref, clippy::float_cmp)]
 fn is_one(x: &f64) -> bool {
     *x == 1.0
@@ -623,14 +636,7 @@ impl Network {
             .reactions
             .get_mut(j)
             .ok_or_else(|| Error::Model(format!("no reaction {j}")))?;
-        let f = r.factor * factor;
-        if !(f.is_finite() && f > 0.0) {
-            return Err(Error::Model(format!(
-                "reaction {:?}: its rate factor {f} is not finite and positive",
-                r.name
-            )));
-        }
-        r.factor = f;
+        r.factor = scaled(r, factor)?;
         Ok(net)
     }
 
@@ -657,15 +663,8 @@ impl Network {
         for r in &mut net.reactions {
             match r.rate {
                 Some(k) if k == i => {
-                    let f = r.factor * value;
-                    if !(f.is_finite() && f > 0.0) {
-                        return Err(Error::Model(format!(
-                            "reaction {:?}: its fixed rate {f} is not finite and positive",
-                            r.name
-                        )));
-                    }
+                    r.factor = scaled(r, value)?;
                     r.rate = None;
-                    r.factor = f;
                 }
                 Some(k) if k > i => r.rate = Some(k - 1),
                 _ => {}

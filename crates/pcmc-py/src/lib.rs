@@ -162,14 +162,27 @@ fn with_particles(
     }
 }
 
+/// The thread count asked for (`None`: pcmc's default).
+fn thread_count(threads: Option<usize>) -> PyResult<usize> {
+    match threads {
+        Some(0) => Err(PyValueError::new_err("threads: must be at least 1")),
+        Some(n) => Ok(n),
+        None => Ok(pcmc_rayon::default_threads()),
+    }
+}
+
+/// The rows of `thetas` (`[B, d]`), each checked.
+fn theta_rows(job: &JobFile, thetas: &PyReadonlyArray2<'_, f64>) -> PyResult<Vec<Vec<f64>>> {
+    let rows: Vec<Vec<f64>> = thetas.as_array().outer_iter().map(|r| r.to_vec()).collect();
+    for (b, r) in rows.iter().enumerate() {
+        check_theta(job, r, &format!("thetas[{b}]"))?;
+    }
+    Ok(rows)
+}
+
 fn pool(threads: Option<usize>) -> PyResult<rayon::ThreadPool> {
-    let n = match threads {
-        Some(0) => return Err(PyValueError::new_err("threads: must be at least 1")),
-        Some(n) => n,
-        None => pcmc_rayon::default_threads(),
-    };
     rayon::ThreadPoolBuilder::new()
-        .num_threads(n)
+        .num_threads(thread_count(threads)?)
         .build()
         .map_err(|e| PyValueError::new_err(format!("threads: {e}")))
 }
@@ -193,11 +206,7 @@ fn loglik(
 ) -> PyResult<f64> {
     check_theta(&job.job, &theta, "theta")?;
     let problem = with_particles(&job.problem()?, particles)?;
-    let threads = match threads {
-        Some(0) => return Err(PyValueError::new_err("threads: must be at least 1")),
-        Some(n) => n,
-        None => pcmc_rayon::default_threads(),
-    };
+    let threads = thread_count(threads)?;
     py.detach(move || {
         let mut exec = pcmc_rayon::rayon_executor(threads).map_err(|e| e.to_string())?;
         let key = FilterKey {
@@ -225,11 +234,7 @@ fn loglik_batch<'py>(
     seed: u64,
     threads: Option<usize>,
 ) -> PyResult<Bound<'py, PyArray1<f64>>> {
-    let view = thetas.as_array();
-    let rows: Vec<Vec<f64>> = view.outer_iter().map(|r| r.to_vec()).collect();
-    for (b, r) in rows.iter().enumerate() {
-        check_theta(&job.job, r, &format!("thetas[{b}]"))?;
-    }
+    let rows = theta_rows(&job.job, &thetas)?;
     let problem = with_particles(&job.problem()?, particles)?;
     let pool = pool(threads)?;
     let out: Result<Vec<f64>, String> = py.detach(move || {
@@ -271,11 +276,7 @@ fn simulate<'py>(
     threads: Option<usize>,
 ) -> PyResult<Bound<'py, PyArray3<u64>>> {
     let j = job.job.clone();
-    let view = thetas.as_array();
-    let rows: Vec<Vec<f64>> = view.outer_iter().map(|r| r.to_vec()).collect();
-    for (b, r) in rows.iter().enumerate() {
-        check_theta(&j, r, &format!("thetas[{b}]"))?;
-    }
+    let rows = theta_rows(&j, &thetas)?;
     let n_sets = j.data_sets().len().max(1);
     if set >= n_sets {
         return Err(PyValueError::new_err(format!(
@@ -416,11 +417,7 @@ fn sample_pmmh(
         }
         j.mcmc.iterations = n;
     }
-    let threads = match threads {
-        Some(0) => return Err(PyValueError::new_err("threads: must be at least 1")),
-        Some(n) => n,
-        None => pcmc_rayon::default_threads(),
-    };
+    let threads = thread_count(threads)?;
     let problem = if particles.is_some() {
         j.read_problem().map_err(value_error)?
     } else {
